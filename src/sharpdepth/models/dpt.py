@@ -48,9 +48,7 @@ class FeatureFusionBlock(nn.Module):
     upsampling target is an explicit size (next skip's size) or x2.
     """
 
-    def __init__(
-        self, features: int, use_bn: bool = False, expand: bool = False, align_corners: bool = True
-    ) -> None:
+    def __init__(self, features: int, use_bn: bool = False, expand: bool = False, align_corners: bool = True) -> None:
         super().__init__()
         self.align_corners = align_corners
         out_features = features // 2 if expand else features

@@ -225,4 +225,3 @@ def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int], num_prefix: int) 
 
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
