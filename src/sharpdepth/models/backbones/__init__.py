@@ -1,0 +1,1 @@
+"""Convolutional backbones written in plain torch (no timm/geffnet, which pull torchvision)."""

@@ -1,0 +1,188 @@
+"""MiDaS v2.1 small (`midas_v21_small_256`): EfficientNet-Lite3 encoder + DPT-style fusion.
+
+Re-implements the official `MidasNet_small` (isl-org/MiDaS, `midas/midas_net_custom.py`)
+without timm/geffnet: the encoder is our `backbones.efficientnet_lite` regrouped into the
+official `pretrained.layer1..4`, the decoder is the shared `dpt.Scratch` (`expand=True`:
+level widths 64/128/256/512, each fusion block but the finest halves its width), plus the
+official `scratch.output_conv` head. State-dict keys are the official ones, so the official
+checkpoint (`midas_v21_small_256.pt`, 482 entries incl. `num_batches_tracked`) loads with
+`strict=True`.
+
+Network contract: `MidasNetSmall(cfg)(x)` takes (N, 3, h, w) *normalised* input (h, w
+multiples of 32 in practice) and returns (N, h, w) relative inverse depth ("disparity",
+non-negative), exactly the official squeezed `forward`. `forward(x, pre_relu=True)` returns
+the (N, 1, h, w) output of the last 1x1 conv before the final ReLU.
+
+Pre-processing the adapter must reproduce (official `load_model` for this model type; all
+exposed as `MidasSmallConfig` fields):
+
+* image: uint8 RGB -> float64 in [0, 1] (`/ 255.0`);
+* resize (`resize_method="upper_bound"`, `keep_aspect_ratio=True`, `multiple_of=32`,
+  `net_size=256` for both net_w and net_h): scale = min(256 / h, 256 / w) applied to both
+  sides, each side then `np.round(side * scale / 32) * 32` (numpy round-half-to-even), and
+  if that exceeds 256, `floor` instead. E.g. 480x640 -> 192x256, so the *long* side is 256
+  and the short one is smaller: the network is not fed a square. `net_input_hw` computes it;
+  the official `resize_target=None` (only the image is resized);
+* interpolation: `cv2.resize(..., interpolation=cv2.INTER_CUBIC)` on the float64 image
+  (`image_interpolation="cv2_inter_cubic"`). For this down-scale torch's
+  `F.interpolate(mode="bicubic", align_corners=False, antialias=False)` on float64 gave a
+  bit-identical net input in the fixture's reference self-check (both are a=-0.75 cubic
+  with half-pixel centres and no antialiasing);
+* normalise `(x - mean) / std` in float64 with ImageNet `mean`/`std`, HWC -> CHW, then
+  `astype(float32)`;
+* output: `F.interpolate(pred.unsqueeze(1), size=(H, W), mode="bicubic",
+  align_corners=False)` in float32 back to the image size (`output_interpolation`,
+  `output_align_corners`). Bicubic overshoot can make a few output pixels slightly
+  negative; the official pipeline leaves them so.
+
+The output is relative disparity (affine-invariant inverse depth), not metric depth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .backbones.efficientnet_lite import EFFICIENTNET_LITE3, EfficientNetLite, EfficientNetLiteConfig
+from .dpt import Scratch
+
+
+@dataclass(frozen=True)
+class MidasSmallConfig:
+    """Architecture and pre/post-processing settings of MiDaS v2.1 small."""
+
+    backbone: EfficientNetLiteConfig = EFFICIENTNET_LITE3
+    stage_groups: tuple[tuple[int, int], ...] = ((0, 2), (2, 3), (3, 5), (5, 7))
+    """EfficientNet stages [start, stop) forming `pretrained.layer1..4` (layer1 also holds the stem)."""
+    encoder_channels: tuple[int, int, int, int] = (32, 48, 136, 384)
+    """Channels of `pretrained.layer1..4` outputs; must match the backbone's stage widths."""
+    features: int = 64
+    expand: bool = True
+    use_bn: bool = False
+    align_corners: bool = True
+    """Bilinear x2 upsampling inside the fusion blocks (the head's x2 uses align_corners=False)."""
+    non_negative: bool = True
+    # --- pre-processing (official `midas.model_loader.load_model`) ---
+    net_size: int = 256
+    """net_w == net_h; an upper bound on the resized image's sides with resize_method 'upper_bound'."""
+    resize_method: str = "upper_bound"
+    keep_aspect_ratio: bool = True
+    multiple_of: int = 32
+    image_interpolation: str = "cv2_inter_cubic"
+    """cv2.INTER_CUBIC on the float64 [0, 1] RGB image."""
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # --- post-processing (official `run.process`) ---
+    output_interpolation: str = "bicubic"
+    output_align_corners: bool = False
+
+    def __post_init__(self) -> None:
+        widths = self.backbone.stage_channels()
+        derived = tuple(widths[stop - 1] for _, stop in self.stage_groups)
+        if derived != tuple(self.encoder_channels):
+            raise ValueError(f"encoder_channels {self.encoder_channels} != backbone stage widths {derived}")
+        if self.resize_method != "upper_bound" or not self.keep_aspect_ratio:
+            raise ValueError("only the official keep-aspect 'upper_bound' resize is implemented")
+
+    def net_input_hw(self, height: int, width: int) -> tuple[int, int]:
+        """Network input size for an image of height x width (official `Resize.get_size`)."""
+        scale = min(self.net_size / height, self.net_size / width)
+        return self._constrain(scale * height), self._constrain(scale * width)
+
+    def _constrain(self, x: float) -> int:
+        m = self.multiple_of
+        y = int(np.round(x / m) * m)  # numpy: round half to even, like the official code
+        if y > self.net_size:
+            y = int(math.floor(x / m) * m)
+        if y < 0:
+            y = int(math.ceil(x / m) * m)
+        return y
+
+
+MIDAS_V21_SMALL_256 = MidasSmallConfig()
+
+
+class EfficientNetEncoder(nn.Module):
+    """`pretrained`: EfficientNet stem + stages regrouped into the four MiDaS levels.
+
+    Official `_make_efficientnet_backbone`: layer1 = Sequential(conv_stem, bn1, act1,
+    blocks[0], blocks[1]), layer2 = blocks[2], layer3 = blocks[3:5], layer4 = blocks[5:7]
+    (strides 4, 8, 16, 32).
+    """
+
+    def __init__(self, cfg: MidasSmallConfig) -> None:
+        super().__init__()
+        net = EfficientNetLite(cfg.backbone)
+        stages = list(net.blocks)
+        for i, (start, stop) in enumerate(cfg.stage_groups, start=1):
+            stem = [net.conv_stem, net.bn1, net.act1] if i == 1 else []
+            setattr(self, f"layer{i}", nn.Sequential(*stem, *stages[start:stop]))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for i in range(1, 5):
+            x = getattr(self, f"layer{i}")(x)
+            feats.append(x)
+        return feats
+
+
+class Interpolate(nn.Module):
+    """Parameter-free resize kept as a module so `output_conv` indices match the official ones."""
+
+    def __init__(self, scale_factor: float, mode: str, align_corners: bool) -> None:
+        super().__init__()
+        self.scale_factor = scale_factor
+        self.mode = mode
+        self.align_corners = align_corners
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.interpolate(
+            x, scale_factor=self.scale_factor, mode=self.mode, align_corners=self.align_corners
+        )
+
+
+def make_head(features: int, non_negative: bool) -> nn.Sequential:
+    """Official `scratch.output_conv`: conv3x3 -> x2 bilinear -> conv3x3 -> ReLU -> conv1x1 -> ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(features, features // 2, 3, padding=1),
+        Interpolate(2, "bilinear", align_corners=False),
+        nn.Conv2d(features // 2, 32, 3, padding=1),
+        nn.ReLU(inplace=False),
+        nn.Conv2d(32, 1, 1),
+        nn.ReLU(inplace=False) if non_negative else nn.Identity(),
+        nn.Identity(),
+    )
+
+
+class MidasNetSmall(nn.Module):
+    """MiDaS v2.1 small with official key names (`pretrained.*`, `scratch.*`)."""
+
+    def __init__(self, cfg: MidasSmallConfig = MIDAS_V21_SMALL_256) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.pretrained = EfficientNetEncoder(cfg)
+        self.scratch = Scratch(
+            cfg.encoder_channels,
+            cfg.features,
+            use_bn=cfg.use_bn,
+            expand=cfg.expand,
+            align_corners=cfg.align_corners,
+        )
+        self.scratch.output_conv = make_head(cfg.features, cfg.non_negative)
+
+    def decode(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Four encoder maps -> fused map at half the input resolution (features channels)."""
+        # MidasNet_small upsamples by a plain x2 in every fusion block (refinenet4 has no skip).
+        return self.scratch.fuse(feats, sizes_from_skips=False)
+
+    def forward(self, x: torch.Tensor, pre_relu: bool = False) -> torch.Tensor:
+        """(N, 3, h, w) normalised -> (N, h, w) disparity, or (N, 1, h, w) head output before the ReLU."""
+        path = self.decode(self.pretrained(x))
+        head = self.scratch.output_conv
+        if pre_relu:
+            return head[:5](path)
+        return torch.squeeze(head(path), dim=1)
