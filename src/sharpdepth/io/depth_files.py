@@ -156,8 +156,7 @@ WRITERS = {"npy": write_npy, "npz": write_npz, "png16": write_png16, "exr": writ
 
 def write_result(result: DepthResult, out_dir: Path, stem: str, fmt: str, **options: Any) -> Path:
     path = output_path(out_dir, stem, fmt, result.kind)
-    writer = WRITERS[fmt]
-    writer(path, result, **options) if fmt == "png16" else writer(path, result)
+    WRITERS[fmt](path, result, **options)
     return path
 
 

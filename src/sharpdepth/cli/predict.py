@@ -1,0 +1,192 @@
+"""`sharpdepth predict` and `sharpdepth info`.
+
+A batch never stops at a bad file: each failure is collected with a one-line
+reason, the remaining images are processed, and the command ends with a list of
+failures and exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..errors import OptionError, SharpDepthError
+from ..io.images import DEFAULT_MAX_PIXELS, load_image
+from ..io.outputs import OutputOptions, parse_formats, sidecar_path, write_outputs
+from .inputs import InputItem, expand_inputs
+
+console = Console(stderr=True)
+
+
+def _chunks(items: list[InputItem], size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def run_predict(
+    inputs: list[str],
+    out_dir: Path,
+    model_name: str = "depth-pro",
+    weights: Path | None = None,
+    device: str = "cpu",
+    precision: str = "fp32",
+    focal_px: float | None = None,
+    fov_deg: float | None = None,
+    options: OutputOptions | None = None,
+    skip_existing: bool = False,
+    batch_size: int = 1,
+    input_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    align_to: Path | None = None,
+    show_progress: bool = True,
+) -> tuple[int, list[tuple[str, str]]]:
+    """Process every input; returns (number written, [(input, error)])."""
+    import sharpdepth
+
+    options = options or OutputOptions()
+    if batch_size < 1:
+        raise OptionError("--batch-size must be at least 1")
+    items, failures = expand_inputs(inputs)
+    if skip_existing:
+        items = [it for it in items if not sidecar_path(out_dir, it.stem).is_file()]
+    if not items:
+        return 0, failures
+    model = sharpdepth.load(
+        model_name, weights=weights, device=device, precision=precision, input_size=input_size, max_pixels=max_pixels
+    )
+    aligner = _make_aligner(align_to, model) if align_to else None
+    done = 0
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=not show_progress, transient=True) as progress:
+        task = progress.add_task(f"{model.name}", total=len(items))
+        for chunk in _chunks(items, batch_size):
+            loaded, ok_items = [], []
+            for item in chunk:
+                try:
+                    loaded.append(load_image(item.path, max_pixels))
+                    ok_items.append(item)
+                except SharpDepthError as exc:
+                    failures.append((str(item.path), str(exc)))
+            try:
+                results = model.predict_batch(loaded, focal_px=focal_px, fov_deg=fov_deg, batch_size=batch_size)
+            except SharpDepthError as exc:
+                failures.extend((str(it.path), str(exc)) for it in ok_items)
+                progress.advance(task, len(chunk))
+                continue
+            for item, result in zip(ok_items, results, strict=True):
+                try:
+                    if aligner is not None:
+                        result = aligner(result)
+                    write_outputs(result, out_dir, item.stem, options)
+                    done += 1
+                except SharpDepthError as exc:
+                    failures.append((str(item.path), str(exc)))
+                except OSError as exc:
+                    failures.append((str(item.path), f"could not write outputs: {exc}"))
+            progress.advance(task, len(chunk))
+    return done, failures
+
+
+def _make_aligner(align_to: Path, model):
+    """Relative -> metric with a scale/shift fit (in disparity) to known sparse depths."""
+    from ..align import align_result_to_points, load_sparse_points
+
+    if model.spec.output_kind == "metric_depth":
+        raise OptionError(f"--align-to is for relative models; {model.name} already predicts metres")
+    points = load_sparse_points(align_to)
+    return lambda result: align_result_to_points(result, points)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("predict")
+    def predict(
+        inputs: Annotated[list[str], typer.Argument(help="Images, directories (recursive), globs or .txt lists.")],
+        output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path("out"),
+        model: Annotated[str, typer.Option("--model", "-m", help="Model name (sharpdepth weights list).")] = (
+            "depth-pro"
+        ),
+        weights: Annotated[Path | None, typer.Option(help="Checkpoint file (.pt/.pth/.safetensors).")] = None,
+        device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = "cpu",
+        precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU only).")] = "fp32",
+        focal_px: Annotated[float | None, typer.Option(help="Focal length in pixels (overrides EXIF/model).")] = None,
+        fov_deg: Annotated[float | None, typer.Option(help="Horizontal field of view in degrees.")] = None,
+        format: Annotated[str, typer.Option("--format", "-f", help="npy,npz,png16,exr,pfm (comma list).")] = "npz",
+        colormap: Annotated[str, typer.Option(help="inferno, turbo, viridis, magma, plasma, spectral, gray.")] = (
+            "inferno"
+        ),
+        no_view: Annotated[bool, typer.Option("--no-view", help="Skip the colour view.")] = False,
+        side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Input and view side by side.")] = False,
+        normals: Annotated[bool, typer.Option("--normals", help="Surface-normal view (metric models).")] = False,
+        png_scale: Annotated[float, typer.Option(help="16-bit PNG: metres per unit (0.001 = mm).")] = 0.001,
+        skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip images already done.")] = False,
+        batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
+        input_size: Annotated[int | None, typer.Option(help="Network input size (DA/MiDaS; higher = finer).")] = (None),
+        max_pixels: Annotated[int, typer.Option(help="Refuse images larger than this many pixels.")] = (
+            DEFAULT_MAX_PIXELS
+        ),
+        align_to: Annotated[
+            Path | None, typer.Option(help="CSV of x,y,depth_m: fit a relative model's output to metres.")
+        ] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ) -> None:
+        """Predict depth for images and write depth files, views and a JSON sidecar per image."""
+        options = OutputOptions(
+            formats=parse_formats(format),
+            colormap=colormap,
+            color_view=not no_view,
+            side_by_side=side_by_side,
+            normals=normals,
+            png16_scale_m=png_scale,
+        )
+        done, failures = run_predict(
+            inputs, output, model, weights, device, precision, focal_px, fov_deg, options, skip_existing,
+            batch_size, input_size, max_pixels, align_to, show_progress=not quiet,
+        )  # fmt: skip
+        console.print(f"wrote {done} result(s) to {output}")
+        if failures:
+            table = Table("input", "error", title=f"{len(failures)} failed", title_justify="left")
+            for name, error in failures:
+                table.add_row(name, error)
+            console.print(table)
+            raise typer.Exit(1)
+
+    @app.command("info")
+    def info(
+        image: Annotated[Path, typer.Argument(help="An image file.")],
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ) -> None:
+        """Image size, EXIF orientation, EXIF focal data and the focal length in pixels it implies."""
+        loaded = load_image(image)
+        data = {
+            "path": str(image),
+            "format": loaded.format,
+            "mode": loaded.original_mode,
+            "width": loaded.width,
+            "height": loaded.height,
+            "orientation": loaded.orientation,
+            "exif": loaded.exif,
+            "focal_px": loaded.exif_focal.focal_px if loaded.exif_focal else None,
+            "focal_rule": loaded.exif_focal.rule if loaded.exif_focal else None,
+        }
+        if loaded.exif_focal:
+            from ..result import fov_from_focal
+
+            data["fov_deg"] = fov_from_focal(loaded.exif_focal.focal_px, loaded.width)
+        if as_json:
+            typer.echo(json.dumps(data, indent=2))
+            return
+        out = Console()
+        out.print(f"[bold]{image}[/]  {loaded.format} {loaded.original_mode}  {loaded.width}x{loaded.height} (upright)")
+        out.print(f"EXIF orientation: {loaded.orientation}")
+        for key, value in loaded.exif.items():
+            out.print(f"  {key}: {value}")
+        if loaded.exif_focal:
+            out.print(f"focal length: {data['focal_px']:.1f} px ({loaded.exif_focal.rule}), FOV {data['fov_deg']:.2f}°")
+        else:
+            out.print("focal length: not in EXIF (Depth Pro will estimate it)")

@@ -1,0 +1,82 @@
+"""`sharpdepth weights list | download NAME | path NAME | convert IN OUT`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import WeightsError
+from ..registry import get_spec, list_specs
+from ..weights.hub import cached_path, resolve_weights
+
+weights_app = typer.Typer(help="List, download, locate and convert model weights.", no_args_is_help=True)
+
+
+@weights_app.command("list")
+def list_weights(
+    all_models: Annotated[bool, typer.Option("--all", help="Include test-only architectures.")] = False,
+) -> None:
+    """Every registered model: output kind, size, licence, source and whether it is cached."""
+    table = Table("model", "output", "params", "input", "licence", "source", "cached")
+    for spec in list_specs(include_test_only=all_models):
+        source = spec.sources[0] if spec.sources else None
+        cached = "yes" if any(cached_path(s) for s in spec.sources) else "no"
+        params = f"{spec.params_millions:.0f}M" if spec.params_millions else "-"
+        where = f"{source.repo_id}/{source.filename}" if source else "(none published)"
+        table.add_row(spec.name, str(spec.output_kind), params, spec.native_resolution, spec.license, where, cached)
+    Console().print(table)
+
+
+@weights_app.command("download")
+def download(name: Annotated[str, typer.Argument(help="Model name.")]) -> None:
+    """Download a model's weights into the Hugging Face cache (verified) and print the path."""
+    resolved = resolve_weights(get_spec(name))
+    typer.echo(str(resolved.path))
+
+
+@weights_app.command("path")
+def path(name: Annotated[str, typer.Argument(help="Model name.")]) -> None:
+    """Print the cached weights file of a model (never downloads)."""
+    spec = get_spec(name)
+    for source in spec.sources:
+        found = cached_path(source)
+        if found:
+            typer.echo(str(found))
+            return
+    raise WeightsError(f"weights for {name} are not cached; run `sharpdepth weights download {name}`")
+
+
+@weights_app.command("convert")
+def convert(
+    src: Annotated[Path, typer.Argument(help="Input checkpoint (.pt/.pth/.bin/.safetensors).")],
+    dest: Annotated[Path, typer.Argument(help="Output .safetensors file.")],
+    model: Annotated[
+        str | None, typer.Option(help="Model name: check keys strictly and convert a transformers-layout file.")
+    ] = None,
+) -> None:
+    """Convert a pickled checkpoint to safetensors once (loaded with weights_only=True)."""
+    from ..engine.model import adapter_for, load_weights_into, strict_load
+    from ..weights.checkpoint import load_state_dict_file, save_safetensors
+    from ..weights.hub import ResolvedWeights
+
+    if dest.suffix != ".safetensors":
+        raise WeightsError(f"{dest}: output must end in .safetensors")
+    if model is None:
+        state = load_state_dict_file(src)
+    else:
+        spec = get_spec(model)
+        adapter = adapter_for(spec)
+        net = adapter.build_network()
+        load_weights_into(net, adapter, ResolvedWeights(src, "auto", "user"))
+        state = net.state_dict()
+        strict_load(net, state, str(src))
+    save_safetensors(state, dest, {"format": "pt", "converted_by": "sharpdepth"})
+    typer.echo(f"wrote {dest} ({len(state)} tensors)")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(weights_app, name="weights")
