@@ -89,7 +89,11 @@ class MidasSmallConfig:
             raise ValueError("only the official keep-aspect 'upper_bound' resize is implemented")
 
     def net_input_hw(self, height: int, width: int) -> tuple[int, int]:
-        """Network input size for an image of height x width (official `Resize.get_size`)."""
+        """Network input size for an image of height x width (official `Resize.get_size`).
+
+        Faithful to the official code, a side can round to 0 for aspect ratios beyond ~16:1
+        (e.g. 100x3000 -> (0, 256)); callers must reject or pad such images.
+        """
         scale = min(self.net_size / height, self.net_size / width)
         return self._constrain(scale * height), self._constrain(scale * width)
 

@@ -111,9 +111,7 @@ class DepthwiseSeparable(nn.Module):
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: pw expand -> BN -> ReLU6 -> dw -> BN -> ReLU6 -> pw project -> BN."""
 
-    def __init__(
-        self, in_ch: int, out_ch: int, kernel: int, stride: int, expand_ratio: float, bn_eps: float
-    ) -> None:
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand_ratio: float, bn_eps: float) -> None:
         super().__init__()
         mid_ch = make_divisible(in_ch * expand_ratio)
         self.has_residual = stride == 1 and in_ch == out_ch
