@@ -291,7 +291,8 @@ def _read_exr(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     import OpenEXR
 
     with OpenEXR.File(str(path)) as f:
-        header, channels = f.header(), f.channels()
+        # The header dict is tied to the open file: copy what we need before closing.
+        header, channels = dict(f.header()), f.channels()
         name = next((c for c in ("Z", "disparity", "Y", "R") if c in channels), None)
         if name is None:
             raise KeyError(f"no depth channel among {sorted(channels)}")

@@ -34,7 +34,7 @@ class ResolvedWeights:
 
 def _fetch_instructions(spec: ModelSpec, source: WeightSource) -> str:
     return (
-        f"on a machine with internet run `huggingface-cli download {source.repo_id} {source.filename}` "
+        f"on a machine with internet run `hf download {source.repo_id} {source.filename}` "
         f"(or open {source.url}), copy the file here and pass --weights PATH"
     )
 
