@@ -50,7 +50,7 @@ def test_pixel_formats_become_rgb8(tmp_path, mode):
     rgb = _pattern(8, 8)
     base = Image.fromarray(rgb)
     if mode == "I;16":
-        img = Image.fromarray((rgb[..., 0].astype(np.uint16) * 257))
+        img = Image.fromarray(rgb[..., 0].astype(np.uint16) * 257)
         assert img.mode == "I;16"
     elif mode == "P":
         img = base.convert("P")

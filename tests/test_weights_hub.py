@@ -15,6 +15,7 @@ import textwrap
 
 import pytest
 import torch
+
 from fake_hub import FakeHub
 
 SCRIPT = textwrap.dedent(
