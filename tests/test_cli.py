@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import fixture_state_dict
 from PIL import Image
 
 from sharpdepth.cli.main import main
 from sharpdepth.io.depth_files import read_depth_result
+
+from conftest import fixture_state_dict
 
 
 @pytest.fixture(scope="module")

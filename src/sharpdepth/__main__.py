@@ -1,0 +1,5 @@
+"""`python -m sharpdepth ...` is the same as the `sharpdepth` command."""
+
+from .cli.main import entry
+
+entry()
