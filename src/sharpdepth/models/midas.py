@@ -1,0 +1,428 @@
+"""MiDaS 3.x DPT models (isl-org/MiDaS `DPTDepthModel`) with the official state-dict keys.
+
+One network class, `MidasDPT`, covers every DPT backbone MiDaS ships that we support:
+
+* `dpt_large_384`: ViT-L/16 (the shared `vit.VisionTransformer`, bilinear position-grid
+  resize, no LayerScale), hooks on blocks 5/11/17/23;
+* `dpt_hybrid_384`: ViT-B/16 whose patch embedding is a ResNet-50 (`backbones.resnetv2`);
+  the two finest levels are the ResNet's stage-0/1 outputs, hooks 8/11 give the rest;
+* `dpt_beit_large_512`: BEiT-L/16 with MiDaS' size-adaptive relative position bias
+  (`backbones.beit`), hooks 5/11/17/23;
+* `dpt_swin2_tiny_256`: Swin-V2-T (`backbones.swin2`), the last block of each stage.
+
+Keys: `pretrained.model.*` (backbone, timm names), `pretrained.act_postprocessN.*`
+(reassemble: `.0.project.0` readout Linear, `.3` 1x1 conv, `.4` resample; official
+indices 1/2 are weightless Transpose/Unflatten), `scratch.*` (the shared `dpt.Scratch`)
+and `scratch.output_conv.{0,2,4}` (head). Official checkpoints also hold a few buffers
+we compute instead (BEiT `relative_position_index`, Swin `attn_mask`): `MidasDPT.load_state_dict`
+accepts them (verifying the Swin masks), and `drop_computed_keys` removes them for loaders
+that compare key sets before loading (see `engine.adapters.midas`).
+
+The decoder follows MiDaS 3.x: fusion blocks upsample bilinearly (align_corners=True) to
+the next skip's size, refinenet1 by x2, and refinenet4 sees only the coarsest map (its
+`resConfUnit1` is unused but kept for strict loading). Output: (N, h, w) relative inverse
+depth, clamped >= 0 by the final ReLU.
+
+Each preset also carries the official pre-processing (`midas.model_loader.load_model`):
+net size, resize rule, multiple-of-32 constraint and mean/std; `midas_resize_hw` is the
+official `Resize.get_size`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import ModelSpec, WeightSource, register
+from ..result import OutputKind
+from .backbones.beit import COMPUTED_KEYS as BEIT_COMPUTED_KEYS
+from .backbones.beit import Beit, BeitConfig
+from .backbones.resnetv2 import HybridEmbed
+from .backbones.swin2 import Swin2Config, SwinTransformerV2
+from .dpt import Scratch
+from .vit import VisionTransformer, ViTConfig
+
+ResizeMethod = Literal["minimal", "upper_bound", "lower_bound"]
+
+
+@dataclass(frozen=True)
+class MidasDPTConfig:
+    """Architecture and official pre-processing of one MiDaS DPT model."""
+
+    backbone: ViTConfig | BeitConfig | Swin2Config
+    hooks: tuple[int, int, int, int]
+    """ViT/BEiT: tapped block indices (hybrid: the first two are ResNet stages). Swin: block index per stage."""
+    reassemble_features: tuple[int, int, int, int]
+    """Channels of the four maps entering `scratch.layerN_rn`."""
+    hybrid_layers: tuple[int, ...] = ()
+    """ResNet stage depths of a ViT-Hybrid patch embedding; empty for a plain ViT."""
+    features: int = 256
+    head_features_2: int = 32
+    non_negative: bool = True
+    use_bn: bool = False
+    align_corners: bool = True
+    num_classes: int = 1000
+    """Width of the unused ImageNet classifier the official ViT checkpoints keep."""
+    # --- official pre-processing (same field names as MidasSmallConfig) ---
+    net_size: int = 384
+    resize_method: ResizeMethod = "minimal"
+    keep_aspect_ratio: bool = True
+    multiple_of: int = 32
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    @property
+    def kind(self) -> str:
+        if isinstance(self.backbone, BeitConfig):
+            return "beit"
+        if isinstance(self.backbone, Swin2Config):
+            return "swin2"
+        return "vit_hybrid" if self.hybrid_layers else "vit"
+
+    @property
+    def fixed_input_size(self) -> bool:
+        """Swin-V2's window masks are built for one grid, as in timm 0.6 (which asserts the size)."""
+        return self.kind == "swin2"
+
+    def net_input_hw(self, height: int, width: int, net_size: int | None = None) -> tuple[int, int]:
+        size = net_size or self.net_size
+        return midas_resize_hw(height, width, size, size, self.resize_method, self.keep_aspect_ratio, self.multiple_of)
+
+
+def midas_resize_hw(
+    height: int,
+    width: int,
+    net_h: int,
+    net_w: int,
+    method: str,
+    keep_aspect_ratio: bool,
+    multiple_of: int,
+) -> tuple[int, int]:
+    """Official `midas.transforms.Resize.get_size` -> (new_height, new_width).
+
+    'minimal' scales as little as possible (the side closer to its target decides),
+    'upper_bound' fits inside net size, 'lower_bound' covers it; each side is then
+    rounded to the multiple (numpy round-half-to-even), bounded as the method requires.
+    """
+    scale_h, scale_w = net_h / height, net_w / width
+    if keep_aspect_ratio:
+        if method == "lower_bound":
+            scale_h = scale_w = max(scale_h, scale_w)
+        elif method == "upper_bound":
+            scale_h = scale_w = min(scale_h, scale_w)
+        elif method == "minimal":
+            scale_h = scale_w = scale_w if abs(1 - scale_w) < abs(1 - scale_h) else scale_h
+        else:
+            raise ValueError(f"resize method {method!r} not implemented")
+
+    def constrain(x: float, bound: int) -> int:
+        y = int(np.round(x / multiple_of) * multiple_of)
+        if method == "upper_bound" and y > bound:
+            y = int(math.floor(x / multiple_of) * multiple_of)
+        if method == "lower_bound" and y < bound:
+            y = int(math.ceil(x / multiple_of) * multiple_of)
+        return y
+
+    return constrain(scale_h * height, net_h), constrain(scale_w * width, net_w)
+
+
+class ProjectReadout(nn.Module):
+    """Readout 'project': each patch token concatenated with the cls token -> Linear -> GELU."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.project = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU())
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        patches = tokens[:, 1:]
+        readout = tokens[:, :1].expand_as(patches)
+        return self.project(torch.cat([patches, readout], dim=-1))
+
+
+class Reassemble(nn.Module):
+    """`pretrained.act_postprocessN` for token backbones: readout, tokens -> map, 1x1 conv, resample.
+
+    Submodule names are the official Sequential indices (0 readout, 3 conv, 4 resample);
+    indices 1 (Transpose) and 2 (Unflatten) hold no weights and are done in `forward`.
+    """
+
+    def __init__(self, dim: int, out: int, level: int) -> None:
+        super().__init__()
+        self.add_module("0", ProjectReadout(dim))
+        self.add_module("3", nn.Conv2d(dim, out, 1))
+        resample: dict[int, nn.Module] = {
+            1: nn.ConvTranspose2d(out, out, kernel_size=4, stride=4),
+            2: nn.ConvTranspose2d(out, out, kernel_size=2, stride=2),
+            4: nn.Conv2d(out, out, kernel_size=3, stride=2, padding=1),
+        }
+        if level in resample:
+            self.add_module("4", resample[level])
+
+    def forward(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        x = getattr(self, "0")(tokens).transpose(1, 2)
+        x = x.reshape(x.shape[0], x.shape[1], *grid)
+        for name in ("3", "4"):
+            if hasattr(self, name):
+                x = getattr(self, name)(x)
+        return x
+
+
+def _build_backbone(cfg: MidasDPTConfig) -> nn.Module:
+    bb = cfg.backbone
+    if isinstance(bb, BeitConfig):
+        return Beit(bb)
+    if isinstance(bb, Swin2Config):
+        return SwinTransformerV2(bb)
+    vit = VisionTransformer(bb)
+    if cfg.hybrid_layers:
+        vit.patch_embed = HybridEmbed(bb.embed_dim, cfg.hybrid_layers)
+    vit.head = nn.Linear(bb.embed_dim, cfg.num_classes)  # timm's classifier; unused, kept for strict loading
+    return vit
+
+
+class MidasEncoder(nn.Module):
+    """`pretrained`: the backbone (`model`) plus the reassemble stage; returns four maps, fine to coarse."""
+
+    def __init__(self, cfg: MidasDPTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.model = _build_backbone(cfg)
+        self.num_cnn_levels = 2 if cfg.kind == "vit_hybrid" else 0
+        if cfg.kind != "swin2":
+            for level in range(self.num_cnn_levels + 1, 5):
+                out = cfg.reassemble_features[level - 1]
+                self.add_module(f"act_postprocess{level}", Reassemble(cfg.backbone.embed_dim, out, level))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.cfg.kind == "swin2":
+            # act_postprocessN of the Swin models is Transpose + Unflatten only (no weights).
+            return self.model.forward_features(x, self.cfg.hooks)
+        skips, tapped, grid = self._tokens(x)
+        levels = range(self.num_cnn_levels + 1, 5)
+        return skips + [getattr(self, f"act_postprocess{lv}")(t, grid) for lv, t in zip(levels, tapped, strict=True)]
+
+    def _tokens(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], tuple[int, int]]:
+        """(CNN skip maps, raw outputs of the tapped blocks incl. cls token, patch grid)."""
+        taps = self.cfg.hooks[self.num_cnn_levels :]
+        if self.cfg.kind == "beit":
+            tapped, grid = self.model.forward_features(x, taps)
+            return [], tapped, grid
+        vit: VisionTransformer = self.model
+        if self.cfg.kind == "vit_hybrid":
+            skips, patches, grid = vit.patch_embed.forward_stages(x)
+        else:
+            (patches, grid), skips = vit.patch_embed(x), []
+        # MiDaS `forward_flex`: cls token, then the stored grid resized bilinearly to this input.
+        tokens = torch.cat([vit.cls_token.expand(x.shape[0], -1, -1), patches], dim=1)
+        tokens = tokens + vit.position_embedding(*grid)
+        tapped: dict[int, torch.Tensor] = {}
+        for i, block in enumerate(vit.blocks[: max(taps) + 1]):
+            tokens = block(tokens)
+            if i in taps:
+                tapped[i] = tokens
+        return skips, [tapped[i] for i in taps], grid
+
+
+class Interpolate(nn.Module):
+    """Weightless resize kept as a module so `output_conv` indices match the official ones."""
+
+    def __init__(self, scale_factor: float, align_corners: bool) -> None:
+        super().__init__()
+        self.scale_factor = scale_factor
+        self.align_corners = align_corners
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=self.scale_factor, mode="bilinear", align_corners=self.align_corners)
+
+
+def make_dpt_head(features: int, head_features_2: int, non_negative: bool) -> nn.Sequential:
+    """`scratch.output_conv` of DPTDepthModel: conv3x3 -> x2 -> conv3x3 -> ReLU -> conv1x1 -> ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(features, features // 2, 3, padding=1),
+        Interpolate(2, align_corners=True),
+        nn.Conv2d(features // 2, head_features_2, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(head_features_2, 1, 1),
+        nn.ReLU() if non_negative else nn.Identity(),
+        nn.Identity(),
+    )
+
+
+class MidasDPT(nn.Module):
+    """MiDaS `DPTDepthModel`: (N, 3, h, w) normalised input -> (N, h, w) relative inverse depth."""
+
+    def __init__(self, cfg: MidasDPTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.pretrained = MidasEncoder(cfg)
+        self.scratch = Scratch(cfg.reassemble_features, cfg.features, cfg.use_bn, False, cfg.align_corners)
+        self.scratch.output_conv = make_dpt_head(cfg.features, cfg.head_features_2, cfg.non_negative)
+
+    def forward(self, x: torch.Tensor, pre_relu: bool = False) -> torch.Tensor:
+        """Disparity (N, h, w); with `pre_relu` the (N, 1, h, w) last-conv output before the final ReLU."""
+        path = self.scratch.fuse(self.pretrained(x), sizes_from_skips=True)
+        head = self.scratch.output_conv
+        if pre_relu:
+            return head[:5](path)
+        return head(path).squeeze(1)
+
+    def computed_keys(self) -> list[str]:
+        """Official-checkpoint keys this model computes instead of storing (see module docstring)."""
+        model = self.pretrained.model
+        if isinstance(model, Beit):
+            names = [f"blocks.{i}.{k}" for i in range(len(model.blocks)) for k in BEIT_COMPUTED_KEYS]
+        elif isinstance(model, SwinTransformerV2):
+            names = model.computed_keys()
+        else:
+            names = []
+        return [f"pretrained.model.{n}" for n in names]
+
+    def drop_computed_keys(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`state` without the computed keys; raises ValueError if a stored Swin mask is not the computed one."""
+        computed = set(self.computed_keys())
+        buffers = dict(self.named_buffers())
+        for key in computed & set(state):
+            ours = buffers.get(key)
+            if ours is not None and not torch.equal(state[key].float().cpu(), ours.float().cpu()):
+                raise ValueError(f"{key}: stored values differ from the ones this architecture computes")
+        return {k: v for k, v in state.items() if k not in computed}
+
+
+# ----------------------------------------------------------------------------- presets
+def _vit(embed_dim: int, depth: int, num_heads: int) -> ViTConfig:
+    return ViTConfig(
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        patch_size=16,
+        img_size=384,
+        layer_scale=False,
+        norm_eps=1e-6,
+        pos_interp="bilinear",
+    )
+
+
+DPT_LARGE_384 = MidasDPTConfig(
+    backbone=_vit(1024, 24, 16), hooks=(5, 11, 17, 23), reassemble_features=(256, 512, 1024, 1024)
+)
+DPT_HYBRID_384 = MidasDPTConfig(
+    backbone=_vit(768, 12, 12),
+    hooks=(0, 1, 8, 11),
+    reassemble_features=(256, 512, 768, 768),
+    hybrid_layers=(3, 4, 9),
+)
+DPT_BEIT_LARGE_512 = MidasDPTConfig(
+    backbone=BeitConfig(), hooks=(5, 11, 17, 23), reassemble_features=(256, 512, 1024, 1024), net_size=512
+)
+DPT_SWIN2_TINY_256 = MidasDPTConfig(
+    backbone=Swin2Config(),
+    hooks=(1, 1, 5, 1),
+    reassemble_features=(96, 192, 384, 768),
+    net_size=256,
+    keep_aspect_ratio=False,
+)
+
+_LICENSE = "MIT (isl-org/MiDaS)"
+_ABOUT = "Relative inverse depth (affine-invariant disparity); MiDaS 3.1 (Ranftl et al., Birkl et al. 2023)."
+
+register(
+    ModelSpec(
+        name="midas-dpt-beit-large-512",
+        family="midas",
+        config=DPT_BEIT_LARGE_512,
+        output_kind=OutputKind.RELATIVE_DISPARITY,
+        license=_LICENSE,
+        description="MiDaS 3.1 DPT BEiT-L/16 at 512 (the MiDaS default, highest quality). " + _ABOUT,
+        sources=(WeightSource("Intel/dpt-beit-large-512", "model.safetensors", layout="hf"),),
+        native_resolution="512x512",
+        params_millions=345.0,
+        aliases=("dpt_beit_large_512",),
+    )
+)
+register(
+    ModelSpec(
+        name="midas-dpt-large-384",
+        family="midas",
+        config=DPT_LARGE_384,
+        output_kind=OutputKind.RELATIVE_DISPARITY,
+        license=_LICENSE,
+        description="MiDaS 3.0 DPT-Large (ViT-L/16) at 384. " + _ABOUT,
+        sources=(
+            WeightSource("Intel/dpt-large", "model.safetensors", layout="hf"),
+            WeightSource(
+                "deforum/MiDaS",
+                "dpt_large-midas-2f21e586.pt",
+                layout="official",
+                sha256="2f21e586477d90cb9624c7eef5df7891edca49a1c4795ee2cb631fd4daa6ca69",
+                size_bytes=1376378527,
+            ),
+        ),
+        native_resolution="384x384",
+        params_millions=344.1,
+        aliases=("dpt_large_384",),
+    )
+)
+register(
+    ModelSpec(
+        name="midas-dpt-hybrid-384",
+        family="midas",
+        config=DPT_HYBRID_384,
+        output_kind=OutputKind.RELATIVE_DISPARITY,
+        license=_LICENSE,
+        description="MiDaS 3.0 DPT-Hybrid (ResNet-50 + ViT-B/16) at 384. " + _ABOUT,
+        sources=(
+            WeightSource("Intel/dpt-hybrid-midas", "pytorch_model.bin", layout="hf"),
+            WeightSource("lllyasviel/Annotators", "dpt_hybrid-midas-501f0c75.pt", layout="official"),
+        ),
+        native_resolution="384x384",
+        params_millions=123.1,
+        aliases=("dpt_hybrid_384",),
+    )
+)
+register(
+    ModelSpec(
+        name="midas-dpt-swin2-tiny-256",
+        family="midas",
+        config=DPT_SWIN2_TINY_256,
+        output_kind=OutputKind.RELATIVE_DISPARITY,
+        license=_LICENSE,
+        description="MiDaS 3.1 DPT Swin-V2-T at 256x256 (fast). " + _ABOUT,
+        sources=(),
+        native_resolution="256x256",
+        params_millions=41.7,
+        aliases=("dpt_swin2_tiny_256",),
+    )
+)
+
+
+def _register_small() -> None:
+    """MiDaS v2.1 small lives in `midas_small` (another module); register it when that exists."""
+    try:
+        from .midas_small import MIDAS_V21_SMALL_256
+    except ModuleNotFoundError as err:
+        if err.name != f"{__package__}.midas_small":
+            raise
+        return
+    register(
+        ModelSpec(
+            name="midas-v21-small-256",
+            family="midas",
+            config=MIDAS_V21_SMALL_256,
+            output_kind=OutputKind.RELATIVE_DISPARITY,
+            license=_LICENSE,
+            description="MiDaS v2.1 small (EfficientNet-Lite3) at 256, for mobile/real-time. " + _ABOUT,
+            sources=(),
+            native_resolution="256x256",
+            params_millions=21.3,
+            aliases=("midas_v21_small_256",),
+        )
+    )
+
+
+_register_small()
