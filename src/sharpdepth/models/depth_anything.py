@@ -1,0 +1,326 @@
+"""Depth Anything V1 and V2 (relative and metric): DINOv2 encoder + DPT head.
+
+Both versions share one architecture and one state-dict layout (`pretrained.*` for
+the DINOv2 encoder, `depth_head.*` for the DPT head), so the version can never be
+inferred from a checkpoint: it is an explicit config field. They differ only in
+which encoder blocks feed the head and in the official post-resize:
+
+* V1 (LiheYoung/Depth-Anything) calls `get_intermediate_layers(x, 4)`, i.e. the
+  LAST four blocks (vits: 8, 9, 10, 11), and its `run.py` resizes the output back
+  with bilinear `align_corners=False`;
+* V2 (DepthAnything/Depth-Anything-V2) taps spread-out blocks (vits/vitb
+  2, 5, 8, 11; vitl 4, 11, 17, 23; vitg 9, 19, 29, 39) and its `infer_image`
+  resizes with bilinear `align_corners=True`.
+
+The metric V2 models (`metric_depth/`) end the head in a Sigmoid instead of a ReLU
+and multiply by `max_depth` (20 m Hypersim indoor, 80 m Virtual KITTI 2 outdoor).
+
+Network contract: `DepthAnything(cfg)(x)` takes (N, 3, h, w) ImageNet-normalised
+input (h, w multiples of 14) and returns (N, h, w): relative disparity (non-negative)
+or metres. The encoder is the shared `VisionTransformer` (tapped block outputs go
+through its final LayerNorm, cls token dropped) and the fusion is the shared DPT
+`Scratch`; this file only wires them and registers the named presets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import ModelSpec, WeightSource, register
+from ..result import OutputKind
+from .dpt import Scratch
+from .vit import VisionTransformer, ViTConfig, tokens_to_map
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PATCH = 14
+
+
+@dataclass(frozen=True)
+class DepthAnythingConfig:
+    """Everything that tells one Depth Anything checkpoint from another."""
+
+    version: Literal["v1", "v2"]
+    """Explicit: V1 and V2 checkpoints have identical keys but tap different blocks."""
+    encoder: str
+    """Official encoder name (vits, vitb, vitl, vitg) or a test name."""
+    vit: ViTConfig
+    features: int
+    """DPT fusion width (`features` in the official model_configs)."""
+    out_channels: tuple[int, int, int, int]
+    """Per-level widths after the 1x1 `projects` (official `out_channels`)."""
+    taps: tuple[int, int, int, int]
+    """Encoder blocks (0-based) whose outputs feed the head, fine to coarse."""
+    max_depth: float | None = None
+    """Metric models: Sigmoid head scaled to metres. None: relative (ReLU head)."""
+    head_features_2: int = 32
+    input_size: int = 518
+    """Shorter side of the network input (official default; the adapter may raise it)."""
+    output_align_corners: bool = True
+    """Bilinear resize of the raw map back to the image: V2 infer_image True, V1 run.py False."""
+
+    @property
+    def is_metric(self) -> bool:
+        return self.max_depth is not None
+
+    def __post_init__(self) -> None:
+        if self.version not in ("v1", "v2"):
+            raise ValueError(f"version must be 'v1' or 'v2', got {self.version!r}")
+        if len(self.taps) != 4 or any(not 0 <= t < self.vit.depth for t in self.taps):
+            raise ValueError(f"taps {self.taps} must be 4 block indices below depth {self.vit.depth}")
+        if self.vit.patch_size != PATCH:
+            raise ValueError("Depth Anything uses 14-pixel patches")
+
+
+class DPTHead(nn.Module):
+    """The official `depth_head`: reassemble tokens into 4 maps, fuse, regress one channel."""
+
+    def __init__(self, cfg: DepthAnythingConfig) -> None:
+        super().__init__()
+        dim, oc = cfg.vit.embed_dim, cfg.out_channels
+        self.projects = nn.ModuleList(nn.Conv2d(dim, c, kernel_size=1) for c in oc)
+        # Patch grid (1/14) -> 4x, 2x, 1x and 0.5x; index 2 is an Identity (no keys).
+        self.resize_layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(oc[0], oc[0], kernel_size=4, stride=4),
+                nn.ConvTranspose2d(oc[1], oc[1], kernel_size=2, stride=2),
+                nn.Identity(),
+                nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
+            ]
+        )
+        feats = cfg.features
+        self.scratch = Scratch(oc, feats, use_bn=False, expand=False, align_corners=True)
+        self.scratch.output_conv1 = nn.Conv2d(feats, feats // 2, kernel_size=3, padding=1)
+        final = nn.Sigmoid() if cfg.is_metric else nn.ReLU()
+        layers: list[nn.Module] = [
+            nn.Conv2d(feats // 2, cfg.head_features_2, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(cfg.head_features_2, 1, kernel_size=1),
+            final,
+        ]
+        if not cfg.is_metric:
+            layers.append(nn.Identity())  # the relative head ends in an Identity; kept for fidelity
+        self.scratch.output_conv2 = nn.Sequential(*layers)
+
+    def forward(self, maps: list[torch.Tensor], out_hw: tuple[int, int]) -> torch.Tensor:
+        """Four (N, C, rows, cols) token maps -> (N, 1, *out_hw) map."""
+        levels = [resize(proj(m)) for m, proj, resize in zip(maps, self.projects, self.resize_layers, strict=True)]
+        fused = self.scratch.fuse(levels, sizes_from_skips=True)
+        out = self.scratch.output_conv1(fused)
+        out = F.interpolate(out, size=out_hw, mode="bilinear", align_corners=True)
+        return self.scratch.output_conv2(out)
+
+
+class DepthAnything(nn.Module):
+    """`pretrained` (DINOv2) + `depth_head` (DPT), official key names."""
+
+    def __init__(self, cfg: DepthAnythingConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.pretrained = VisionTransformer(cfg.vit)
+        self.depth_head = DPTHead(cfg)
+
+    def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, int]]:
+        """The four tapped block outputs after the encoder's final LayerNorm, as maps.
+
+        Official `get_intermediate_layers(..., norm=True)`: each tapped output is
+        normalised by the shared `norm`, and the cls token is dropped (use_clstoken=False).
+        """
+        taps, _, grid = self.pretrained.forward_features(x, self.cfg.taps)
+        prefix = self.pretrained.num_prefix_tokens
+        return [tokens_to_map(self.pretrained.norm(t), grid, prefix) for t in taps], grid
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        maps, (rows, cols) = self.features(x)
+        depth = self.depth_head(maps, (rows * PATCH, cols * PATCH))
+        if self.cfg.is_metric:
+            return (depth * self.cfg.max_depth).squeeze(1)
+        if self.cfg.version == "v1" and depth.shape[-2:] != (h, w):
+            # V1 resizes the head output to the input size (an identity for multiples of 14).
+            depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=True)
+        return F.relu(depth).squeeze(1)
+
+
+# ---------------------------------------------------------------- presets
+
+_ENCODERS: dict[str, dict] = {
+    # embed_dim, depth, heads, ffn, DPT features, out_channels, V2 taps (official run.py / dpt.py)
+    "vits": dict(dim=384, depth=12, heads=6, ffn="mlp", features=64, oc=(48, 96, 192, 384), taps=(2, 5, 8, 11)),
+    "vitb": dict(dim=768, depth=12, heads=12, ffn="mlp", features=128, oc=(96, 192, 384, 768), taps=(2, 5, 8, 11)),
+    "vitl": dict(
+        dim=1024, depth=24, heads=16, ffn="mlp", features=256, oc=(256, 512, 1024, 1024), taps=(4, 11, 17, 23)
+    ),
+    "vitg": dict(dim=1536, depth=40, heads=24, ffn="swiglu", features=384, oc=(1536,) * 4, taps=(9, 19, 29, 39)),
+    # Test-only width: same code paths (mask token, LayerScale, pos-embed interpolation) in milliseconds.
+    # Six blocks so that V1 (last four: 2..5) and V2 taps differ, as they do at every real size.
+    "tiny": dict(dim=64, depth=6, heads=2, ffn="mlp", features=32, oc=(16, 32, 64, 64), taps=(0, 2, 4, 5)),
+}
+
+# Parameter counts of the official models (manifest n_params; metric heads have the same shapes).
+_PARAMS_M = {"vits": 24.785089, "vitb": 97.470785, "vitl": 335.315649, "vitg": 1258.132225}
+
+
+def dinov2_config(encoder: str) -> ViTConfig:
+    """DINOv2 /14 as Depth Anything builds it (LayerScale, mask_token, 37x37 stored grid)."""
+    e = _ENCODERS[encoder]
+    return ViTConfig(
+        embed_dim=e["dim"],
+        depth=e["depth"],
+        num_heads=e["heads"],
+        patch_size=PATCH,
+        img_size=518,
+        mlp_ratio=4.0,
+        ffn=e["ffn"],
+        layer_scale=True,
+        qkv_bias=True,
+        norm_eps=1e-6,
+        mask_token=True,
+        pos_interp="dinov2",
+    )
+
+
+def make_config(version: Literal["v1", "v2"], encoder: str, max_depth: float | None = None) -> DepthAnythingConfig:
+    """Official configuration of one (version, encoder[, metric]) combination."""
+    e = _ENCODERS[encoder]
+    depth = e["depth"]
+    # V1: get_intermediate_layers(x, 4) = the last four blocks; V2: the fixed per-size list.
+    taps = tuple(range(depth - 4, depth)) if version == "v1" else e["taps"]
+    return DepthAnythingConfig(
+        version=version,
+        encoder=encoder,
+        vit=dinov2_config(encoder),
+        features=e["features"],
+        out_channels=e["oc"],
+        taps=taps,
+        max_depth=max_depth,
+        output_align_corners=version == "v2",
+    )
+
+
+def build_network(cfg: DepthAnythingConfig) -> DepthAnything:
+    return DepthAnything(cfg)
+
+
+_SIZE_NAMES = {"vits": "small", "vitb": "base", "vitl": "large", "vitg": "giant"}
+_V2_LICENSE = {"vits": "Apache-2.0", "vitb": "CC-BY-NC-4.0", "vitl": "CC-BY-NC-4.0", "vitg": "CC-BY-NC-4.0"}
+_NATIVE = "518 (shorter side)"
+
+
+def _register_v2_relative() -> None:
+    for enc in ("vits", "vitb", "vitl", "vitg"):
+        size = _SIZE_NAMES[enc]
+        sources: tuple[WeightSource, ...] = ()
+        if enc != "vitg":  # Giant: "coming soon" in the official README, no checkpoint published
+            title = size.capitalize()
+            sources = (
+                WeightSource(f"depth-anything/Depth-Anything-V2-{title}", f"depth_anything_v2_{enc}.pth"),
+                WeightSource(f"depth-anything/Depth-Anything-V2-{title}-hf", "model.safetensors", layout="hf"),
+            )
+        note = "" if sources else " No checkpoint has been published yet; load your own with weights=."
+        register(
+            ModelSpec(
+                name=f"depth-anything-v2-{size}",
+                family="depth_anything",
+                config=make_config("v2", enc),
+                output_kind=OutputKind.RELATIVE_DISPARITY,
+                license=_V2_LICENSE[enc],
+                description=f"Depth Anything V2 {size} ({enc}): relative disparity, affine-invariant.{note}",
+                sources=sources,
+                native_resolution=_NATIVE,
+                params_millions=_PARAMS_M[enc],
+            )
+        )
+
+
+def _register_v2_metric() -> None:
+    # (our scene name, official dataset file tag, official repo tag, hf repo tag, max depth in metres)
+    scenes = (
+        ("indoor", "hypersim", "Hypersim", "Indoor", 20.0, "Hypersim"),
+        ("outdoor", "vkitti", "VKITTI", "Outdoor", 80.0, "Virtual KITTI 2"),
+    )
+    for scene, file_tag, repo_tag, hf_tag, max_depth, dataset in scenes:
+        for enc in ("vits", "vitb", "vitl"):
+            size = _SIZE_NAMES[enc]
+            title = size.capitalize()
+            register(
+                ModelSpec(
+                    name=f"depth-anything-v2-metric-{scene}-{size}",
+                    family="depth_anything",
+                    config=make_config("v2", enc, max_depth=max_depth),
+                    output_kind=OutputKind.METRIC_DEPTH,
+                    # The authors tag every metric checkpoint repo (all sizes) apache-2.0 on the hub.
+                    license="Apache-2.0",
+                    description=(
+                        f"Depth Anything V2 metric {scene} {size} ({enc}), fine-tuned on {dataset}: "
+                        f"metres, up to {max_depth:g} m."
+                    ),
+                    sources=(
+                        WeightSource(
+                            f"depth-anything/Depth-Anything-V2-Metric-{repo_tag}-{title}",
+                            f"depth_anything_v2_metric_{file_tag}_{enc}.pth",
+                        ),
+                        WeightSource(
+                            f"depth-anything/Depth-Anything-V2-Metric-{hf_tag}-{title}-hf",
+                            "model.safetensors",
+                            layout="hf",
+                        ),
+                    ),
+                    native_resolution=_NATIVE,
+                    params_millions=_PARAMS_M[enc],
+                )
+            )
+
+
+def _register_v1() -> None:
+    for enc in ("vits", "vitb", "vitl"):
+        size = _SIZE_NAMES[enc]
+        register(
+            ModelSpec(
+                name=f"depth-anything-v1-{size}",
+                family="depth_anything",
+                config=make_config("v1", enc),
+                output_kind=OutputKind.RELATIVE_DISPARITY,
+                license="Apache-2.0",
+                description=f"Depth Anything (V1) {size} ({enc}14): relative disparity, affine-invariant.",
+                sources=(
+                    # PyTorchModelHubMixin upload of the official model: official keys.
+                    WeightSource(f"LiheYoung/depth_anything_{enc}14", "pytorch_model.bin"),
+                    WeightSource(f"LiheYoung/depth-anything-{size}-hf", "model.safetensors", layout="hf"),
+                ),
+                native_resolution=_NATIVE,
+                params_millions=_PARAMS_M[enc],
+            )
+        )
+
+
+def _register_test_presets() -> None:
+    tiny = (
+        ("depth-anything-v2-tiny", make_config("v2", "tiny"), OutputKind.RELATIVE_DISPARITY),
+        ("depth-anything-v1-tiny", make_config("v1", "tiny"), OutputKind.RELATIVE_DISPARITY),
+        ("depth-anything-v2-metric-tiny", make_config("v2", "tiny", max_depth=20.0), OutputKind.METRIC_DEPTH),
+    )
+    for name, cfg, kind in tiny:
+        register(
+            ModelSpec(
+                name=name,
+                family="depth_anything",
+                config=cfg,
+                output_kind=kind,
+                license="Apache-2.0",
+                description="Test-only Depth Anything (width 64, 6 blocks): plumbing tests, no weights.",
+                native_resolution=_NATIVE,
+                test_only=True,
+            )
+        )
+
+
+_register_v2_relative()
+_register_v2_metric()
+_register_v1()
+_register_test_presets()
