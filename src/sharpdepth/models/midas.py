@@ -14,9 +14,11 @@ Keys: `pretrained.model.*` (backbone, timm names), `pretrained.act_postprocessN.
 (reassemble: `.0.project.0` readout Linear, `.3` 1x1 conv, `.4` resample; official
 indices 1/2 are weightless Transpose/Unflatten), `scratch.*` (the shared `dpt.Scratch`)
 and `scratch.output_conv.{0,2,4}` (head). Official checkpoints also hold a few buffers
-we compute instead (BEiT `relative_position_index`, Swin `attn_mask`): `MidasDPT.load_state_dict`
-accepts them (verifying the Swin masks), and `drop_computed_keys` removes them for loaders
-that compare key sets before loading (see `engine.adapters.midas`).
+we compute instead (BEiT `relative_position_index`, Swin `attn_mask`; `computed_buffers`):
+`MidasDPT.load_state_dict(..., strict=True)` accepts them (verifying the Swin masks), and
+`drop_computed_keys` removes them for loaders that compare key sets before loading (the
+engine's `strict_load`; see `engine.adapters.midas`). Fixture state dicts, which leave the
+Swin masks out, load strictly as they are.
 
 The decoder follows MiDaS 3.x: fusion blocks upsample bilinearly (align_corners=True) to
 the next skip's size, refinenet1 by x2, and refinenet4 sees only the coarsest map (its
@@ -44,7 +46,7 @@ from ..result import OutputKind
 from .backbones.beit import COMPUTED_KEYS as BEIT_COMPUTED_KEYS
 from .backbones.beit import Beit, BeitConfig
 from .backbones.resnetv2 import HybridEmbed
-from .backbones.swin2 import Swin2Config, SwinTransformerV2
+from .backbones.swin2 import Swin2Config, SwinTransformerV2, computed_masks
 from .dpt import Scratch
 from .vit import VisionTransformer, ViTConfig
 
@@ -272,26 +274,34 @@ class MidasDPT(nn.Module):
             return head[:5](path)
         return head(path).squeeze(1)
 
-    def computed_keys(self) -> list[str]:
-        """Official-checkpoint keys this model computes instead of storing (see module docstring)."""
-        model = self.pretrained.model
-        if isinstance(model, Beit):
-            names = [f"blocks.{i}.{k}" for i in range(len(model.blocks)) for k in BEIT_COMPUTED_KEYS]
-        elif isinstance(model, SwinTransformerV2):
-            names = model.computed_keys()
-        else:
-            names = []
-        return [f"pretrained.model.{n}" for n in names]
 
-    def drop_computed_keys(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """`state` without the computed keys; raises ValueError if a stored Swin mask is not the computed one."""
-        computed = set(self.computed_keys())
-        buffers = dict(self.named_buffers())
-        for key in computed & set(state):
-            ours = buffers.get(key)
-            if ours is not None and not torch.equal(state[key].float().cpu(), ours.float().cpu()):
-                raise ValueError(f"{key}: stored values differ from the ones this architecture computes")
-        return {k: v for k, v in state.items() if k not in computed}
+def computed_buffers(cfg: MidasDPTConfig) -> dict[str, torch.Tensor | None]:
+    """Keys official checkpoints carry but `MidasDPT` computes: key -> required value (None: unused, any value).
+
+    BEiT's `relative_position_index` (MiDaS regenerates it per input size) and Swin-V2's
+    shifted-window `attn_mask` (fully determined by the architecture).
+    """
+    bb = cfg.backbone
+    if isinstance(bb, BeitConfig):
+        return {f"pretrained.model.blocks.{i}.{k}": None for i in range(bb.depth) for k in BEIT_COMPUTED_KEYS}
+    if isinstance(bb, Swin2Config):
+        return {f"pretrained.model.{k}": v for k, v in computed_masks(bb).items()}
+    return {}
+
+
+def drop_computed_keys(cfg: MidasDPTConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` without the computed keys; ValueError if a stored Swin mask differs from the computed one.
+
+    Loaders that compare key sets before `load_state_dict` call this first; plain
+    `MidasDPT.load_state_dict(official, strict=True)` accepts the keys by itself.
+    """
+    computed = computed_buffers(cfg)
+    for key in computed.keys() & state.keys():
+        want = computed[key]
+        given = state[key]
+        if want is not None and (given.shape != want.shape or not torch.equal(given.float().cpu(), want)):
+            raise ValueError(f"{key}: stored values differ from the ones this architecture computes")
+    return {k: v for k, v in state.items() if k not in computed}
 
 
 # ----------------------------------------------------------------------------- presets

@@ -12,7 +12,7 @@ in timm too. `attn_mask` (shifted blocks only) is *persistent* in timm 0.6, so o
 checkpoints contain `layers.0.blocks.1.attn_mask` etc.; the values are fully determined by
 the architecture (the standard Swin region masks, -100 across regions, 0 within). We keep
 it non-persistent and compute it; loading accepts an `attn_mask` key only if it equals the
-computed mask (`SwinBlock._load_from_state_dict`), and `computed_keys()` lists these keys
+computed mask (`SwinBlock._load_from_state_dict`), and `computed_masks(cfg)` lists these keys
 so loaders that compare key sets first can verify and drop them.
 
 MiDaS hooks the output of one block per stage (`hooks[i]` = block index in stage i),
@@ -124,15 +124,33 @@ class WindowAttention(nn.Module):
         return self.proj(x)
 
 
+def window_and_shift(cfg: Swin2Config, stage: int, shifted: bool) -> tuple[int, int]:
+    """timm's `_calc_window_shift`: a grid no larger than the window is one unshifted window."""
+    grid = cfg.stage_grid(stage)
+    if grid <= cfg.window_size:
+        return grid, 0
+    return cfg.window_size, cfg.window_size // 2 if shifted else 0
+
+
+def computed_masks(cfg: Swin2Config) -> dict[str, torch.Tensor]:
+    """The `attn_mask` buffers official checkpoints store, keyed like timm ("layers.S.blocks.B.attn_mask")."""
+    masks = {}
+    for s, depth in enumerate(cfg.depths):
+        for b in range(depth):
+            window, shift = window_and_shift(cfg, s, shifted=b % 2 == 1)
+            if shift:
+                masks[f"layers.{s}.blocks.{b}.attn_mask"] = shifted_window_mask(cfg.stage_grid(s), window, shift)
+    return masks
+
+
 class SwinBlock(nn.Module):
     def __init__(self, cfg: Swin2Config, stage: int, shifted: bool) -> None:
         super().__init__()
-        dim, grid = cfg.stage_dim(stage), cfg.stage_grid(stage)
-        self.grid = grid
-        self.window = min(grid, cfg.window_size)
-        self.shift = cfg.window_size // 2 if shifted and grid > cfg.window_size else 0
+        dim, self.grid = cfg.stage_dim(stage), cfg.stage_grid(stage)
+        self.window, self.shift = window_and_shift(cfg, stage, shifted)
         if self.shift:
-            self.register_buffer("attn_mask", shifted_window_mask(grid, self.window, self.shift), persistent=False)
+            mask = shifted_window_mask(self.grid, self.window, self.shift)
+            self.register_buffer("attn_mask", mask, persistent=False)
         else:
             self.attn_mask = None
         self.attn = WindowAttention(dim, self.window, cfg.num_heads[stage], cfg.pretrained_window_sizes[stage])
@@ -219,15 +237,6 @@ class SwinTransformerV2(nn.Module):
         final = cfg.stage_dim(len(cfg.depths) - 1)
         self.norm = nn.LayerNorm(final)
         self.head = nn.Linear(final, cfg.num_classes)
-
-    def computed_keys(self) -> list[str]:
-        """Keys official checkpoints store but this model computes (the shifted-window masks)."""
-        return [
-            f"layers.{s}.blocks.{b}.attn_mask"
-            for s, stage in enumerate(self.layers)
-            for b, block in enumerate(stage.blocks)
-            if block.attn_mask is not None
-        ]
 
     def forward_features(self, x: torch.Tensor, taps: tuple[int, ...]) -> list[torch.Tensor]:
         """(B, 3, H, W) at the configured size -> one (B, C, h, w) map per stage (block `taps[s]`)."""
