@@ -1,0 +1,172 @@
+"""`sharpdepth eval`: score one or more models on a local copy of a benchmark dataset.
+
+Prints one comparison table (metrics x models) and writes JSON + CSV to `-o`. Predictions
+are cached per image under `<output>/cache/` so an interrupted run resumes, and a second
+protocol or alignment on the same predictions costs no inference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..errors import OptionError
+
+console = Console(stderr=True)
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, str]:
+    """KEY=VALUE strings -> dict (dataset loader options)."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise OptionError(f"--option expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_models(
+    names: list[str],
+    weights: list[Path] | None,
+    device: str,
+    precision: str,
+    random_weights: bool = False,
+    loader: Any = None,
+) -> list[Any]:
+    """`sharpdepth.load` for each name; `--weights` pairs with `--model` in order."""
+    weights = weights or []
+    if len(weights) > len(names):
+        raise OptionError(f"{len(weights)} --weights for {len(names)} --model; give at most one per model, in order")
+    if loader is None:
+        import sharpdepth
+
+        loader = sharpdepth.load
+    models = []
+    for i, name in enumerate(names):
+        kwargs: dict[str, Any] = {
+            "weights": weights[i] if i < len(weights) else None,
+            "device": device,
+            "precision": precision,
+        }
+        if random_weights:
+            kwargs["random_weights"] = True
+        models.append(loader(name, **kwargs))
+    return models
+
+
+def run_eval(
+    models: list[Any],
+    dataset_name: str,
+    root: Path,
+    output: Path,
+    protocol_name: str | None = None,
+    align: str | None = None,
+    align_space: str | None = None,
+    align_scope: str | None = None,
+    limit: int | None = None,
+    dataset_options: dict[str, str] | None = None,
+    give_focal: bool = False,
+    temporal: bool = False,
+    boundary: bool = True,
+    cache: bool = True,
+    cache_dir: Path | None = None,
+    show_progress: bool = True,
+    out_console: Console | None = None,
+):
+    """Evaluate loaded models; returns (reports, written paths). Used by the CLI and tests."""
+    from ..eval.datasets import open_dataset
+    from ..eval.harness import EvalOptions, Evaluator, comparison_table, write_reports
+    from ..eval.protocols import get_protocol
+
+    if limit is not None and limit < 1:
+        raise OptionError("--limit must be at least 1")
+    dataset = open_dataset(dataset_name, root, **(dataset_options or {}))
+    protocol = get_protocol(protocol_name or dataset.default_protocol)
+    options = EvalOptions(
+        align=align,
+        align_space=align_space,
+        align_scope=align_scope,
+        limit=limit,
+        give_focal=give_focal,
+        boundary=boundary,
+        temporal=temporal,
+        cache_dir=(cache_dir or output / "cache") if cache else None,
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    reports = []
+    with Progress(*columns, console=console, disable=not show_progress, transient=True) as progress:
+
+        def start(name: str, total: int):
+            task = progress.add_task(f"{name} · {dataset.name}", total=total)
+            return lambda: progress.advance(task)
+
+        evaluator = Evaluator(dataset, protocol, options, progress=start)
+        for model in models:
+            reports.append(evaluator.run(model))
+    paths = write_reports(output, dataset, protocol, options, reports)
+    (out_console or Console()).print(comparison_table(dataset, protocol, reports))
+    return reports, paths
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def evaluate(
+        model: Annotated[list[str], typer.Option("--model", "-m", help="Model name; repeat to compare models.")],
+        dataset: Annotated[
+            str,
+            typer.Option(
+                "--dataset",
+                "-d",
+                help="middlebury, nyuv2, kitti, eth3d, sintel, ibims, diode, tum, sun-rgbd or folder.",
+            ),
+        ],
+        root: Annotated[Path, typer.Option(help="Local copy of the dataset (layouts: docs/evaluation.md).")],
+        weights: Annotated[list[Path] | None, typer.Option(help="Checkpoint per --model, in order.")] = None,
+        protocol: Annotated[str | None, typer.Option(help="Protocol preset (default: the dataset's).")] = None,
+        align: Annotated[
+            str | None,
+            typer.Option(
+                help="none, median, lstsq or lstsq-robust (default: none "
+                "for metric models, the protocol's for relative ones)."
+            ),
+        ] = None,
+        align_space: Annotated[str | None, typer.Option(help="disparity or depth.")] = None,
+        align_scope: Annotated[str | None, typer.Option(help="image or sequence.")] = None,
+        limit: Annotated[int | None, typer.Option(help="Evaluate the first N samples only.")] = None,
+        output: Annotated[Path, typer.Option("-o", "--output", help="Results folder.")] = Path("results"),
+        option: Annotated[
+            list[str] | None, typer.Option("--option", help="Dataset option KEY=VALUE (e.g. split=all, match=TUM_*).")
+        ] = None,
+        device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = "cpu",
+        precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16.")] = "fp32",
+        give_focal: Annotated[
+            bool, typer.Option("--give-focal", help="Pass the dataset's focal length to the model.")
+        ] = False,
+        temporal: Annotated[bool, typer.Option("--temporal", help="Temporal metrics per sequence.")] = False,
+        no_boundary: Annotated[bool, typer.Option("--no-boundary", help="Skip boundary F1.")] = False,
+        no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not cache predictions.")] = False,
+        random_weights: Annotated[
+            bool,
+            typer.Option("--random-weights", help="Plumbing check with untrained weights (numbers are meaningless)."),
+        ] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ) -> None:
+        """Evaluate models on a dataset: every metric, the protocol recorded next to the numbers."""
+        models = load_models(model, weights, device, precision, random_weights)
+        _, paths = run_eval(
+            models, dataset, root, output, protocol, align, align_space, align_scope, limit,
+            parse_options(option), give_focal, temporal, not no_boundary, not no_cache,
+            show_progress=not quiet,
+        )  # fmt: skip
+        console.print("wrote " + ", ".join(str(p) for p in paths.values()))

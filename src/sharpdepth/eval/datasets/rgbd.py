@@ -1,0 +1,193 @@
+"""RGB-D sensor datasets: TUM RGB-D (sequences with poses) and SUN RGB-D (single frames)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import InputImageError
+from .base import DepthDataset, Entry, Sample, decode_sun_depth, intrinsics, read_png_uint, read_rgb, safe_name
+from .folder import find_pairs
+from .others import quat_to_rot
+
+# ------------------------------------------------------------------ TUM RGB-D
+TUM_DEPTH_FACTOR = 5000.0
+TUM_INTRINSICS = {  # ROS default calibration per sensor, from the dataset's web page
+    "freiburg1": (517.3, 516.5, 318.6, 255.3),
+    "freiburg2": (520.9, 521.0, 325.1, 249.7),
+    "freiburg3": (535.4, 539.2, 320.1, 247.6),
+}
+MAX_TIME_DIFF = 0.02  # seconds, TUM associate.py default
+
+
+def read_tum_list(path: Path) -> list[tuple[float, list[str]]]:
+    """'timestamp value...' lines of rgb.txt / depth.txt / groundtruth.txt ('#' comments skipped)."""
+    rows = []
+    for line in path.read_text().splitlines():
+        parts = line.replace(",", " ").split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        rows.append((float(parts[0]), parts[1:]))
+    return rows
+
+
+def associate(a: list[float], b: list[float], max_diff: float = MAX_TIME_DIFF) -> list[tuple[int, int]]:
+    """Greedy closest-first matching of two timestamp lists (TUM associate.py), sorted by `a`."""
+    if not a or not b:
+        return []
+    bs = np.asarray(b)
+    order = np.argsort(bs)
+    sorted_b = bs[order]
+    candidates = []
+    for i, t in enumerate(a):
+        k = int(np.searchsorted(sorted_b, t))
+        for j in range(max(k - 2, 0), min(k + 2, len(sorted_b))):
+            diff = abs(sorted_b[j] - t)
+            if diff < max_diff:
+                candidates.append((diff, i, int(order[j])))
+    used_a, used_b, pairs = set(), set(), []
+    for _, i, j in sorted(candidates):
+        if i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+            pairs.append((i, j))
+    return sorted(pairs)
+
+
+def tum_pose(values: list[str]) -> np.ndarray:
+    """'tx ty tz qx qy qz qw' -> 4x4 camera-to-world."""
+    tx, ty, tz, qx, qy, qz, qw = (float(v) for v in values[:7])
+    pose = np.eye(4)
+    pose[:3, :3] = quat_to_rot(qw, qx, qy, qz)
+    pose[:3, 3] = (tx, ty, tz)
+    return pose
+
+
+class TumDataset(DepthDataset):
+    """TUM RGB-D benchmark sequences.
+
+    Layout (`root` is one sequence folder or a folder of them):
+
+        <seq>/rgb.txt, <seq>/depth.txt         "timestamp filename" lines
+        <seq>/rgb/<timestamp>.png               640x480 RGB
+        <seq>/depth/<timestamp>.png             uint16, metres = value / 5000, 0 = unknown
+        <seq>/groundtruth.txt                   optional, "timestamp tx ty tz qx qy qz qw" (camera-to-world)
+
+    RGB and depth are paired by the closest timestamps (< 0.02 s, as associate.py); poses
+    are taken from the closest ground-truth timestamp (< 0.02 s). Intrinsics come from the
+    sensor named in the folder (freiburg1/2/3) or options fx, fy, cx, cy. Option `stride`
+    keeps every n-th frame.
+
+    Fallback: a folder without rgb.txt is read as flat pairs `<name>_color.png` +
+    `<name>_depth.png` with the TUM depth factor (how single exported frames are stored).
+    """
+
+    name = "tum"
+    default_protocol = "tum"
+
+    def _sequences(self) -> list[Path]:
+        if (self.root / "rgb.txt").is_file():
+            return [self.root]
+        return sorted(p.parent for p in self.root.rglob("rgb.txt") if (p.parent / "depth.txt").is_file())
+
+    def _K(self, seq: Path) -> np.ndarray | None:
+        keys = ("fx", "fy", "cx", "cy")
+        if all(k in self.options for k in keys):
+            return intrinsics(*(float(self.options[k]) for k in keys))
+        match = re.search(r"freiburg[123]", str(seq))
+        return intrinsics(*TUM_INTRINSICS[match.group(0)]) if match else None
+
+    def _index(self) -> list[Entry]:
+        sequences = self._sequences()
+        if not sequences:
+            return [
+                Entry(safe_name(str(img.relative_to(self.root).with_suffix(""))), {"image": img, "depth": dep})
+                for img, dep in find_pairs(self.root)
+                if dep.suffix.lower() == ".png"
+            ]
+        stride = max(int(self.option("stride", 1, int)), 1)
+        entries = []
+        for seq in sequences:
+            rgb = read_tum_list(seq / "rgb.txt")
+            depth = read_tum_list(seq / "depth.txt")
+            gt_file = seq / "groundtruth.txt"
+            gt = read_tum_list(gt_file) if gt_file.is_file() else []
+            gt_times = [t for t, _ in gt]
+            pairs = associate([t for t, _ in rgb], [t for t, _ in depth])[::stride]
+            pose_of = dict(associate([rgb[i][0] for i, _ in pairs], gt_times)) if gt else {}
+            for n, (i, j) in enumerate(pairs):
+                meta = {"sequence": seq.name, "timestamp": rgb[i][0], "K": self._K(seq)}
+                if n in pose_of:
+                    meta["pose"] = tum_pose(gt[pose_of[n]][1])
+                paths = {"image": seq / rgb[i][1][0], "depth": seq / depth[j][1][0]}
+                entries.append(Entry(safe_name(f"{seq.name}/{rgb[i][0]:.6f}"), paths, meta))
+        return entries
+
+    def load(self, entry: Entry) -> Sample:
+        raw = read_png_uint(entry.paths["depth"])
+        depth = raw.astype(np.float32) / TUM_DEPTH_FACTOR
+        K = entry.meta.get("K")
+        return Sample(
+            entry.name,
+            read_rgb(entry.paths["image"]),
+            depth,
+            K=None if K is None else K.copy(),
+            pose_c2w=entry.meta.get("pose"),
+            sequence=entry.meta.get("sequence"),
+            image_path=str(entry.paths["image"]),
+            extra={"timestamp": entry.meta["timestamp"]} if "timestamp" in entry.meta else {},
+        )
+
+
+# ------------------------------------------------------------------ SUN RGB-D
+class SunRGBDDataset(DepthDataset):
+    """SUN RGB-D.
+
+    Layout (searched recursively; one folder per frame, as in SUNRGBD/<sensor>/.../<frame>/):
+
+        <frame>/image/<name>.jpg
+        <frame>/depth/<name>.png        raw depth (option filled=true: depth_bfx/, the in-painted one)
+        <frame>/intrinsics.txt          optional 3x3 K (row-major)
+
+    Units: 16-bit PNG with the bits rotated, mm = ((v >> 3) | (v << 13)) & 0xFFFF, metres = mm / 1000,
+    0 = unknown. (The SUN RGB-D toolbox additionally clips at 8 m; use a protocol cap for that.)
+
+    Fallback: flat pairs `<name>_color.jpg` + `<name>_depth.png` (single exported frames).
+    """
+
+    name = "sun-rgbd"
+    default_protocol = "sun-rgbd"
+
+    def _index(self) -> list[Entry]:
+        depth_sub = "depth_bfx" if self.option("filled", False, bool) else "depth"
+        entries = []
+        for image_dir in sorted(p for p in self.root.rglob("image") if p.is_dir()):
+            frame = image_dir.parent
+            images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+            depths = sorted((frame / depth_sub).glob("*.png")) if (frame / depth_sub).is_dir() else []
+            if not images or not depths:
+                continue
+            paths = {"image": images[0], "depth": depths[0]}
+            if (frame / "intrinsics.txt").is_file():
+                paths["intrinsics"] = frame / "intrinsics.txt"
+            name = frame.relative_to(self.root) if frame != self.root else Path(frame.name)
+            entries.append(Entry(safe_name(str(name)), paths))
+        if entries:
+            return entries
+        return [
+            Entry(safe_name(str(img.relative_to(self.root).with_suffix(""))), {"image": img, "depth": dep})
+            for img, dep in find_pairs(self.root)
+            if dep.suffix.lower() == ".png"
+        ]
+
+    def load(self, entry: Entry) -> Sample:
+        depth = decode_sun_depth(read_png_uint(entry.paths["depth"]))
+        K = None
+        if "intrinsics" in entry.paths:
+            values = np.array(entry.paths["intrinsics"].read_text().split(), dtype=np.float64)
+            if values.size != 9:
+                raise InputImageError(f"{entry.paths['intrinsics']}: expected 9 numbers (3x3 K)")
+            K = values.reshape(3, 3)
+        return Sample(entry.name, read_rgb(entry.paths["image"]), depth, K=K, image_path=str(entry.paths["image"]))
