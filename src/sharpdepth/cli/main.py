@@ -10,7 +10,6 @@ import importlib
 import sys
 
 import typer
-from rich.console import Console
 
 from ..errors import SharpDepthError
 
@@ -31,9 +30,6 @@ COMMAND_MODULES = (
     "sharpdepth.cli.evaluate",
 )
 
-err_console = Console(stderr=True)
-
-
 def _register_commands() -> None:
     for name in COMMAND_MODULES:
         try:
@@ -50,12 +46,13 @@ _register_commands()
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except SharpDepthError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # Plain write: a rich console would wrap the one-line message at 80 columns.
+        sys.stderr.write(f"error: {exc}\n")
         return 2
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        sys.stderr.write("interrupted\n")
         return 130
     except typer.Exit as exc:
         return exc.exit_code
@@ -68,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click.exceptions.Abort):
             return 1
         raise
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def entry() -> None:

@@ -14,7 +14,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ..errors import OptionError, SharpDepthError
 from ..io.images import DEFAULT_MAX_PIXELS, load_image
@@ -49,9 +48,12 @@ def run_predict(
     """Process every input; returns (number written, [(input, error)])."""
     import sharpdepth
 
+    from ..engine.model import FocalRequest
+
     options = options or OutputOptions()
     if batch_size < 1:
         raise OptionError("--batch-size must be at least 1")
+    FocalRequest(focal_px, fov_deg).resolve(width=1000)  # reject bad values before any work
     items, failures = expand_inputs(inputs)
     if skip_existing:
         items = [it for it in items if not sidecar_path(out_dir, it.stem).is_file()]
@@ -150,10 +152,9 @@ def register(app: typer.Typer) -> None:
         )  # fmt: skip
         console.print(f"wrote {done} result(s) to {output}")
         if failures:
-            table = Table("input", "error", title=f"{len(failures)} failed", title_justify="left")
-            for name, error in failures:
-                table.add_row(name, error)
-            console.print(table)
+            # One plain line per failure (no table): greppable, never wrapped mid-path.
+            lines = [f"{len(failures)} failed:"] + [f"  {name}: {error}" for name, error in failures]
+            typer.echo("\n".join(lines), err=True)
             raise typer.Exit(1)
 
     @app.command("info")

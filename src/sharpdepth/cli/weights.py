@@ -28,7 +28,10 @@ def list_weights(
         params = f"{spec.params_millions:.0f}M" if spec.params_millions else "-"
         where = f"{source.repo_id}/{source.filename}" if source else "(none published)"
         table.add_row(spec.name, str(spec.output_kind), params, spec.native_resolution, spec.license, where, cached)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # pipes and files get the whole table, not an 80-column cut
+        console = Console(width=240)
+    console.print(table)
 
 
 @weights_app.command("download")

@@ -184,10 +184,14 @@ def load_weights_into(net: nn.Module, adapter: ModelAdapter, resolved: ResolvedW
         layout = _detect_layout(net, state)
     try:
         state = adapter.convert_state_dict(state, layout)
-    except NotImplementedError as exc:
-        raise WeightsError(str(exc)) from None
-    except KeyError as exc:
-        raise WeightsError(f"{resolved.path}: cannot convert {layout} checkpoint (unknown key {exc})") from None
+    except (NotImplementedError, KeyError, ValueError) as exc:
+        if resolved.layout == "auto":  # neither official keys nor a convertible transformers layout
+            matching = len(set(net.state_dict()) & set(state))
+            raise WeightsError(
+                f"{resolved.path} does not fit this model: {matching} of {len(net.state_dict())} official keys "
+                f"present, and it is not a convertible transformers checkpoint ({type(exc).__name__}: {exc})"
+            ) from None
+        raise WeightsError(f"{resolved.path}: cannot convert {layout} checkpoint ({exc})") from None
     strict_load(net, state, f"{resolved.path}")
 
 
