@@ -584,12 +584,16 @@ def comparison_table(dataset: DepthDataset, protocol: EvalProtocol, reports: Seq
     from rich.table import Table
 
     n = max((r.summary.get("n_images", 0) for r in reports), default=0)
-    table = Table(title=f"{dataset.name} · protocol {protocol.name} · {n} images", title_justify="left")
-    table.add_column("metric")
+    table = Table(
+        title=f"{dataset.name} · protocol {protocol.name} · {n} image{'s' if n != 1 else ''}", title_justify="left"
+    )
+    table.add_column("metric", no_wrap=True)
     table.add_column("", justify="center")
     for r in reports:
         table.add_column(
-            f"{r.model}\n[dim]{r.alignment['method']} ({r.alignment['space']}, {r.alignment['scope']})", justify="right"
+            f"{r.model}\n[dim]{r.alignment['method']} ({r.alignment['space']}, {r.alignment['scope']})",
+            justify="right",
+            overflow="fold",  # long model names wrap instead of being cut in narrow terminals
         )
     for key in TABLE_METRICS:
         values = [r.summary.get(key) for r in reports]

@@ -188,7 +188,7 @@ _add(
         10.0,
         "eigen-nyu",
         align_corners=True,
-        papers="BTS, AdaBins, ZoeDepth, Depth Anything V1/V2 (metric NYUv2), Marigold (caps 1e-3..10 + Eigen crop)",
+        papers="BTS, AdaBins, ZoeDepth (and Depth Anything V1 metric, ZoeDepth code); Marigold: same cap + crop",
         notes="NYUv2 official test split (654 images), GT in (1e-3, 10) m, Eigen crop 45:471 x 41:601.",
     )
 )
@@ -199,7 +199,7 @@ _add(
         80.0,
         "garg-kitti",
         align_corners=True,
-        papers="BTS, AdaBins, ZoeDepth, Depth Anything (metric KITTI): Eigen split, Garg crop, cap 80 m",
+        papers="BTS, AdaBins, ZoeDepth (and Depth Anything V1 metric): Eigen split, Garg crop, cap 80 m",
     )
 )
 _add(
