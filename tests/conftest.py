@@ -76,3 +76,15 @@ def assert_close_rel(actual, reference, rel: float, what: str = "output") -> Non
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+
+
+def stand_in_state_dict(net: torch.nn.Module, overrides: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+    """Deterministic, well-scaled stand-in weights (the fixtures' generator) for any network."""
+    make = _fixture_weights_module().make_tensor
+    state = {}
+    for key, value in net.state_dict().items():
+        tensor = torch.from_numpy(make(key, list(value.shape)))
+        state[key] = tensor.to(value.dtype)
+    for key, fill in (overrides or {}).items():
+        state[key] = torch.full_like(state[key], fill)
+    return state

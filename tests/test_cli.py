@@ -21,7 +21,7 @@ from PIL import Image
 from sharpdepth.cli.main import main
 from sharpdepth.io.depth_files import read_depth_result
 
-from conftest import fixture_state_dict
+from conftest import fixture_state_dict, stand_in_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +223,43 @@ def test_weights_list_and_convert(tmp_path, tiny_weights, capsys):
     converted = load_file(dest)
     assert set(converted) == set(original)
     assert all(torch.equal(converted[k], original[k]) for k in original)
+
+
+@pytest.fixture(scope="module")
+def da_tiny_weights(tmp_path_factory) -> Path:
+    import sharpdepth
+
+    path = tmp_path_factory.mktemp("w") / "da_tiny.pt"
+    net = sharpdepth.load("depth-anything-v2-tiny", random_weights=True).net
+    # A positive final bias keeps the last ReLU from zeroing the map, as the fixtures' overrides do.
+    torch.save(stand_in_state_dict(net, {"depth_head.scratch.output_conv2.2.bias": 3.0}), path)
+    return path
+
+
+def test_relative_model_outputs_and_align_to(tmp_path, da_tiny_weights, capsys):
+    img = _photo(tmp_path / "a.jpg", size=(140, 100))
+    base = ["--model", "depth-anything-v2-tiny", "--weights", str(da_tiny_weights), "-q"]
+    out = tmp_path / "rel"
+    assert run("predict", img, "-o", out, "--format", "npz,npy,png16", *base) == 0
+    side = json.loads((out / "a.json").read_text())
+    assert side["output_kind"] == "relative_disparity" and "depth_m" not in side
+    assert (out / "a_disparity.npy").is_file() and not (out / "a_depth.npy").exists()
+    assert read_depth_result(out / "a_disparity.png").kind.value == "relative_disparity"
+    # Known depths at a few pixels -> metric output, with the fit recorded.
+    disparity = np.load(out / "a_disparity.npy")
+    pts = [(10, 10), (100, 20), (60, 80), (130, 90), (30, 60)]
+    scale, shift = 0.5, 0.2
+    rows = ["x,y,depth_m"] + [f"{x},{y},{1.0 / (scale * disparity[y, x] + shift)}" for x, y in pts]
+    csv = tmp_path / "pts.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    assert run("predict", img, "-o", tmp_path / "met", "--align-to", csv, "--format", "npz", *base) == 0
+    side = json.loads((tmp_path / "met" / "a.json").read_text())
+    assert side["output_kind"] == "metric_depth"
+    assert side["alignment"]["abs_rel_at_points"] < 1e-4
+    depth = np.load(tmp_path / "met" / "a.npz")["depth"]
+    for x, y in pts:
+        assert depth[y, x] == pytest.approx(1.0 / (scale * disparity[y, x] + shift), rel=1e-4)
+    capsys.readouterr()
+    code = run("predict", img, "-o", tmp_path / "x", "--model", "depth-pro-tiny", "--align-to", csv, "-q",
+               "--weights", str(da_tiny_weights))  # fmt: skip
+    assert code == 2 and "already predicts metres" in capsys.readouterr().err

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "sharpdepth.cli.evaluate",
 )
 
+
 def _register_commands() -> None:
     for name in COMMAND_MODULES:
         try:

@@ -18,6 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..errors import OptionError, SharpDepthError
 from ..io.images import DEFAULT_MAX_PIXELS, load_image
 from ..io.outputs import OutputOptions, parse_formats, sidecar_path, write_outputs
+from ..registry import ModelSpec, get_spec
+from ..result import OutputKind
 from .inputs import InputItem, expand_inputs
 
 console = Console(stderr=True)
@@ -43,6 +45,7 @@ def run_predict(
     input_size: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     align_to: Path | None = None,
+    align_method: str = "lstsq",
     show_progress: bool = True,
 ) -> tuple[int, list[tuple[str, str]]]:
     """Process every input; returns (number written, [(input, error)])."""
@@ -59,10 +62,11 @@ def run_predict(
         items = [it for it in items if not sidecar_path(out_dir, it.stem).is_file()]
     if not items:
         return 0, failures
+    # Option errors before the (slow) model load.
+    aligner = _make_aligner(align_to, get_spec(model_name), align_method) if align_to else None
     model = sharpdepth.load(
         model_name, weights=weights, device=device, precision=precision, input_size=input_size, max_pixels=max_pixels
     )
-    aligner = _make_aligner(align_to, model) if align_to else None
     done = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=not show_progress, transient=True) as progress:
@@ -95,14 +99,19 @@ def run_predict(
     return done, failures
 
 
-def _make_aligner(align_to: Path, model):
+def _make_aligner(align_to: Path, spec: ModelSpec, method: str):
     """Relative -> metric with a scale/shift fit (in disparity) to known sparse depths."""
     from ..align import align_result_to_points, load_sparse_points
 
-    if model.spec.output_kind == "metric_depth":
-        raise OptionError(f"--align-to is for relative models; {model.name} already predicts metres")
+    if spec.output_kind is OutputKind.METRIC_DEPTH:
+        raise OptionError(f"--align-to is for relative models; {spec.name} already predicts metres")
+    if method not in ALIGN_METHODS:
+        raise OptionError(f"unknown --align-method {method!r}; choose {', '.join(ALIGN_METHODS)}")
     points = load_sparse_points(align_to)
-    return lambda result: align_result_to_points(result, points)
+    return lambda result: align_result_to_points(result, points, method=method)
+
+
+ALIGN_METHODS = ("lstsq", "lstsq-robust", "median")
 
 
 def register(app: typer.Typer) -> None:
@@ -135,6 +144,7 @@ def register(app: typer.Typer) -> None:
         align_to: Annotated[
             Path | None, typer.Option(help="CSV of x,y,depth_m: fit a relative model's output to metres.")
         ] = None,
+        align_method: Annotated[str, typer.Option(help="lstsq, lstsq-robust or median (with --align-to).")] = ("lstsq"),
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         """Predict depth for images and write depth files, views and a JSON sidecar per image."""
@@ -148,7 +158,7 @@ def register(app: typer.Typer) -> None:
         )
         done, failures = run_predict(
             inputs, output, model, weights, device, precision, focal_px, fov_deg, options, skip_existing,
-            batch_size, input_size, max_pixels, align_to, show_progress=not quiet,
+            batch_size, input_size, max_pixels, align_to, align_method, show_progress=not quiet,
         )  # fmt: skip
         console.print(f"wrote {done} result(s) to {output}")
         if failures:
