@@ -38,7 +38,7 @@ from conftest import (
     fixtures_dir,
 )
 
-# fixture folder -> our preset; vitl (~35 s each here) and vitg (minutes, ~5 GB) are slow.
+# fixture folder -> our preset. Slow: vitl (25-45 s per forward on these 2 cores), vitg (100-170 s, ~5 GB).
 FIXTURES = {
     "v2_vits": "depth-anything-v2-small",
     "v2_vitb": "depth-anything-v2-base",

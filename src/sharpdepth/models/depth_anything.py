@@ -211,6 +211,20 @@ _SIZE_NAMES = {"vits": "small", "vitb": "base", "vitl": "large", "vitg": "giant"
 _V2_LICENSE = {"vits": "Apache-2.0", "vitb": "CC-BY-NC-4.0", "vitl": "CC-BY-NC-4.0", "vitg": "CC-BY-NC-4.0"}
 _NATIVE = "518 (shorter side)"
 
+# LFS sha256 of official files, as shown on the authors' own hub repos (others: not verified, left None).
+_SHA256 = {
+    "depth_anything_v2_vits.pth": "715fade13be8f229f8a70cc02066f656f2423a59effd0579197bbf57860e1378",
+    "depth_anything_v2_vitb.pth": "0d2b7002e62d39d655571c371333340bd88f67ab95050c03591555aa05645328",
+    "depth_anything_v2_metric_hypersim_vitb.pth": "9dc9e274c5eff55c6daf27b660c0ced0eca4e8593a6da90cdcb04d2b4d3f3fa2",
+    "depth_anything_v2_metric_hypersim_vitl.pth": "6f82ff2bc543ac02ddff4aa31fa363676a8305dd3ccf04e80e2af115a044cb6d",
+    "depth_anything_v2_metric_vkitti_vits.pth": "9203e538d35255c90dda4b7fedb47ff33fe725497bcca3b1e53b3a65ee63f0cb",
+    "depth_anything_v2_metric_vkitti_vitb.pth": "4dad67a7cc10b462bca48e6b8569c762b8eb3c1adada170a3851a6d3ba37bb3e",
+}
+
+
+def _official(repo_id: str, filename: str) -> WeightSource:
+    return WeightSource(repo_id, filename, sha256=_SHA256.get(filename))
+
 
 def _register_v2_relative() -> None:
     for enc in ("vits", "vitb", "vitl", "vitg"):
@@ -219,7 +233,7 @@ def _register_v2_relative() -> None:
         if enc != "vitg":  # Giant: "coming soon" in the official README, no checkpoint published
             title = size.capitalize()
             sources = (
-                WeightSource(f"depth-anything/Depth-Anything-V2-{title}", f"depth_anything_v2_{enc}.pth"),
+                _official(f"depth-anything/Depth-Anything-V2-{title}", f"depth_anything_v2_{enc}.pth"),
                 WeightSource(f"depth-anything/Depth-Anything-V2-{title}-hf", "model.safetensors", layout="hf"),
             )
         note = "" if sources else " No checkpoint has been published yet; load your own with weights=."
@@ -261,7 +275,7 @@ def _register_v2_metric() -> None:
                         f"metres, up to {max_depth:g} m."
                     ),
                     sources=(
-                        WeightSource(
+                        _official(
                             f"depth-anything/Depth-Anything-V2-Metric-{repo_tag}-{title}",
                             f"depth_anything_v2_metric_{file_tag}_{enc}.pth",
                         ),
