@@ -233,9 +233,7 @@ def register(app: typer.Typer) -> None:
         ] = "circle",
         duration: Annotated[float, typer.Option(help="Seconds.")] = 3.0,
         fps: Annotated[float, typer.Option(help="Frames per second.")] = 30.0,
-        amplitude: Annotated[
-            float | None, typer.Option(help="Camera motion as a fraction of the pivot depth.")
-        ] = None,
+        amplitude: Annotated[float | None, typer.Option(help="Camera motion as a fraction of the pivot depth.")] = None,
         no_loop: Annotated[bool, typer.Option("--no-loop", help="One way instead of a seamless loop.")] = False,
         size: Annotated[int, typer.Option(help="Longest side of the video (px).")] = 1024,
         pivot_m: Annotated[float | None, typer.Option("--pivot-m", help="Depth that stays still.")] = None,
