@@ -23,7 +23,7 @@ from sharpdepth.engine.adapter import NetworkOutput
 from sharpdepth.engine.adapters.midas import Adapter
 from sharpdepth.errors import InputImageError, OptionError, WeightsError
 from sharpdepth.models.backbones.beit import BeitConfig
-from sharpdepth.models.backbones.swin2 import computed_masks
+from sharpdepth.models.backbones.swin2 import Swin2Config, computed_masks
 from sharpdepth.models.midas import (
     DPT_SWIN2_TINY_256,
     MidasDPT,
@@ -338,7 +338,33 @@ def _oracle_cases():
         features=16,
         num_classes=10,
     )
-    return {"vit": (vit, ours_vit), "hybrid": (hybrid, ours_hybrid), "beit": (beit, ours_beit)}
+    swin_backbone = transformers.Swinv2Config(
+        image_size=128,
+        embed_dim=16,
+        depths=(2, 2, 2, 2),
+        window_size=8,
+        pretrained_window_sizes=(0, 0, 0, 0),
+        num_heads=(1, 2, 2, 4),
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    swin = transformers.DPTConfig(
+        backbone_config=swin_backbone, neck_hidden_sizes=[16, 32, 64, 128], fusion_hidden_size=16
+    )
+    ours_swin = MidasDPTConfig(
+        backbone=Swin2Config(
+            img_size=128, embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=8, num_classes=10
+        ),
+        hooks=(1, 1, 1, 1),
+        reassemble_features=(16, 32, 64, 128),
+        features=16,
+        num_classes=10,
+    )
+    return {
+        "vit": (vit, ours_vit, 64),
+        "hybrid": (hybrid, ours_hybrid, 64),
+        "beit": (beit, ours_beit, 64),
+        "swin2": (swin, ours_swin, 128),
+    }
 
 
 def _randomise(model: torch.nn.Module) -> None:
@@ -360,17 +386,18 @@ def _hub_file_state(hf_model) -> dict[str, torch.Tensor]:
         return load_file(os.path.join(tmp, "model.safetensors"))
 
 
-@pytest.mark.parametrize("case", ["vit", "hybrid", "beit"])
+@pytest.mark.parametrize("case", ["vit", "hybrid", "beit", "swin2"])
 def test_transformers_oracle(case):
+    """Shifted windows are covered: the Swin case has masked blocks in stages 0 and 1."""
     from transformers import DPTForDepthEstimation
 
-    hf_cfg, ours_cfg = _oracle_cases()[case]
+    hf_cfg, ours_cfg, size = _oracle_cases()[case]
     hf_model = DPTForDepthEstimation(hf_cfg).eval()
     _randomise(hf_model)
     hub_state = _hub_file_state(hf_model)
     ours = MidasDPT(ours_cfg).eval()
     ours.load_state_dict(hf_to_official(hub_state, ours_cfg), strict=True)
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2))
     pre = {}
     hooks = [
         hf_model.head.head[4].register_forward_hook(lambda m, i, o: pre.update(want=o)),
@@ -390,7 +417,7 @@ def test_transformers_oracle(case):
 
 
 def test_key_table_rejects_unknown_and_missing_keys():
-    hf_cfg, ours_cfg = _oracle_cases()["vit"]
+    hf_cfg, ours_cfg, _ = _oracle_cases()["vit"]
     from transformers import DPTForDepthEstimation
 
     hub_state = _hub_file_state(DPTForDepthEstimation(hf_cfg))
@@ -404,6 +431,15 @@ def test_key_table_rejects_unknown_and_missing_keys():
     assert len(officials) == len(set(officials)) == len(MidasDPT(ours_cfg).state_dict())
 
 
-def test_swin_has_no_transformers_table():
+def test_unknown_layout_is_refused():
     with pytest.raises(NotImplementedError):
-        Adapter(get_spec("dpt_swin2_tiny_256")).convert_state_dict({}, "hf")
+        Adapter(get_spec("dpt_swin2_tiny_256")).convert_state_dict({}, "onnx")
+
+
+@pytest.mark.parametrize("model", ALL)
+def test_key_table_covers_the_full_size_models(model):
+    """Every official key of the real architectures has a transformers counterpart or a placeholder."""
+    cfg = get_spec(model).config
+    officials = [official for official, _ in key_table(cfg)]
+    manifest = [k for k, _ in fixture_manifest(folder(model))["state_dict"] if k not in computed_buffers(cfg)]
+    assert sorted(officials) == sorted(manifest)

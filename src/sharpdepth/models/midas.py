@@ -403,7 +403,7 @@ register(
         output_kind=OutputKind.RELATIVE_DISPARITY,
         license=_LICENSE,
         description="MiDaS 3.1 DPT Swin-V2-T at 256x256 (fast). " + _ABOUT,
-        sources=(),
+        sources=(WeightSource("Intel/dpt-swinv2-tiny-256", "model.safetensors", layout="hf"),),
         native_resolution="256x256",
         params_millions=41.7,
         aliases=("dpt_swin2_tiny_256",),

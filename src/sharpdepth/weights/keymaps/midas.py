@@ -21,8 +21,12 @@ counterpart(s), so a key nobody expected is an error, never a silent skip. Non-r
   `official_to_hf` drops them. BEiT `relative_position_index` buffers, which MiDaS
   recomputes, are ignored if a file has them.
 
-Swin-V2 (`Intel/dpt-swinv2-tiny-256`) uses transformers' Swinv2 backbone layout and is not
-covered here.
+* Swin-V2 (`Intel/dpt-swinv2-tiny-256`): `backbone.embeddings.*`, `backbone.encoder.layers.S.blocks.B.*`
+  (`attention.self.{query,key,value,logit_scale,continuous_position_bias_mlp}`), the same
+  end-of-stage `downsample`; no reassemble stage. The official final `norm` / `head` are
+  unused placeholders; the shifted-window `attn_mask` buffers are computed (see
+  `models.midas.computed_buffers`) and `relative_coords_table` / `relative_position_index`
+  are ignored if a file has them.
 """
 
 from __future__ import annotations
@@ -79,16 +83,33 @@ Entry = tuple[str, tuple[str, ...]]
 """(official key, hf keys): one hf key = rename, three = qkv split, none = official-only placeholder."""
 
 
-def _supported(cfg: MidasDPTConfig) -> None:
-    if cfg.kind not in ("vit", "vit_hybrid", "beit"):
-        raise NotImplementedError(f"no transformers key table for MiDaS {cfg.kind} models")
+SWIN_BLOCK_PAIRS: tuple[tuple[str, str], ...] = (
+    ("attn.logit_scale", "attention.self.logit_scale"),
+    ("attn.q_bias", "attention.self.query.bias"),
+    ("attn.v_bias", "attention.self.value.bias"),
+    ("attn.cpb_mlp.0.weight", "attention.self.continuous_position_bias_mlp.0.weight"),
+    ("attn.cpb_mlp.0.bias", "attention.self.continuous_position_bias_mlp.0.bias"),
+    ("attn.cpb_mlp.2.weight", "attention.self.continuous_position_bias_mlp.2.weight"),
+    ("attn.proj.weight", "attention.output.dense.weight"),
+    ("attn.proj.bias", "attention.output.dense.bias"),
+    ("norm1.weight", "layernorm_before.weight"),
+    ("norm1.bias", "layernorm_before.bias"),
+    ("mlp.fc1.weight", "intermediate.dense.weight"),
+    ("mlp.fc1.bias", "intermediate.dense.bias"),
+    ("mlp.fc2.weight", "output.dense.weight"),
+    ("mlp.fc2.bias", "output.dense.bias"),
+    ("norm2.weight", "layernorm_after.weight"),
+    ("norm2.bias", "layernorm_after.bias"),
+)
+SWIN_QKV_HF = ("attention.self.query.weight", "attention.self.key.weight", "attention.self.value.weight")
+SWIN_DOWNSAMPLE_PARTS = ("downsample.reduction.weight", "downsample.norm.weight", "downsample.norm.bias")
 
 
 def key_table(cfg: MidasDPTConfig) -> list[Entry]:
     """Every official key of the model `cfg` describes, with its transformers counterpart(s)."""
-    _supported(cfg)
-    table = _backbone_table(cfg)
-    for n in range(3 if cfg.kind == "vit_hybrid" else 1, 5):
+    table = _swin_table(cfg) if cfg.kind == "swin2" else _backbone_table(cfg)
+    first_token_level = {"vit": 1, "beit": 1, "vit_hybrid": 3}.get(cfg.kind, 5)  # Swin: no reassemble weights
+    for n in range(first_token_level, 5):
         for official, hf in REASSEMBLE_PAIRS + ((RESAMPLE_PAIR,) if n in (1, 2, 4) else ()):
             table += [(official.format(n=n, p=p), (hf.format(m=n - 1, p=p),)) for p in ("weight", "bias")]
     for n in range(1, 5):
@@ -128,6 +149,25 @@ def _backbone_table(cfg: MidasDPTConfig) -> list[Entry]:
     return table
 
 
+def _swin_table(cfg: MidasDPTConfig) -> list[Entry]:
+    bb = cfg.backbone
+    o, h = "pretrained.model.", "backbone."
+    table: list[Entry] = [
+        (f"{o}patch_embed.{part}.{p}", (f"{h}embeddings.{hf}.{p}",))
+        for part, hf in (("proj", "patch_embeddings.projection"), ("norm", "norm"))
+        for p in ("weight", "bias")
+    ]
+    for s, depth in enumerate(bb.depths):
+        for b in range(depth):
+            ob, hb = f"{o}layers.{s}.blocks.{b}.", f"{h}encoder.layers.{s}.blocks.{b}."
+            table += [(ob + a, (hb + c,)) for a, c in SWIN_BLOCK_PAIRS]
+            table.append((ob + "attn.qkv.weight", tuple(hb + q for q in SWIN_QKV_HF)))
+        if s < len(bb.depths) - 1:
+            table += [(f"{o}layers.{s}.{part}", (f"{h}encoder.layers.{s}.{part}",)) for part in SWIN_DOWNSAMPLE_PARTS]
+    table += [(f"{o}{name}.{p}", ()) for name in ("norm", "head") for p in ("weight", "bias")]
+    return table
+
+
 def _resnet_table(cfg: MidasDPTConfig, emb: str) -> list[Entry]:
     o, h = "pretrained.model.patch_embed.backbone.", f"{emb}backbone.bit."
     table: list[Entry] = [(o + "stem.conv.weight", (h + "embedder.convolution.weight",))]
@@ -142,7 +182,8 @@ def _resnet_table(cfg: MidasDPTConfig, emb: str) -> list[Entry]:
 
 def _placeholder(key: str, cfg: MidasDPTConfig) -> torch.Tensor:
     """Neutral value for an official key no transformers file stores (never read by the network)."""
-    dim = cfg.backbone.embed_dim
+    bb = cfg.backbone
+    dim = bb.stage_dim(len(bb.depths) - 1) if cfg.kind == "swin2" else bb.embed_dim
     if key.endswith("head.weight"):
         return torch.zeros(cfg.num_classes, dim)
     if key.endswith("head.bias"):
@@ -150,7 +191,8 @@ def _placeholder(key: str, cfg: MidasDPTConfig) -> torch.Tensor:
     return torch.ones(dim) if key.endswith("weight") else torch.zeros(dim)
 
 
-_IGNORED_HF = re.compile(r"relative_position_index$")
+_IGNORED_HF = re.compile(r"(relative_position_index|relative_coords_table|attn_mask)$")
+"""Computed buffers: ignored in transformers files, dropped by `drop_computed_keys` in official ones."""
 
 
 def hf_to_official(state: dict[str, torch.Tensor], cfg: MidasDPTConfig) -> dict[str, torch.Tensor]:
