@@ -21,7 +21,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sharpdepth.engine.adapters.depth_anything import Adapter, network_size, resize_cubic_cv2
+from sharpdepth.engine.adapters.depth_anything import Adapter, network_size
+from sharpdepth.engine.resize import resize_cubic_cv2
 from sharpdepth.errors import RelativeDepthError, WeightsError
 from sharpdepth.models.depth_anything import DepthAnything, DepthAnythingConfig
 from sharpdepth.models.vit import count_params

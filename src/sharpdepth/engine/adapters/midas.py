@@ -36,7 +36,7 @@ from ...models.midas import MidasDPT, MidasDPTConfig, drop_computed_keys, midas_
 from ...registry import ModelSpec
 from ...weights.keymaps.midas import hf_to_official
 from ..adapter import ModelAdapter, NetworkOutput, Prediction
-from .depth_anything import resize_cubic_cv2
+from ..resize import resize_cubic_cv2
 
 
 class Adapter(ModelAdapter):
