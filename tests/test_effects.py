@@ -238,6 +238,16 @@ def test_dolly_zoom_keeps_the_pivot_plane_and_paths_loop():
         CameraPath("spiral")
 
 
+def test_edge_pixels_move_with_the_foreground():
+    from sharpdepth.apps.warp import default_edge_growth, grow_foreground
+
+    depth = np.full((10, 20), 8.0)
+    depth[:, :10] = 2.0
+    grown = grow_foreground(depth, 2)
+    assert np.all(grown[:, :12] == 2.0) and np.all(grown[:, 12:] == 8.0)
+    assert default_edge_growth((60, 120)) == 0 and default_edge_growth((768, 1024)) == 2
+
+
 def test_mp4_has_the_right_frames(tmp_path):
     img, depth, _ = _two_plane_scene(48, 64)
     out, n = parallax_video(metric(depth, img, 60.0), tmp_path / "v.mp4", CameraPath("circle"), duration_s=0.7,

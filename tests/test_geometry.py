@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -191,6 +192,9 @@ def test_ply_and_glb_files(tmp_path, camera):
         # counter-clockwise toward the viewer: face normals point to the camera (+z in OpenGL axes)
         assert np.all(loaded.face_normals[:, 2] > 0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.glb", "c.ply", "m.glb", "m.ply"]  # no temp files
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in tmp_path.iterdir())  # not left private
     with pytest.raises(OptionError, match="unsupported 3D format"):
         save_point_cloud(tmp_path / "c.obj", cloud)
     assert point_cloud_bytes(cloud, "ply", "opencv") != data

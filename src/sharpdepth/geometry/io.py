@@ -26,6 +26,7 @@ length scaled with it; a different aspect ratio is refused.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -128,9 +129,21 @@ def result_with_focal(result: DepthResult, focal_px: float | None) -> DepthResul
 
 @contextmanager
 def atomic_output(dest: str | Path) -> Iterator[Path]:
-    """A temporary path beside `dest`, renamed over it only when the block succeeds."""
+    """A temporary path beside `dest`, renamed over it only when the block succeeds.
+
+    The temporary file is created private (mode 0600); before the rename it gets
+    the permissions a plainly created file would have (0666 minus the umask).
+    """
     with atomic_path(dest) as tmp:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_image(path: str | Path, rgb: np.ndarray, quality: int = 95) -> Path:
@@ -141,6 +154,6 @@ def save_image(path: str | Path, rgb: np.ndarray, quality: int = 95) -> Path:
         raise OptionError(f"{path}: unknown image type {path.suffix!r} (use .png, .jpg or .webp)")
     img = Image.fromarray(np.ascontiguousarray(rgb))
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    with atomic_path(path) as tmp:
+    with atomic_output(path) as tmp:
         img.save(tmp, format=fmt, **options)
     return path
