@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_close_rel, fixture_expected, fixture_manifest, fixture_state_dict, fixtures_dir
 from sharpdepth.models.backbones.efficientnet_lite import EFFICIENTNET_LITE3, Conv2dSame, tf_same_pad
 from sharpdepth.models.midas_small import MIDAS_V21_SMALL_256, MidasNetSmall, MidasSmallConfig
+
+from conftest import assert_close_rel, fixture_expected, fixture_manifest, fixture_state_dict, fixtures_dir
 
 FOLDER = "midas/midas_v21_small_256"
 
