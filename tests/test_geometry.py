@@ -298,3 +298,24 @@ def test_cli_measure_and_pointcloud(tmp_path, capsys):
     assert main(["measure", str(photo), "1,1", "2,2", "3,3", "--depth", npz]) == 2
     assert main(["pointcloud", str(photo), "--depth", npz, "-o", str(tmp_path / "x.obj")]) == 2
     assert main(["measure", str(photo), "1,1", "--depth", npz, "--model", "depth-pro"]) == 2
+
+
+def test_cli_predicts_when_no_depth_file_is_given(tmp_path, capsys, monkeypatch):
+    """Without --depth the command runs the network through sharpdepth.load (tiny architecture with
+    random weights here: the numbers are meaningless, the wiring is what is tested)."""
+    import functools
+    import json
+
+    import sharpdepth
+
+    monkeypatch.setattr(sharpdepth, "load", functools.partial(sharpdepth.load, random_weights=True))
+    photo = tmp_path / "photo.png"
+    _write_photo(photo)
+    model = "depth-anything-v2-metric-tiny"
+    assert main(["measure", str(photo), "32,24", "--model", model, "--focal-px", "60", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["focal_px"] == 60.0  # the user's focal length wins over the model's
+    point = data["point"]
+    assert np.isfinite(point["depth_m"]) and point["depth_m"] > 0
+    cam = Camera.from_focal(60.0, W, H)
+    assert point["distance_from_camera_m"] == pytest.approx(point["depth_m"] * cam.ray_length_factor(32, 24))

@@ -118,6 +118,17 @@ def oblique_view(result: DepthResult, yaw_deg: float, scale: float = 0.4, **opti
     return np.clip(out, 0, 255).astype(np.uint8).transpose(1, 2, 0)
 
 
+def gaussian_blend(image: np.ndarray, coc_px: np.ndarray) -> np.ndarray:
+    """The usual shortcut for comparison: one Gaussian blur, blended in by each pixel's blur size."""
+    from sharpdepth.apps.common import linear_to_srgb, srgb_to_linear
+
+    linear = srgb_to_linear(image)
+    radius = np.abs(coc_px) / 2
+    blurred = np.stack([ndimage.gaussian_filter(c, radius.max() / 2) for c in linear])
+    weight = np.clip(radius / 3.0, 0, 1)[None]  # fully blurred from a 3 px radius on
+    return linear_to_srgb(linear * (1 - weight) + blurred * weight)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[3] / "shared")
@@ -129,6 +140,8 @@ def main() -> None:
     near = depth_of_field(moto, DofSettings(focus_px=(520, 150), f_number=1.4, focal_length_mm=85))
     far = depth_of_field(moto, DofSettings(focus_px=(600, 60), f_number=1.4, focal_length_mm=85))
     save("dof_motorcycle.jpg", row(near.image, far.image))
+    save("dof_vs_gaussian.jpg", row(*(crop[60:260, 400:700] for crop in (gaussian_blend(moto.image, near.coc_px),
+                                                                           near.image))), width=600)  # fmt: skip
     moon_dof = depth_of_field(
         moon, DofSettings(focus_px=(370, 250), f_number=2.0, focal_length_mm=120, shape="hexagon")
     )
