@@ -139,8 +139,9 @@ def grow_foreground(depth: np.ndarray, pixels: int, max_rel_jump: float = 0.05) 
     """
     if pixels <= 0:
         return depth
-    nearest = ndimage.minimum_filter(depth, size=2 * pixels + 1)
-    behind_edge = depth > nearest * (1.0 + max_rel_jump)
+    valid = np.isfinite(depth) & (depth > 0)
+    nearest = ndimage.minimum_filter(np.where(valid, depth, np.inf), size=2 * pixels + 1)
+    behind_edge = valid & (depth > nearest * (1.0 + max_rel_jump))
     return np.where(behind_edge, nearest, depth)
 
 
