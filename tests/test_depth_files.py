@@ -95,3 +95,12 @@ def test_unknown_kind_and_bad_options(tmp_path):
         OutputOptions(("jpeg",))
     with pytest.raises(OptionError):
         OutputOptions(colormap="rainbow")
+
+
+def test_atomic_write_uses_normal_permissions(tmp_path):
+    dest = tmp_path / "y.npy"
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert dest.stat().st_mode & 0o777 == 0o666 & ~umask
