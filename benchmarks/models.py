@@ -32,18 +32,18 @@ def measure(name: str, precision: str, device: str, timeout: int) -> dict:
 
 
 def print_table(rows: list[dict], reference: dict[tuple[str, str], tuple[float, float]] | None = None) -> None:
-    header = f"{'model':<34} {'prec':<5} {'device':<6} {'input':>10} {'wall s':>8} {'CPU s':>8} {'peak GiB':>9}"
+    header = f"{'model':<40} {'prec':<5} {'device':<6} {'input':>10} {'wall s':>8} {'CPU s':>8} {'peak GiB':>9}"
     if reference:
         header += f" {'CPU-s ratio':>11} {'mem ratio':>9}"
     print(header)
     print("-" * len(header))
     for r in rows:
         if "error" in r:
-            print(f"{r['model']:<34} {r['precision']:<5} {r['device']:<6} error: {r['error']}")
+            print(f"{r['model']:<40} {r['precision']:<5} {r['device']:<6} error: {r['error']}")
             continue
         size = "x".join(str(v) for v in r["input"])
         line = (
-            f"{r['model']:<34} {r['precision']:<5} {r['device']:<6} {size:>10} {r['wall_s']:>8.2f} "
+            f"{r['model']:<40} {r['precision']:<5} {r['device']:<6} {size:>10} {r['wall_s']:>8.2f} "
             f"{r['cpu_s']:>8.1f} {r['peak_rss_gib']:>9.2f}"
         )
         ref = (reference or {}).get((r["model"], r["precision"]))
