@@ -53,9 +53,15 @@ class ModelAdapter(ABC):
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         """HxWx3 uint8 RGB -> (3, h, w) float32 network input, exactly as the official code."""
 
-    @abstractmethod
     def forward(self, net: nn.Module, batch: torch.Tensor) -> list[NetworkOutput]:
-        """Run a batch (N, 3, h, w) of same-size inputs; outputs returned as float32 on CPU."""
+        """Run a batch (N, 3, h, w) of same-size inputs; outputs returned as float32 on CPU.
+
+        Default for networks whose forward returns one (N, h, w) map; Depth Pro overrides it.
+        """
+        param = next(net.parameters())
+        with torch.inference_mode():
+            out = net(batch.to(device=param.device, dtype=param.dtype))
+        return [NetworkOutput(map=m.float().cpu()) for m in out]
 
     @abstractmethod
     def postprocess(self, out: NetworkOutput, height: int, width: int, focal_px: float | None) -> Prediction:

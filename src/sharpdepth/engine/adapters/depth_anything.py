@@ -73,12 +73,6 @@ class Adapter(ModelAdapter):
         image = (image - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32))
 
-    def forward(self, net: nn.Module, batch: torch.Tensor) -> list[NetworkOutput]:
-        param = next(net.parameters())
-        with torch.inference_mode():
-            out = net(batch.to(device=param.device, dtype=param.dtype))
-        return [NetworkOutput(map=m.float().cpu()) for m in out]
-
     def postprocess(self, out: NetworkOutput, height: int, width: int, focal_px: float | None) -> Prediction:
         """Bilinear resize to the image (V2 align_corners=True, V1 False); focal passes through."""
         raw = out.map.float()[None, None]

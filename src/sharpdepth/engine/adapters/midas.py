@@ -82,12 +82,6 @@ class Adapter(ModelAdapter):
         image = (image - np.asarray(cfg.mean)) / np.asarray(cfg.std)
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32))
 
-    def forward(self, net: nn.Module, batch: torch.Tensor) -> list[NetworkOutput]:
-        param = next(net.parameters())
-        with torch.inference_mode():
-            out = net(batch.to(device=param.device, dtype=param.dtype))
-        return [NetworkOutput(map=m.float().cpu()) for m in out]
-
     def postprocess(self, out: NetworkOutput, height: int, width: int, focal_px: float | None) -> Prediction:
         """Bicubic (align_corners=False) resize to the image, as `run.process`; focal passes through."""
         raw = out.map.float()[None, None]
