@@ -98,3 +98,16 @@ def test_offline_gives_instructions(hub, tmp_path):
 def test_missing_file_on_hub(hub, tmp_path):
     (result, _) = _run(hub, tmp_path, "nope.pt")
     assert "--weights" in result["error"] and "\n" not in result["error"]
+
+
+def test_unreachable_hub_fails_fast_with_one_line(tmp_path):
+    import time
+
+    class Closed:  # an endpoint nobody listens on
+        endpoint = "http://127.0.0.1:9"
+
+    start = time.perf_counter()
+    (result, _) = _run(Closed(), tmp_path, "good.pt")
+    assert "could not download" in result["error"] and "--weights" in result["error"]
+    assert "\n" not in result["error"]
+    assert time.perf_counter() - start < 60  # no minute-long retry backoff

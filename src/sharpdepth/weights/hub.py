@@ -10,8 +10,10 @@ fails is deleted from the cache and reported, never loaded.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,12 +62,12 @@ def download(source: WeightSource, spec: ModelSpec) -> Path:
 
     how = _fetch_instructions(spec, source)
     try:
-        expected = source.sha256
-        if expected is None:
-            meta = get_hf_file_metadata(hf_hub_url(source.repo_id, source.filename, revision=source.revision))
-            etag = (meta.etag or "").strip('"').lower()
-            expected = etag if _SHA256.match(etag) else None
-        path = Path(hf_hub_download(source.repo_id, source.filename, revision=source.revision))
+        # One HEAD without retries first: an unreachable hub fails at once, not after a minute of backoff.
+        meta = get_hf_file_metadata(hf_hub_url(source.repo_id, source.filename, revision=source.revision))
+        etag = (meta.etag or "").strip('"').lower()
+        expected = source.sha256 or (etag if _SHA256.match(etag) else None)
+        with _quiet_hub_logs():
+            path = Path(hf_hub_download(source.repo_id, source.filename, revision=source.revision))
     except (OfflineModeIsEnabled, LocalEntryNotFoundError):
         raise WeightsError(f"weights for {spec.name} are not cached and downloading is off or failed; {how}") from None
     except GatedRepoError:
@@ -73,13 +75,29 @@ def download(source: WeightSource, spec: ModelSpec) -> Path:
             f"{source.repo_id} is gated: accept its licence on the hub and log in (`hf auth login`), or {how}"
         ) from None
     except (RepositoryNotFoundError, EntryNotFoundError):
-        raise WeightsError(f"{source.repo_id}/{source.filename} not found on the hub; {how}") from None
+        raise NotOnHubError(f"{source.repo_id}/{source.filename} not found on the hub; {how}") from None
     except Exception as exc:  # network errors of every flavour
         raise WeightsError(
             f"could not download weights for {spec.name} ({type(exc).__name__}: {_first_line(exc)}); {how}"
         ) from None
     verify_file(path, expected, spec, source)
     return path
+
+
+class NotOnHubError(WeightsError):
+    """The hub answered, but this repository/file is not there: the next source may be."""
+
+
+@contextmanager
+def _quiet_hub_logs():
+    """huggingface_hub logs each retry as a warning; our one-line error says it all."""
+    hub_logger = logging.getLogger("huggingface_hub")
+    previous = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_logger.setLevel(previous)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -127,12 +145,10 @@ def resolve_weights(spec: ModelSpec, weights: str | Path | None = None, download
         raise WeightsError(
             f"weights for {spec.name} are not in the cache and downloads are off; {_fetch_instructions(spec, first)}"
         )
-    errors: list[WeightsError] = []
+    errors: list[NotOnHubError] = []
     for source in spec.sources:  # first source is the preferred one; the others are fallbacks
         try:
             return ResolvedWeights(download(source, spec), source.layout, "download", source)
-        except WeightsError as exc:
+        except NotOnHubError as exc:  # try the next source; any other failure is final
             errors.append(exc)
-            if "corrupt" in str(exc):
-                raise
     raise errors[0]
