@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 
 import sharpdepth
 from sharpdepth.cli.predict import run_predict
+from sharpdepth.engine.settings import ModelSettings, PredictSettings
 from sharpdepth.io.depth_files import read_depth_result
 from sharpdepth.io.outputs import OutputOptions
 
@@ -47,10 +48,10 @@ def test_predict_every_registered_model(tmp_path, name):
     del model, state
     out = tmp_path / "out"
     options = OutputOptions(formats=("npy", "npz", "png16", "exr", "pfm"), side_by_side=True, normals=True)
-    done, failures = run_predict(
-        [str(data_dir() / "photos" / PHOTO)], out, name, weights, options=options,
-        input_size=INPUT_SIZE.get(spec.family), show_progress=False,
-    )  # fmt: skip
+    settings = PredictSettings(
+        model=ModelSettings(name=name, weights=weights, input_size=INPUT_SIZE.get(spec.family)), output=options
+    )
+    done, failures = run_predict([str(data_dir() / "photos" / PHOTO)], out, settings, show_progress=False)
     assert failures == [] and done == 1
     side = json.loads((out / "da2_demo01.json").read_text())
     assert side["output_kind"] == str(spec.output_kind) and side["model"] == name

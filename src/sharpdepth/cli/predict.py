@@ -15,103 +15,34 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import OptionError, SharpDepthError
+from ..engine.jobs import make_aligner, plan_predict, predict_items
+from ..engine.settings import FocalSettings, ModelSettings, PredictSettings
 from ..io.images import DEFAULT_MAX_PIXELS, load_image
-from ..io.outputs import OutputOptions, parse_formats, sidecar_path, write_outputs
-from ..registry import ModelSpec, get_spec
-from ..result import OutputKind
-from .inputs import InputItem, expand_inputs
+from ..io.outputs import OutputOptions, parse_formats
+from ..registry import get_spec
 
 console = Console(stderr=True)
 
 
-def _chunks(items: list[InputItem], size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def run_predict(
-    inputs: list[str],
-    out_dir: Path,
-    model_name: str = "depth-pro",
-    weights: Path | None = None,
-    device: str = "cpu",
-    precision: str = "fp32",
-    focal_px: float | None = None,
-    fov_deg: float | None = None,
-    options: OutputOptions | None = None,
-    skip_existing: bool = False,
-    batch_size: int = 1,
-    input_size: int | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    align_to: Path | None = None,
-    align_method: str = "lstsq",
-    show_progress: bool = True,
+    inputs: list[str], out_dir: Path, settings: PredictSettings, show_progress: bool = True
 ) -> tuple[int, list[tuple[str, str]]]:
     """Process every input; returns (number written, [(input, error)])."""
-    import sharpdepth
-
-    from ..engine.model import FocalRequest
-
-    options = options or OutputOptions()
-    if batch_size < 1:
-        raise OptionError("--batch-size must be at least 1")
-    FocalRequest(focal_px, fov_deg).resolve(width=1000)  # reject bad values before any work
-    items, failures = expand_inputs(inputs)
-    if skip_existing:
-        items = [it for it in items if not sidecar_path(out_dir, it.stem).is_file()]
-    if not items:
+    plan = plan_predict(inputs, out_dir, settings)
+    failures = [(f.source, f.reason) for f in plan.failures]
+    if not plan.items:
         return 0, failures
     # Option errors before the (slow) model load.
-    aligner = _make_aligner(align_to, get_spec(model_name), align_method) if align_to else None
-    model = sharpdepth.load(
-        model_name, weights=weights, device=device, precision=precision, input_size=input_size, max_pixels=max_pixels
-    )
-    done = 0
+    aligner = make_aligner(settings, get_spec(settings.model.name).output_kind, settings.model.name)
+    model = settings.model.load()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=not show_progress, transient=True) as progress:
-        task = progress.add_task(f"{model.name}", total=len(items))
-        for chunk in _chunks(items, batch_size):
-            loaded, ok_items = [], []
-            for item in chunk:
-                try:
-                    loaded.append(load_image(item.path, max_pixels))
-                    ok_items.append(item)
-                except SharpDepthError as exc:
-                    failures.append((str(item.path), str(exc)))
-            try:
-                results = model.predict_batch(loaded, focal_px=focal_px, fov_deg=fov_deg, batch_size=batch_size)
-            except SharpDepthError as exc:
-                failures.extend((str(it.path), str(exc)) for it in ok_items)
-                progress.advance(task, len(chunk))
-                continue
-            for item, result in zip(ok_items, results, strict=True):
-                try:
-                    if aligner is not None:
-                        result = aligner(result)
-                    write_outputs(result, out_dir, item.stem, options)
-                    done += 1
-                except SharpDepthError as exc:
-                    failures.append((str(item.path), str(exc)))
-                except OSError as exc:
-                    failures.append((str(item.path), f"could not write outputs: {exc}"))
-            progress.advance(task, len(chunk))
-    return done, failures
-
-
-def _make_aligner(align_to: Path, spec: ModelSpec, method: str):
-    """Relative -> metric with a scale/shift fit (in disparity) to known sparse depths."""
-    from ..align import align_result_to_points, load_sparse_points
-
-    if spec.output_kind is OutputKind.METRIC_DEPTH:
-        raise OptionError(f"--align-to is for relative models; {spec.name} already predicts metres")
-    if method not in ALIGN_METHODS:
-        raise OptionError(f"unknown --align-method {method!r}; choose {', '.join(ALIGN_METHODS)}")
-    points = load_sparse_points(align_to)
-    return lambda result: align_result_to_points(result, points, method=method)
-
-
-ALIGN_METHODS = ("lstsq", "lstsq-robust", "median")
+        task = progress.add_task(f"{model.name}", total=len(plan.items))
+        summary = predict_items(
+            model, plan.items, out_dir, settings, aligner, on_progress=lambda n: progress.advance(task, n)
+        )
+    failures.extend((f.source, f.reason) for f in summary.failures)
+    return summary.written, failures
 
 
 def register(app: typer.Typer) -> None:
@@ -156,10 +87,19 @@ def register(app: typer.Typer) -> None:
             normals=normals,
             png16_scale_m=png_scale,
         )
-        done, failures = run_predict(
-            inputs, output, model, weights, device, precision, focal_px, fov_deg, options, skip_existing,
-            batch_size, input_size, max_pixels, align_to, align_method, show_progress=not quiet,
+        settings = PredictSettings(
+            model=ModelSettings(
+                name=model, weights=weights, device=device, precision=precision, input_size=input_size,
+                max_pixels=max_pixels,
+            ),
+            focal=FocalSettings(focal_px=focal_px, fov_deg=fov_deg),
+            output=options,
+            batch_size=batch_size,
+            skip_existing=skip_existing,
+            align_to=align_to,
+            align_method=align_method,
         )  # fmt: skip
+        done, failures = run_predict(inputs, output, settings, show_progress=not quiet)
         console.print(f"wrote {done} result(s) to {output}")
         if failures:
             # One plain line per failure (no table): greppable, never wrapped mid-path.

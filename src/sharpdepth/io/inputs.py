@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from ..errors import InputImageError
-from ..io.images import IMAGE_SUFFIXES
+from .images import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)
