@@ -79,6 +79,25 @@ class DepthAnythingConfig:
             raise ValueError("Depth Anything uses 14-pixel patches")
 
 
+class DepthAnythingScratch(Scratch):
+    """`depth_head.scratch`: the shared DPT fusion plus this head's `output_conv1` / `output_conv2`."""
+
+    def __init__(self, cfg: DepthAnythingConfig) -> None:
+        feats = cfg.features
+        super().__init__(cfg.out_channels, feats, use_bn=False, expand=False, align_corners=True)
+        self.output_conv1 = nn.Conv2d(feats, feats // 2, kernel_size=3, padding=1)
+        final = nn.Sigmoid() if cfg.is_metric else nn.ReLU()
+        layers: list[nn.Module] = [
+            nn.Conv2d(feats // 2, cfg.head_features_2, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(cfg.head_features_2, 1, kernel_size=1),
+            final,
+        ]
+        if not cfg.is_metric:
+            layers.append(nn.Identity())  # the relative head ends in an Identity; kept for fidelity
+        self.output_conv2 = nn.Sequential(*layers)
+
+
 class DPTHead(nn.Module):
     """The official `depth_head`: reassemble tokens into 4 maps, fuse, regress one channel."""
 
@@ -95,19 +114,7 @@ class DPTHead(nn.Module):
                 nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
             ]
         )
-        feats = cfg.features
-        self.scratch = Scratch(oc, feats, use_bn=False, expand=False, align_corners=True)
-        self.scratch.output_conv1 = nn.Conv2d(feats, feats // 2, kernel_size=3, padding=1)
-        final = nn.Sigmoid() if cfg.is_metric else nn.ReLU()
-        layers: list[nn.Module] = [
-            nn.Conv2d(feats // 2, cfg.head_features_2, kernel_size=3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(cfg.head_features_2, 1, kernel_size=1),
-            final,
-        ]
-        if not cfg.is_metric:
-            layers.append(nn.Identity())  # the relative head ends in an Identity; kept for fidelity
-        self.scratch.output_conv2 = nn.Sequential(*layers)
+        self.scratch = DepthAnythingScratch(cfg)
 
     def forward(self, maps: list[torch.Tensor], out_hw: tuple[int, int]) -> torch.Tensor:
         """Four (N, C, rows, cols) token maps -> (N, 1, *out_hw) map."""
@@ -133,9 +140,9 @@ class DepthAnything(nn.Module):
         Official `get_intermediate_layers(..., norm=True)`: each tapped output is
         normalised by the shared `norm`, and the cls token is dropped (use_clstoken=False).
         """
-        taps, _, grid = self.pretrained.forward_features(x, self.cfg.taps)
-        prefix = self.pretrained.num_prefix_tokens
-        return [tokens_to_map(self.pretrained.norm(t), grid, prefix) for t in taps], grid
+        inter = self.pretrained.forward_intermediates(x, self.cfg.taps, stop_early=True)
+        grid, prefix = inter.grids[0], inter.num_prefix_tokens
+        return [tokens_to_map(self.pretrained.norm(t), grid, prefix) for t in inter.features], grid
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

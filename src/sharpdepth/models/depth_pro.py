@@ -23,7 +23,7 @@ What the network computes (official names in brackets, so checkpoints load stric
    map predict the horizontal field of view in degrees [fov.downsample, fov.head].
 
 Why the execution differs from the official code while computing the same function:
-- Intermediate ViT features are returned by `VisionTransformer.forward_features`,
+- Intermediate ViT features are returned by `VisionTransformer.forward_intermediates`,
   not captured with forward hooks.
 - The 768- and 1536-pixel stages (last fusion, head, and the two upsampling chains
   feeding them) are purely local: 1x1/3x3 convolutions and 2x2 stride-2
@@ -248,8 +248,12 @@ class DepthProEncoder(nn.Module):
         x2 = F.interpolate(x, scale_factor=0.25, mode="bilinear", align_corners=False)
         patches = torch.cat([*self.split(x, lvl0), *self.split(x1, lvl1), x2], dim=0)
         del x1
-        (hook0, hook1), tokens, _ = self.patch_encoder.forward_features(patches, self.cfg.hook_block_ids)
-        del patches
+        inter = self.patch_encoder.forward_intermediates(patches, self.cfg.hook_block_ids)
+        (hook0, hook1), final = inter.features, inter.final
+        del inter, patches
+        if final is None:  # the patch encoder always runs to its last block here
+            raise RuntimeError("internal error: the patch encoder stopped early")
+        tokens = final
         first1 = lvl0.grid**2 * n
         latent0 = self.merge(hook0, 0, n, lvl0)
         del hook0

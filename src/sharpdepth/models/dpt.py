@@ -4,8 +4,8 @@ The decoder of "Vision Transformers for Dense Prediction" (Ranftl et al. 2021) i
 ladder of RefineNet-style fusion blocks over four feature maps. Depth Anything
 and every MiDaS model keep the same module names (`scratch.layerN_rn`,
 `scratch.refinenetN.resConfUnit{1,2}`, `out_conv`), so one implementation loads
-all of their checkpoints strictly. Families attach their own reassemble stage
-(ViT tokens -> maps) and output head to the `Scratch` built here.
+all of their checkpoints strictly. Families subclass `Scratch` for their output
+head and build their own reassemble stage (ViT tokens -> maps).
 """
 
 from __future__ import annotations
@@ -72,7 +72,10 @@ class FeatureFusionBlock(nn.Module):
 class Scratch(nn.Module):
     """The `scratch` module of DPT checkpoints: per-level 3x3 projections + fusion ladder.
 
-    Families add their output head as further attributes (e.g. `output_conv`).
+    Each family's head is a subclass that builds its own output modules in its
+    `__init__` (`output_conv` for MiDaS, `output_conv1`/`output_conv2` for Depth
+    Anything), so the checkpoint names stay `scratch.output_conv*` without anyone
+    attaching modules from outside.
     """
 
     def __init__(
@@ -86,14 +89,18 @@ class Scratch(nn.Module):
         super().__init__()
         # With `expand`, level i gets features * 2**i channels (MiDaS small's scratch).
         widths = [features * (2**i if expand else 1) for i in range(4)]
-        for i, (cin, cout) in enumerate(zip(in_channels, widths, strict=True), start=1):
-            setattr(self, f"layer{i}_rn", nn.Conv2d(cin, cout, 3, padding=1, bias=False))
-        for i, width in enumerate(widths, start=1):
-            setattr(
-                self,
-                f"refinenet{i}",
-                FeatureFusionBlock(width, use_bn, expand=expand and i > 1, align_corners=align_corners),
-            )
+        if len(in_channels) != 4:
+            raise ValueError(f"DPT fuses four levels, got {len(in_channels)} input widths")
+        c1, c2, c3, c4 = in_channels
+        self.layer1_rn = nn.Conv2d(c1, widths[0], 3, padding=1, bias=False)
+        self.layer2_rn = nn.Conv2d(c2, widths[1], 3, padding=1, bias=False)
+        self.layer3_rn = nn.Conv2d(c3, widths[2], 3, padding=1, bias=False)
+        self.layer4_rn = nn.Conv2d(c4, widths[3], 3, padding=1, bias=False)
+        # Official order: refinenet1 is created first; every block but the finest halves with `expand`.
+        self.refinenet1 = FeatureFusionBlock(widths[0], use_bn, expand=False, align_corners=align_corners)
+        self.refinenet2 = FeatureFusionBlock(widths[1], use_bn, expand=expand, align_corners=align_corners)
+        self.refinenet3 = FeatureFusionBlock(widths[2], use_bn, expand=expand, align_corners=align_corners)
+        self.refinenet4 = FeatureFusionBlock(widths[3], use_bn, expand=expand, align_corners=align_corners)
 
     def fuse(self, feats: Sequence[torch.Tensor], sizes_from_skips: bool = True) -> torch.Tensor:
         """Four backbone maps (fine -> coarse) -> fused map at 2x the finest resolution.
@@ -101,7 +108,8 @@ class Scratch(nn.Module):
         `sizes_from_skips`: upsample each path to the next skip's exact size (robust to odd
         sizes; Depth Anything, MiDaS 3.x DPT) rather than by a plain factor 2 (MiDaS small).
         """
-        rn = [getattr(self, f"layer{i}_rn")(f) for i, f in enumerate(feats, start=1)]
+        f1, f2, f3, f4 = feats
+        rn = [self.layer1_rn(f1), self.layer2_rn(f2), self.layer3_rn(f3), self.layer4_rn(f4)]
         size = (lambda t: t.shape[-2:]) if sizes_from_skips else (lambda t: None)
         path = self.refinenet4(rn[3], size=size(rn[2]))
         path = self.refinenet3(path, rn[2], size=size(rn[1]))

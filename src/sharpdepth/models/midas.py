@@ -48,6 +48,7 @@ from .backbones.beit import Beit, BeitConfig
 from .backbones.resnetv2 import HybridEmbed
 from .backbones.swin2 import Swin2Config, SwinTransformerV2, computed_masks
 from .dpt import Scratch
+from .features import Intermediates
 from .processing import MapProcessor, official_resize_hw
 from .vit import VisionTransformer, ViTConfig
 
@@ -133,45 +134,48 @@ class ProjectReadout(nn.Module):
         return self.project(torch.cat([patches, readout], dim=-1))
 
 
-class Reassemble(nn.Module):
-    """`pretrained.act_postprocessN` for token backbones: readout, tokens -> map, 1x1 conv, resample.
+class Transpose(nn.Module):
+    """Official `Transpose(1, 2)` (index 1 of `act_postprocessN`): tokens (N, L, C) -> (N, C, L)."""
 
-    Submodule names are the official Sequential indices (0 readout, 3 conv, 4 resample);
-    indices 1 (Transpose) and 2 (Unflatten) hold no weights and are done in `forward`.
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2)
+
+
+def make_reassemble(dim: int, out: int, level: int) -> nn.Sequential:
+    """`pretrained.act_postprocessN` of token backbones, as the official `nn.Sequential`.
+
+    0 readout, 1 Transpose, 2 Unflatten (official: a fixed-grid `nn.Unflatten`, which
+    `forward_flex` skips and replaces by a reshape to the actual grid; an Identity
+    here, applied the same way by `reassemble`), 3 1x1 conv, 4 resample (levels 1, 2, 4).
+    The checkpoint's index names are the real positions in this Sequential.
     """
-
-    def __init__(self, dim: int, out: int, level: int) -> None:
-        super().__init__()
-        self.add_module("0", ProjectReadout(dim))
-        self.add_module("3", nn.Conv2d(dim, out, 1))
-        resample: dict[int, nn.Module] = {
-            1: nn.ConvTranspose2d(out, out, kernel_size=4, stride=4),
-            2: nn.ConvTranspose2d(out, out, kernel_size=2, stride=2),
-            4: nn.Conv2d(out, out, kernel_size=3, stride=2, padding=1),
-        }
-        if level in resample:
-            self.add_module("4", resample[level])
-
-    def forward(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        x = getattr(self, "0")(tokens).transpose(1, 2)
-        x = x.reshape(x.shape[0], x.shape[1], *grid)
-        for name in ("3", "4"):
-            if hasattr(self, name):
-                x = getattr(self, name)(x)
-        return x
+    layers: list[nn.Module] = [ProjectReadout(dim), Transpose(), nn.Identity(), nn.Conv2d(dim, out, 1)]
+    resample: dict[int, nn.Module] = {
+        1: nn.ConvTranspose2d(out, out, kernel_size=4, stride=4),
+        2: nn.ConvTranspose2d(out, out, kernel_size=2, stride=2),
+        4: nn.Conv2d(out, out, kernel_size=3, stride=2, padding=1),
+    }
+    if level in resample:
+        layers.append(resample[level])
+    return nn.Sequential(*layers)
 
 
-def _build_backbone(cfg: MidasDPTConfig) -> nn.Module:
+def reassemble(stage: nn.Sequential, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Official `forward_flex` use of an `act_postprocessN`: [0:2], reshape to the grid, [3:]."""
+    x = stage[0:2](tokens)
+    x = x.reshape(x.shape[0], x.shape[1], *grid)
+    return stage[3:](x)
+
+
+def _build_backbone(cfg: MidasDPTConfig) -> Beit | SwinTransformerV2 | VisionTransformer:
     bb = cfg.backbone
     if isinstance(bb, BeitConfig):
         return Beit(bb)
     if isinstance(bb, Swin2Config):
         return SwinTransformerV2(bb)
-    vit = VisionTransformer(bb)
-    if cfg.hybrid_layers:
-        vit.patch_embed = HybridEmbed(bb.embed_dim, cfg.hybrid_layers)
-    vit.head = nn.Linear(bb.embed_dim, cfg.num_classes)  # timm's classifier; unused, kept for strict loading
-    return vit
+    stem = HybridEmbed(bb.embed_dim, cfg.hybrid_layers) if cfg.hybrid_layers else None
+    # timm's ImageNet classifier: unused, kept so official checkpoints load strictly.
+    return VisionTransformer(bb, patch_embed=stem, num_classes=cfg.num_classes)
 
 
 class MidasEncoder(nn.Module):
@@ -182,39 +186,38 @@ class MidasEncoder(nn.Module):
         self.cfg = cfg
         self.model = _build_backbone(cfg)
         self.num_cnn_levels = 2 if cfg.kind == "vit_hybrid" else 0
-        if cfg.kind != "swin2":
-            for level in range(self.num_cnn_levels + 1, 5):
-                out = cfg.reassemble_features[level - 1]
-                self.add_module(f"act_postprocess{level}", Reassemble(cfg.backbone.embed_dim, out, level))
+        first = 5 if cfg.kind == "swin2" else self.num_cnn_levels + 1  # Swin: Transpose + Unflatten only
+        dim = cfg.backbone.embed_dim
+        widths = cfg.reassemble_features
+        self.act_postprocess1 = make_reassemble(dim, widths[0], 1) if first <= 1 else None
+        self.act_postprocess2 = make_reassemble(dim, widths[1], 2) if first <= 2 else None
+        self.act_postprocess3 = make_reassemble(dim, widths[2], 3) if first <= 3 else None
+        self.act_postprocess4 = make_reassemble(dim, widths[3], 4) if first <= 4 else None
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if self.cfg.kind == "swin2":
-            # act_postprocessN of the Swin models is Transpose + Unflatten only (no weights).
-            return self.model.forward_features(x, self.cfg.hooks)
-        skips, tapped, grid = self._tokens(x)
-        levels = range(self.num_cnn_levels + 1, 5)
-        return skips + [getattr(self, f"act_postprocess{lv}")(t, grid) for lv, t in zip(levels, tapped, strict=True)]
+        model = self.model
+        if isinstance(model, SwinTransformerV2):
+            return model.forward_intermediates(x, self.cfg.hooks).maps()
+        skips, inter = self._tokens(model, x)
+        stages = [self.act_postprocess1, self.act_postprocess2, self.act_postprocess3, self.act_postprocess4]
+        used = [stage for stage in stages if stage is not None]
+        tapped = [reassemble(stage, t, g) for stage, t, g in zip(used, inter.features, inter.grids, strict=True)]
+        return skips + tapped
 
-    def _tokens(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], tuple[int, int]]:
-        """(CNN skip maps, raw outputs of the tapped blocks incl. cls token, patch grid)."""
+    def _tokens(self, model: Beit | VisionTransformer, x: torch.Tensor) -> tuple[list[torch.Tensor], Intermediates]:
+        """(CNN skip maps, raw outputs of the tapped blocks incl. cls token)."""
         taps = self.cfg.hooks[self.num_cnn_levels :]
-        if self.cfg.kind == "beit":
-            tapped, grid = self.model.forward_features(x, taps)
-            return [], tapped, grid
-        vit: VisionTransformer = self.model
-        if self.cfg.kind == "vit_hybrid":
-            skips, patches, grid = vit.patch_embed.forward_stages(x)
+        if isinstance(model, Beit):
+            return [], model.forward_intermediates(x, taps)
+        stem = model.patch_embed
+        if isinstance(stem, HybridEmbed):
+            skips, patches, grid = stem.forward_stages(x)
         else:
-            (patches, grid), skips = vit.patch_embed(x), []
+            (patches, grid), skips = stem(x), []
         # MiDaS `forward_flex`: cls token, then the stored grid resized bilinearly to this input.
-        tokens = torch.cat([vit.cls_token.expand(x.shape[0], -1, -1), patches], dim=1)
-        tokens = tokens + vit.position_embedding(*grid)
-        tapped: dict[int, torch.Tensor] = {}
-        for i, block in enumerate(vit.blocks[: max(taps) + 1]):
-            tokens = block(tokens)
-            if i in taps:
-                tapped[i] = tokens
-        return skips, [tapped[i] for i in taps], grid
+        tokens = torch.cat([model.cls_token.expand(x.shape[0], -1, -1), patches], dim=1)
+        tokens = tokens + model.position_embedding(*grid)
+        return skips, model.forward_tokens(tokens, grid, taps, stop_early=True)
 
 
 class Interpolate(nn.Module):
@@ -242,6 +245,14 @@ def make_dpt_head(features: int, head_features_2: int, non_negative: bool) -> nn
     )
 
 
+class MidasScratch(Scratch):
+    """`scratch`: the shared DPT fusion plus the `output_conv` head of DPTDepthModel."""
+
+    def __init__(self, cfg: MidasDPTConfig) -> None:
+        super().__init__(cfg.reassemble_features, cfg.features, cfg.use_bn, False, cfg.align_corners)
+        self.output_conv = make_dpt_head(cfg.features, cfg.head_features_2, cfg.non_negative)
+
+
 class MidasDPT(nn.Module):
     """MiDaS `DPTDepthModel`: (N, 3, h, w) normalised input -> (N, h, w) relative inverse depth."""
 
@@ -249,8 +260,7 @@ class MidasDPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.pretrained = MidasEncoder(cfg)
-        self.scratch = Scratch(cfg.reassemble_features, cfg.features, cfg.use_bn, False, cfg.align_corners)
-        self.scratch.output_conv = make_dpt_head(cfg.features, cfg.head_features_2, cfg.non_negative)
+        self.scratch = MidasScratch(cfg)
 
     def forward(self, x: torch.Tensor, pre_relu: bool = False) -> torch.Tensor:
         """Disparity (N, h, w); with `pre_relu` the (N, 1, h, w) last-conv output before the final ReLU."""

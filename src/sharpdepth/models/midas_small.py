@@ -40,6 +40,7 @@ The output is relative disparity (affine-invariant inverse depth), not metric de
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,7 @@ from ..family import DataConfig, Family, official_layout
 from ..result import OutputKind
 from .backbones.efficientnet_lite import EFFICIENTNET_LITE3, EfficientNetLite, EfficientNetLiteConfig
 from .dpt import Scratch
+from .features import Intermediates, check_indices
 from .processing import MapProcessor
 
 
@@ -78,6 +80,8 @@ class MidasSmallConfig:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     def __post_init__(self) -> None:
+        if len(self.stage_groups) != 4:
+            raise ValueError(f"MiDaS small regroups the stages into 4 levels, got {len(self.stage_groups)} groups")
         widths = self.backbone.stage_channels()
         derived = tuple(widths[stop - 1] for _, stop in self.stage_groups)
         if derived != tuple(self.encoder_channels):
@@ -119,16 +123,25 @@ class EfficientNetEncoder(nn.Module):
         super().__init__()
         net = EfficientNetLite(cfg.backbone)
         stages = list(net.blocks)
-        for i, (start, stop) in enumerate(cfg.stage_groups, start=1):
-            stem = [net.conv_stem, net.bn1, net.act1] if i == 1 else []
-            setattr(self, f"layer{i}", nn.Sequential(*stem, *stages[start:stop]))
+        (a1, b1), (a2, b2), (a3, b3), (a4, b4) = cfg.stage_groups
+        self.layer1 = nn.Sequential(net.conv_stem, net.bn1, net.act1, *stages[a1:b1])
+        self.layer2 = nn.Sequential(*stages[a2:b2])
+        self.layer3 = nn.Sequential(*stages[a3:b3])
+        self.layer4 = nn.Sequential(*stages[a4:b4])
+
+    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int] = (0, 1, 2, 3)) -> Intermediates:
+        """(N, C, h, w) outputs of `layer{i+1}` for i in `indices` (strides 4, 8, 16, 32)."""
+        layers = [self.layer1, self.layer2, self.layer3, self.layer4]
+        wanted = check_indices(list(indices), len(layers), "stage")
+        outs: dict[int, torch.Tensor] = {}
+        for i, layer in enumerate(layers[: max(wanted) + 1]):
+            x = layer(x)
+            outs[i] = x
+        maps = [outs[i] for i in wanted]
+        return Intermediates(maps, [(m.shape[-2], m.shape[-1]) for m in maps], "maps")
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = []
-        for i in range(1, 5):
-            x = getattr(self, f"layer{i}")(x)
-            feats.append(x)
-        return feats
+        return self.forward_intermediates(x).features
 
 
 class Interpolate(nn.Module):
@@ -159,6 +172,16 @@ def make_head(features: int, non_negative: bool) -> nn.Sequential:
     )
 
 
+class MidasSmallScratch(Scratch):
+    """`scratch`: the DPT fusion with `expand` (64/128/256/512) plus the official `output_conv` head."""
+
+    def __init__(self, cfg: MidasSmallConfig) -> None:
+        super().__init__(
+            cfg.encoder_channels, cfg.features, use_bn=cfg.use_bn, expand=cfg.expand, align_corners=cfg.align_corners
+        )
+        self.output_conv = make_head(cfg.features, cfg.non_negative)
+
+
 class MidasNetSmall(nn.Module):
     """MiDaS v2.1 small with official key names (`pretrained.*`, `scratch.*`)."""
 
@@ -166,14 +189,7 @@ class MidasNetSmall(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.pretrained = EfficientNetEncoder(cfg)
-        self.scratch = Scratch(
-            cfg.encoder_channels,
-            cfg.features,
-            use_bn=cfg.use_bn,
-            expand=cfg.expand,
-            align_corners=cfg.align_corners,
-        )
-        self.scratch.output_conv = make_head(cfg.features, cfg.non_negative)
+        self.scratch = MidasSmallScratch(cfg)
 
     def decode(self, feats: list[torch.Tensor]) -> torch.Tensor:
         """Four encoder maps -> fused map at half the input resolution (features channels)."""

@@ -7,7 +7,7 @@ stretched to another input size. Those differences are config fields here, so
 every family reuses this file and keeps the official state-dict key names
 (`patch_embed.proj`, `blocks.N.attn.qkv`, `blocks.N.ls1.gamma`, ...).
 
-Intermediate features are *returned* by `forward_features`, not collected with
+Intermediate features are *returned* by `forward_intermediates`, not collected with
 forward hooks, so callers see exactly which block outputs they consume.
 """
 
@@ -20,6 +20,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .features import Intermediates, check_indices
 
 
 @dataclass(frozen=True)
@@ -138,11 +140,13 @@ class Block(nn.Module):
 class VisionTransformer(nn.Module):
     """Pre-norm ViT with a cls token (and optional register tokens).
 
-    `patch_embed` may be replaced by any module with the same call signature
-    (tokens, (rows, cols)) — MiDaS' hybrid model puts a ResNet stem there.
+    `patch_embed` may be any module with the same call signature (x -> tokens,
+    (rows, cols)), passed to the constructor: MiDaS' hybrid model uses a ResNet stem.
     """
 
-    def __init__(self, cfg: ViTConfig) -> None:
+    def __init__(self, cfg: ViTConfig, patch_embed: nn.Module | None = None, num_classes: int = 0) -> None:
+        """`patch_embed`: a replacement stem (MiDaS' ResNet); `num_classes` > 0 adds timm's
+        unused ImageNet classifier `head`, which MiDaS checkpoints keep."""
         super().__init__()
         self.cfg = cfg
         dim = cfg.embed_dim
@@ -152,9 +156,13 @@ class VisionTransformer(nn.Module):
             self.register_tokens = nn.Parameter(torch.zeros(1, cfg.num_register_tokens, dim))
         if cfg.mask_token:
             self.mask_token = nn.Parameter(torch.zeros(1, dim))
-        self.patch_embed: nn.Module = PatchEmbed(cfg.patch_size, cfg.in_chans, dim)
+        self.patch_embed: nn.Module = (
+            patch_embed if patch_embed is not None else PatchEmbed(cfg.patch_size, cfg.in_chans, dim)
+        )
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        if num_classes:
+            self.head = nn.Linear(dim, num_classes)
 
     @property
     def num_prefix_tokens(self) -> int:
@@ -192,28 +200,36 @@ class VisionTransformer(nn.Module):
             tokens = torch.cat([tokens[:, :1], regs, tokens[:, 1:]], dim=1)
         return tokens, (rows, cols)
 
-    def forward_features(
-        self, x: torch.Tensor, taps: Sequence[int] = ()
-    ) -> tuple[list[torch.Tensor], torch.Tensor, tuple[int, int]]:
-        """Run the stack once.
+    def forward_tokens(
+        self, tokens: torch.Tensor, grid: tuple[int, int], indices: Sequence[int] = (), stop_early: bool = False
+    ) -> Intermediates:
+        """Run the blocks on an embedded sequence (see `embed`); the backbone contract's core.
 
-        Returns (outputs of the blocks listed in `taps`, un-normalised and with prefix
-        tokens, in `taps` order; the final normed sequence; the patch grid).
+        `stop_early` stops after the last requested block (no `final`), as MiDaS does.
         """
-        tokens, grid = self.embed(x)
-        wanted = {idx % len(self.blocks): pos for pos, idx in enumerate(taps)}
-        tapped: list[torch.Tensor | None] = [None] * len(taps)
-        for i, block in enumerate(self.blocks):
+        wanted = check_indices(list(indices), len(self.blocks), "block")
+        last = max(wanted) if stop_early and wanted else len(self.blocks) - 1
+        tapped: list[torch.Tensor] = [tokens] * len(wanted)
+        for i, block in enumerate(self.blocks[: last + 1]):
             tokens = block(tokens)
-            if i in wanted:
-                tapped[wanted[i]] = tokens
-        missing = [t for t, v in zip(taps, tapped, strict=True) if v is None]
-        if missing:
-            raise ValueError(f"tap indices {missing} out of range for depth {len(self.blocks)}")
-        return [t for t in tapped if t is not None], self.norm(tokens), grid
+            for pos in (p for p, idx in enumerate(wanted) if idx == i):
+                tapped[pos] = tokens
+        final = self.norm(tokens) if last == len(self.blocks) - 1 else None
+        return Intermediates(tapped, [grid] * len(wanted), "tokens", self.num_prefix_tokens, final)
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] = (), stop_early: bool = False
+    ) -> Intermediates:
+        """Raw outputs (prefix tokens included, un-normalised) of the blocks in `indices`, in that
+        order, and the final normed sequence (unless `stop_early`)."""
+        tokens, grid = self.embed(x)
+        return self.forward_tokens(tokens, grid, indices, stop_early)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)[1]
+        final = self.forward_intermediates(x).final
+        if final is None:  # forward_intermediates without stop_early always runs every block
+            raise RuntimeError("internal error: the ViT stopped early")
+        return final
 
 
 def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int], num_prefix: int) -> torch.Tensor:

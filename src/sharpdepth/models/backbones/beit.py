@@ -19,12 +19,14 @@ discards* the key (see `BeitAttention._load_from_state_dict`), and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..features import Intermediates, check_indices
 from ..vit import Mlp, PatchEmbed
 
 COMPUTED_KEYS = ("attn.relative_position_index",)
@@ -133,7 +135,7 @@ class BeitBlock(nn.Module):
 
 
 class Beit(nn.Module):
-    """BEiT encoder; `forward_features` returns the raw outputs (cls token included) of tapped blocks."""
+    """BEiT encoder; `forward_intermediates` returns the raw outputs (cls token included) of tapped blocks."""
 
     def __init__(self, cfg: BeitConfig = BEIT_LARGE_512) -> None:
         super().__init__()
@@ -145,12 +147,14 @@ class Beit(nn.Module):
         self.fc_norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.head = nn.Linear(dim, cfg.num_classes)
 
-    def forward_features(self, x: torch.Tensor, taps: tuple[int, ...]) -> tuple[list[torch.Tensor], tuple[int, int]]:
+    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int]) -> Intermediates:
+        """Raw outputs (cls token first) of the blocks in `indices`; stops after the last one (MiDaS)."""
+        wanted = check_indices(list(indices), len(self.blocks), "block")
         patches, grid = self.patch_embed(x)
         tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), patches], dim=1)
         tapped: dict[int, torch.Tensor] = {}
-        for i, block in enumerate(self.blocks[: max(taps) + 1]):
+        for i, block in enumerate(self.blocks[: max(wanted) + 1]):
             tokens = block(tokens, grid)
-            if i in taps:
+            if i in wanted:
                 tapped[i] = tokens
-        return [tapped[i] for i in taps], grid
+        return Intermediates([tapped[i] for i in wanted], [grid] * len(wanted), "tokens", num_prefix_tokens=1)

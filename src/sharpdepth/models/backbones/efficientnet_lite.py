@@ -23,12 +23,15 @@ dense-prediction users only need the stages.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..features import Intermediates, check_indices
 
 
 def tf_same_pad(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -211,10 +214,18 @@ class EfficientNetLite(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.blocks = nn.Sequential(*stages)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int]) -> Intermediates:
+        """(N, C, h, w) outputs of the stages in `indices`; stops after the last one asked for."""
+        stages = list(self.blocks)
+        wanted = check_indices(list(indices), len(stages), "stage")
         x = self.act1(self.bn1(self.conv_stem(x)))
-        outs = []
-        for stage in self.blocks:
+        outs: dict[int, torch.Tensor] = {}
+        for i, stage in enumerate(stages[: max(wanted) + 1]):
             x = stage(x)
-            outs.append(x)
-        return outs
+            outs[i] = x
+        maps = [outs[i] for i in wanted]
+        return Intermediates(maps, [(m.shape[-2], m.shape[-1]) for m in maps], "maps")
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every stage's output."""
+        return self.forward_intermediates(x, range(len(self.blocks))).features

@@ -12,10 +12,13 @@ decoder and the last, projected, to the ViT. Keys follow timm: `stem.conv`, `ste
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..features import Intermediates, check_indices
 
 
 def pad_same(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> torch.Tensor:
@@ -139,13 +142,20 @@ class ResNetV2(nn.Module):
     def out_channels(self) -> int:
         return 256 * 2 ** (len(self.stages) - 1)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int]) -> Intermediates:
+        """(N, C, h, w) outputs of the stages in `indices`; stops after the last one asked for."""
+        wanted = check_indices(list(indices), len(self.stages), "stage")
         x = self.stem(x)
-        outs = []
-        for stage in self.stages:
+        outs: dict[int, torch.Tensor] = {}
+        for i, stage in enumerate(self.stages[: max(wanted) + 1]):
             x = stage(x)
-            outs.append(x)
-        return outs
+            outs[i] = x
+        maps = [outs[i] for i in wanted]
+        return Intermediates(maps, [(m.shape[-2], m.shape[-1]) for m in maps], "maps")
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every stage's output."""
+        return self.forward_intermediates(x, range(len(self.stages))).features
 
 
 class HybridEmbed(nn.Module):
@@ -161,7 +171,8 @@ class HybridEmbed(nn.Module):
         self.proj = nn.Conv2d(self.backbone.out_channels, embed_dim, 1)
 
     def forward_stages(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, tuple[int, int]]:
-        stages = self.backbone(x)
+        """(ResNet stage maps but the last, patch tokens, patch grid)."""
+        stages = self.backbone.forward_intermediates(x, range(len(self.backbone.stages))).features
         feat = self.proj(stages[-1])
         rows, cols = feat.shape[-2:]
         return stages[:-1], feat.flatten(2).transpose(1, 2), (rows, cols)

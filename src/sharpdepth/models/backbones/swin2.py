@@ -16,19 +16,21 @@ computed mask (`SwinBlock._load_from_state_dict`), and `computed_masks(cfg)` lis
 so loaders that compare key sets first can verify and drop them.
 
 MiDaS hooks the output of one block per stage (`hooks[i]` = block index in stage i),
-before that stage's downsample; `forward_features` returns those as (B, C, H, W) maps.
+before that stage's downsample; `forward_intermediates` returns those (`as_map`: (B, C, H, W)).
 The stage grids are fixed at construction (timm 0.6 asserts the input size too).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..features import Intermediates, check_indices
 from ..vit import Mlp
 
 
@@ -238,15 +240,20 @@ class SwinTransformerV2(nn.Module):
         self.norm = nn.LayerNorm(final)
         self.head = nn.Linear(final, cfg.num_classes)
 
-    def forward_features(self, x: torch.Tensor, taps: tuple[int, ...]) -> list[torch.Tensor]:
-        """(B, 3, H, W) at the configured size -> one (B, C, h, w) map per stage (block `taps[s]`)."""
+    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int]) -> Intermediates:
+        """(B, 3, H, W) at the configured size -> per stage s, the (B, h*w, C) tokens of block
+        `indices[s]` (before that stage's downsample); `as_map` gives (B, C, h, w)."""
         size = self.cfg.img_size
         if tuple(x.shape[-2:]) != (size, size):
             raise ValueError(f"Swin-V2 backbone built for {size}x{size} inputs, got {tuple(x.shape[-2:])}")
+        if len(indices) != len(self.layers):
+            raise ValueError(f"Swin-V2 takes one block index per stage ({len(self.layers)}), got {tuple(indices)}")
         x = self.patch_embed(x)
-        maps = []
-        for s, (stage, tap) in enumerate(zip(self.layers, taps, strict=True)):
+        tokens, grids = [], []
+        for s, (stage, tap) in enumerate(zip(self.layers, indices, strict=True)):
+            (tap,) = check_indices([tap], len(stage.blocks), "block")
             tapped, x = stage(x, tap)
             grid = self.cfg.stage_grid(s)
-            maps.append(tapped.transpose(1, 2).reshape(x.shape[0], -1, grid, grid))
-        return maps
+            tokens.append(tapped)
+            grids.append((grid, grid))
+        return Intermediates(tokens, grids, "tokens", num_prefix_tokens=0)
