@@ -46,11 +46,14 @@ def test_list_models_filters_by_kind_family_and_licence():
     non_commercial = set(sharpdepth.list_models(license="non-commercial"))
     # Apple's research licence and CC-BY-NC weights are not for commercial use; MIT and Apache-2.0 are.
     assert {"depth-pro", "depth-anything-v2-base", "depth-anything-v2-large"} <= non_commercial
+    assert "depth-anything-v2-metric-indoor-large" in non_commercial  # fine-tuned from a CC-BY-NC model
     assert {"depth-anything-v2-small", "midas-dpt-large-384", "midas-v21-small-256"} <= commercial
     assert not commercial & non_commercial
     assert commercial | non_commercial == set(sharpdepth.list_models())
     for name in commercial:
         assert registry.get_spec(name).license.split()[0] in ("MIT", "Apache-2.0")
+    for name in non_commercial:
+        assert "-base" in name or "-large" in name or "-giant" in name or "depth-pro" in name
     assert sharpdepth.list_models(family="midas_small") == ["midas-v21-small-256"]
     assert sharpdepth.list_models(kind="metric_depth", family="midas") == []
 

@@ -133,8 +133,8 @@ class DepthModel:
             with torch.inference_mode():
                 raw = self.processor.forward(self.net, batch)
             self.last_timings["forward_s"] = time.perf_counter() - start
-            for i, out in zip(group, raw, strict=True):
-                outputs[i] = out
+            for i, output in zip(group, raw, strict=True):
+                outputs[i] = output
             del batch, raw
         for img, request, out in zip(loaded, requests, outputs, strict=True):
             if out is None:  # every index belongs to exactly one chunk

@@ -158,17 +158,33 @@ class DepthAnything(nn.Module):
 
 # ---------------------------------------------------------------- presets
 
-_ENCODERS: dict[str, dict] = {
-    # embed_dim, depth, heads, ffn, DPT features, out_channels, V2 taps (official run.py / dpt.py)
-    "vits": dict(dim=384, depth=12, heads=6, ffn="mlp", features=64, oc=(48, 96, 192, 384), taps=(2, 5, 8, 11)),
-    "vitb": dict(dim=768, depth=12, heads=12, ffn="mlp", features=128, oc=(96, 192, 384, 768), taps=(2, 5, 8, 11)),
-    "vitl": dict(
-        dim=1024, depth=24, heads=16, ffn="mlp", features=256, oc=(256, 512, 1024, 1024), taps=(4, 11, 17, 23)
-    ),
-    "vitg": dict(dim=1536, depth=40, heads=24, ffn="swiglu", features=384, oc=(1536,) * 4, taps=(9, 19, 29, 39)),
+Quad = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class _Encoder:
+    """One official encoder size (official run.py / dpt.py model_configs)."""
+
+    dim: int
+    depth: int
+    heads: int
+    ffn: Literal["mlp", "swiglu"]
+    features: int
+    """DPT fusion width."""
+    oc: Quad
+    """out_channels of the four levels."""
+    taps: Quad
+    """V2 tapped blocks."""
+
+
+_ENCODERS: dict[str, _Encoder] = {
+    "vits": _Encoder(384, 12, 6, "mlp", 64, (48, 96, 192, 384), (2, 5, 8, 11)),
+    "vitb": _Encoder(768, 12, 12, "mlp", 128, (96, 192, 384, 768), (2, 5, 8, 11)),
+    "vitl": _Encoder(1024, 24, 16, "mlp", 256, (256, 512, 1024, 1024), (4, 11, 17, 23)),
+    "vitg": _Encoder(1536, 40, 24, "swiglu", 384, (1536, 1536, 1536, 1536), (9, 19, 29, 39)),
     # Test-only width: same code paths (mask token, LayerScale, pos-embed interpolation) in milliseconds.
     # Six blocks so that V1 (last four: 2..5) and V2 taps differ, as they do at every real size.
-    "tiny": dict(dim=64, depth=6, heads=2, ffn="mlp", features=32, oc=(16, 32, 64, 64), taps=(0, 2, 4, 5)),
+    "tiny": _Encoder(64, 6, 2, "mlp", 32, (16, 32, 64, 64), (0, 2, 4, 5)),
 }
 
 # Parameter counts of the official models (manifest n_params; metric heads have the same shapes).
@@ -179,13 +195,13 @@ def dinov2_config(encoder: str) -> ViTConfig:
     """DINOv2 /14 as Depth Anything builds it (LayerScale, mask_token, 37x37 stored grid)."""
     e = _ENCODERS[encoder]
     return ViTConfig(
-        embed_dim=e["dim"],
-        depth=e["depth"],
-        num_heads=e["heads"],
+        embed_dim=e.dim,
+        depth=e.depth,
+        num_heads=e.heads,
         patch_size=PATCH,
         img_size=518,
         mlp_ratio=4.0,
-        ffn=e["ffn"],
+        ffn=e.ffn,
         layer_scale=True,
         qkv_bias=True,
         norm_eps=1e-6,
@@ -197,15 +213,15 @@ def dinov2_config(encoder: str) -> ViTConfig:
 def make_config(version: Literal["v1", "v2"], encoder: str, max_depth: float | None = None) -> DepthAnythingConfig:
     """Official configuration of one (version, encoder[, metric]) combination."""
     e = _ENCODERS[encoder]
-    depth = e["depth"]
+    depth = e.depth
     # V1: get_intermediate_layers(x, 4) = the last four blocks; V2: the fixed per-size list.
-    taps = tuple(range(depth - 4, depth)) if version == "v1" else e["taps"]
+    taps: Quad = (depth - 4, depth - 3, depth - 2, depth - 1) if version == "v1" else e.taps
     return DepthAnythingConfig(
         version=version,
         encoder=encoder,
         vit=dinov2_config(encoder),
-        features=e["features"],
-        out_channels=e["oc"],
+        features=e.features,
+        out_channels=e.oc,
         taps=taps,
         max_depth=max_depth,
         output_align_corners=version == "v2",
@@ -307,9 +323,11 @@ def _v2_metric() -> list[ModelSpec[DepthAnythingConfig]]:
                     name=f"depth-anything-v2-metric-{scene}-{size}",
                     config=make_config("v2", enc, max_depth=max_depth),
                     output_kind=OutputKind.METRIC_DEPTH,
-                    # The authors tag every metric checkpoint repo (all sizes) apache-2.0 on the hub.
+                    # The authors tag every metric checkpoint repo (all sizes) apache-2.0 on the hub, but
+                    # Base/Large are fine-tuned from the CC-BY-NC-4.0 relative models: not cleared for
+                    # commercial use until the authors say otherwise.
                     license="Apache-2.0",
-                    license_class="commercial",
+                    license_class="commercial" if enc == "vits" else "non-commercial",
                     description=(
                         f"Depth Anything V2 metric {scene} {size} ({enc}), fine-tuned on {dataset}: "
                         f"metres, up to {max_depth:g} m."

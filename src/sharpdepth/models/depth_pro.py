@@ -356,6 +356,13 @@ class MultiresConvDecoder(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.fusions = nn.ModuleList(FeatureFusionBlock2d(dim_decoder, deconv=i != 0) for i in range(len(convs)))
 
+    def fusion(self, i: int) -> FeatureFusionBlock2d:
+        """`fusions[i]` with its type (a ModuleList only knows it holds Modules)."""
+        block = self.fusions[i]
+        if not isinstance(block, FeatureFusionBlock2d):
+            raise TypeError(f"decoder.fusions.{i} is a {type(block).__name__}")
+        return block
+
     def forward(
         self, encodings: list[torch.Tensor], record: dict[str, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -434,8 +441,10 @@ class DepthPro(nn.Module):
             nn.Conv2d(cfg.last_dims[0], cfg.last_dims[1], 1),
             nn.ReLU(),
         )
-        with torch.no_grad():
-            self.head[4].bias.zero_()  # as the official constructor
+        last = self.head[4]
+        if isinstance(last, nn.Conv2d) and last.bias is not None:
+            with torch.no_grad():
+                last.bias.zero_()  # as the official constructor
         if cfg.use_fov_head:
             self.fov = FOVNetwork(cfg)
 
@@ -457,7 +466,7 @@ class DepthPro(nn.Module):
         del lowres
         path = dec.fusions[3](path, dec.convs[3](enc.upsample1(maps.level1)))
         path = dec.fusions[2](path, dec.convs[2](enc.upsample0(maps.level0)))
-        path = dec.fusions[1].fuse(path, dec.convs[1](enc.upsample_latent1(maps.latent1)))
+        path = dec.fusion(1).fuse(path, dec.convs[1](enc.upsample_latent1(maps.latent1)))
         return self._full_resolution(path, maps.latent0), fov
 
     # ---- banded full-resolution stages
@@ -471,7 +480,7 @@ class DepthPro(nn.Module):
         band = self.band_rows if self.band_rows > 0 else rows
         up = self.cfg.last_dims[1]
         out = path.new_empty(path.shape[0], up, 2 * rows, 2 * cols)
-        fusion1, fusion0 = self.decoder.fusions[1], self.decoder.fusions[0]
+        fusion1, fusion0 = self.decoder.fusion(1), self.decoder.fusion(0)
         for r0 in range(0, rows, band):
             r1 = min(r0 + band, rows)
             a, b = max(r0 - self.HALO, 0), min(r1 + self.HALO, rows)
@@ -492,8 +501,9 @@ class DepthPro(nn.Module):
         enc = self.encoder
         rec: dict[str, torch.Tensor] = {}
         maps = enc.backbone(x, keep_tokens=True)
-        rec["encoder.patch_encoder.out"] = maps.patch_tokens
-        rec["encoder.image_encoder.out"] = maps.image_tokens
+        if maps.patch_tokens is not None and maps.image_tokens is not None:  # kept: keep_tokens=True
+            rec["encoder.patch_encoder.out"] = maps.patch_tokens
+            rec["encoder.image_encoder.out"] = maps.image_tokens
         encodings = [
             enc.upsample_latent0(maps.latent0),
             enc.upsample_latent1(maps.latent1),

@@ -94,7 +94,7 @@ class BeitAttention(nn.Module):
     def relative_position_bias(self, rows: int, cols: int) -> torch.Tensor:
         """(1, heads, n+1, n+1) additive bias for a rows x cols patch grid (MiDaS `_get_rel_pos_bias`)."""
         side = 2 * self.window - 1
-        table = self.relative_position_bias_table
+        table: torch.Tensor = self.relative_position_bias_table
         grid = table[: side * side].reshape(1, side, side, -1).permute(0, 3, 1, 2)
         grid = F.interpolate(grid, size=(2 * rows - 1, 2 * cols - 1), mode="bilinear", align_corners=False)
         grid = grid.permute(0, 2, 3, 1).reshape((2 * rows - 1) * (2 * cols - 1), -1)

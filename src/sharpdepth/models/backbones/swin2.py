@@ -97,6 +97,9 @@ def _relative_index(ws: int) -> torch.Tensor:
 
 
 class WindowAttention(nn.Module):
+    relative_coords_table: torch.Tensor
+    relative_position_index: torch.Tensor
+
     def __init__(self, dim: int, ws: int, num_heads: int, pretrained_ws: int) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -180,7 +183,8 @@ class SwinBlock(nn.Module):
         given = state_dict.pop(prefix + "attn_mask", None)
         if given is not None and (self.attn_mask is None or not _same_mask(given, self.attn_mask)):
             error_msgs = args[-1] if args else kwargs["error_msgs"]
-            error_msgs.append(f"{prefix}attn_mask: stored shifted-window mask differs from the computed one")
+            if isinstance(error_msgs, list):
+                error_msgs.append(f"{prefix}attn_mask: stored shifted-window mask differs from the computed one")
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -251,7 +255,7 @@ class SwinTransformerV2(nn.Module):
         x = self.patch_embed(x)
         tokens, grids = [], []
         for s, (stage, tap) in enumerate(zip(self.layers, indices, strict=True)):
-            (tap,) = check_indices([tap], len(stage.blocks), "block")
+            (tap,) = check_indices([tap], self.cfg.depths[s], "block")
             tapped, x = stage(x, tap)
             grid = self.cfg.stage_grid(s)
             tokens.append(tapped)
