@@ -16,9 +16,7 @@ import math
 import numpy as np
 import scipy.fft as sfft
 
-from ..errors import OptionError
-
-KERNEL_SHAPES = ("disc", "hexagon")
+from .settings import KERNEL_SHAPES, check_choice
 
 
 # ---------------------------------------------------------------- colour
@@ -88,8 +86,7 @@ def pull_push(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- bokeh kernels
 def bokeh_kernel(radius: float, shape: str = "disc") -> np.ndarray:
     """Normalised (2R+1)^2 aperture kernel with anti-aliased rim; radius < 0.5 -> identity."""
-    if shape not in KERNEL_SHAPES:
-        raise OptionError(f"unknown bokeh shape {shape!r}; choose from {', '.join(KERNEL_SHAPES)}")
+    check_choice(shape, KERNEL_SHAPES, "bokeh shape")
     if radius < 0.5:
         return np.ones((1, 1), dtype=np.float32)
     size = int(math.ceil(radius + 0.5))
