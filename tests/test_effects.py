@@ -120,14 +120,21 @@ def test_portrait_blur_does_not_depend_on_the_orientation():
     f_mm = 300.0 * pitch
     expected = (f_mm / 4) * f_mm / (1500 - f_mm) * (6.0 - 1.5) / 6.0 / pitch
     assert expected < 0.08 * w
-    assert land.coc_px[0, 0] == pytest.approx(expected, rel=1e-4) and port.coc_px[0, 0] == pytest.approx(expected, rel=1e-4)
+    assert land.coc_px[0, 0] == pytest.approx(expected, rel=1e-4)
+    assert port.coc_px[0, 0] == pytest.approx(expected, rel=1e-4)
 
 
 def test_settings_are_validated_on_construction():
     for bad in (
-        dict(focus_m=2.0, shape="star"), dict(focus_m=2.0, f_number=0), dict(), dict(focus_m=2.0, focus_px=(1, 1)),
-        dict(focus_m=-1.0), dict(focus_m=2.0, max_blur_px=-1), dict(focus_m=0.05, focal_length_mm=85),
-        dict(focus_m=float("nan")), dict(focus_px=(1, 1), focus_window=0),
+        dict(focus_m=2.0, shape="star"),
+        dict(focus_m=2.0, f_number=0),
+        dict(),
+        dict(focus_m=2.0, focus_px=(1, 1)),
+        dict(focus_m=-1.0),
+        dict(focus_m=2.0, max_blur_px=-1),
+        dict(focus_m=0.05, focal_length_mm=85),
+        dict(focus_m=float("nan")),
+        dict(focus_px=(1, 1), focus_window=0),
     ):
         with pytest.raises(OptionError):
             DofSettings(**bad)

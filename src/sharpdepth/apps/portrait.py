@@ -146,7 +146,9 @@ class PortraitOutput:
     coc_px: np.ndarray
 
 
-def portrait(result: DepthResult, settings: PortraitSettings | None = None, image: np.ndarray | None = None) -> PortraitOutput:
+def portrait(
+    result: DepthResult, settings: PortraitSettings | None = None, image: np.ndarray | None = None
+) -> PortraitOutput:
     """Portrait-mode picture of `result`'s photo (metric: thin lens at the settings' f-number; relative:
     their blur strength)."""
     settings = settings or PortraitSettings()

@@ -174,9 +174,7 @@ def register(app: typer.Typer) -> None:
         focal_px: FocalOpt = None,
         max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         subject: Annotated[str | None, typer.Option(help="A pixel x,y on the subject (default: found).")] = None,
-        f_number: Annotated[
-            float, typer.Option("--f-number", "-N", help="Aperture f-number.")
-        ] = _PORTRAIT_F_NUMBER,
+        f_number: Annotated[float, typer.Option("--f-number", "-N", help="Aperture f-number.")] = _PORTRAIT_F_NUMBER,
         focal_mm: Annotated[float | None, typer.Option("--focal-mm", help="Simulated lens (mm).")] = None,
         max_blur: Annotated[float | None, typer.Option("--max-blur", help="Blur cap / strength in px.")] = None,
         bokeh: Annotated[str, typer.Option(help="disc or hexagon.")] = _LENS.shape,
@@ -243,9 +241,7 @@ def register(app: typer.Typer) -> None:
             float | None, typer.Option("--max-disparity", help="Relative models: nearest disparity (px).")
         ] = None,
         fmt: Annotated[str, typer.Option("--format", help="anaglyph, sbs or pair (two files).")] = _STEREO.layout,
-        anaglyph_mode: Annotated[
-            str, typer.Option("--anaglyph", help="color, half-color or gray.")
-        ] = _STEREO.anaglyph,
+        anaglyph_mode: Annotated[str, typer.Option("--anaglyph", help="color, half-color or gray.")] = _STEREO.anaglyph,
         half: Annotated[bool, typer.Option("--half", help="Half-width side-by-side (3D TVs).")] = False,
     ) -> None:
         """Stereo pair from one photo: red-cyan anaglyph, side-by-side (VR) or left/right files."""

@@ -291,7 +291,10 @@ def mesh_bytes(mesh: Mesh, file_type: str = "ply", axes: str = "opengl") -> byte
         vertex_colors=mesh.colors,
         process=False,
     )
-    return geom.export(file_type=file_type)
+    data = geom.export(file_type=file_type)
+    if not isinstance(data, bytes):  # trimesh returns text or dicts for some formats; ours are binary
+        raise OptionError(f"unsupported 3D format {file_type!r}; choose from {', '.join(FORMATS)}")
+    return data
 
 
 def save_point_cloud(path: str | Path, cloud: PointCloud, file_type: str | None = None, axes: str = "opengl") -> Path:
