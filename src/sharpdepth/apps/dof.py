@@ -54,6 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import OptionError, RelativeDepthError
+from ..geometry.camera import require_metric
 from ..geometry.measure import robust_depth
 from ..maps import check_focal_px, fill_invalid_as_far, percentile_range, valid_mask
 from ..result import DepthResult
@@ -92,7 +93,7 @@ def thin_lens_coc_px(
     depth_m: np.ndarray,
     focus_m: float,
     f_number: float,
-    focal_px: float,
+    focal_px: float | None,
     image_size: tuple[int, int],
     focal_length_mm: float | None = None,
     sensor_width_mm: float = FULL_FRAME_WIDTH_MM,
@@ -262,13 +263,12 @@ def coc_for_result(result: DepthResult, settings: DofSettings) -> tuple[np.ndarr
     """(signed blur diameter in pixels, focus) for a result, metric or relative."""
     cap = settings.blur_cap_px(result.height, result.width)
     if result.is_metric:
+        require_metric(result)  # and a focal length
         depth = fill_invalid_as_far(result.depth)
-        if settings.focus_px is not None:
-            focus = robust_depth(result.depth, settings.focus_px, settings.focus_window)[0]
+        if settings.focus_m is not None:
+            focus = float(settings.focus_m)
         else:
-            focus = float(settings.focus_m)  # type: ignore[arg-type]  # DofSettings holds one of the two
-        if result.focal_px is None:
-            raise OptionError("this result has no focal length; pass --focal-px")
+            focus = robust_depth(result.depth, settings.focus_px, settings.focus_window)[0]  # type: ignore[arg-type]
         coc = thin_lens_coc_px(
             depth, focus, settings.f_number, result.focal_px, (result.height, result.width),
             settings.focal_length_mm, settings.sensor_width_mm,
