@@ -155,6 +155,15 @@ def test_settings_are_validated_on_construction():
     with pytest.raises(AttributeError):
         settings.fps = 5  # type: ignore[misc]  # frozen
     assert PortraitSettings().f_number == 1.8 and DofSettings(focus_m=1).sensor_width_mm == 36.0
+    # built from a request's JSON: lists become the documented tuples; strings are not numbers or flags
+    assert DofSettings(focus_px=[3, 4]).focus_px == (3.0, 4.0)
+    for bad_kwargs in (dict(focus_m="2"), dict(focus_px="3,4"), dict(focus_px=[1, 2, 3])):
+        with pytest.raises(OptionError):
+            DofSettings(**bad_kwargs)
+    with pytest.raises(OptionError, match="true or false"):
+        ParallaxSettings(loop="false")  # type: ignore[arg-type]
+    with pytest.raises(OptionError, match="true or false"):
+        StereoSettings(center="no")  # type: ignore[arg-type]
 
 
 def _halo_scene():

@@ -14,6 +14,7 @@ Units are in the field names: `_m` metres, `_mm` millimetres (lens and sensor),
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
 
@@ -63,17 +64,23 @@ def check_non_negative(value: float, what: str) -> float:
     return float(value)
 
 
+def check_flag(value: bool, what: str) -> None:
+    """A yes/no setting must be a real bool (the string "false" from a request would read as true)."""
+    if not isinstance(value, bool):
+        raise OptionError(f"{what} must be true or false, got {value!r}")
+
+
 def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
     if value not in choices:
         raise OptionError(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
     return value
 
 
-def check_pixel(pixel: tuple[float, float], what: str) -> None:
-    if len(pixel) != 2:
+def check_pixel(pixel: Sequence[float], what: str) -> tuple[float, float]:
+    """A pixel (x, y) as a tuple of floats (a JSON list is accepted too), or OptionError."""
+    if isinstance(pixel, str) or not isinstance(pixel, Sequence) or len(pixel) != 2:
         raise OptionError(f"{what} must be a pixel (x, y), got {pixel!r}")
-    for v in pixel:
-        _finite(v, what)
+    return _finite(pixel[0], what), _finite(pixel[1], what)
 
 
 def check_camera_path(kind: str, amplitude: float | None) -> None:
@@ -147,7 +154,7 @@ class DofSettings(LensSettings):
                     f"focus distance {self.focus_m:g} m is inside the lens's focal length ({self.focal_length_mm:g} mm)"
                 )
         if self.focus_px is not None:
-            check_pixel(self.focus_px, "focus pixel")
+            object.__setattr__(self, "focus_px", check_pixel(self.focus_px, "focus pixel"))
         if isinstance(self.focus_window, bool) or not isinstance(self.focus_window, int) or self.focus_window < 1:
             raise OptionError(f"focus window must be at least 1 pixel, got {self.focus_window}")
 
@@ -166,7 +173,7 @@ class PortraitSettings(LensSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.subject_px is not None:
-            check_pixel(self.subject_px, "subject pixel")
+            object.__setattr__(self, "subject_px", check_pixel(self.subject_px, "subject pixel"))
         check_positive(self.subject_tolerance, "subject tolerance")
 
     def dof(self, focus_px: tuple[float, float], max_blur_px: float) -> DofSettings:
@@ -200,6 +207,8 @@ class ParallaxSettings:
 
     def __post_init__(self) -> None:
         check_camera_path(self.path, self.amplitude)
+        check_flag(self.loop, "loop")
+        check_flag(self.crop, "crop")
         check_positive(self.duration_s, "duration (seconds)")
         check_positive(self.fps, "fps (frames per second)")
         if self.max_size_px is not None and (
@@ -248,6 +257,8 @@ class StereoSettings:
                     "give metres (baseline, convergence) for a metric result or --max-disparity for a relative "
                     "one, not both"
                 )
+        check_flag(self.center, "center")
+        check_flag(self.half_width, "half width")
         check_choice(self.layout, STEREO_LAYOUTS, "stereo format")
         check_choice(self.anaglyph, ANAGLYPH_MODES, "anaglyph mode")
 

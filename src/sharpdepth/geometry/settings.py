@@ -9,6 +9,7 @@ the command line and the HTTP service alike. Units are in the field names
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
 
@@ -28,6 +29,13 @@ def _number(value: float) -> bool:
 
 def _integer(value: int) -> bool:
     return not isinstance(value, bool) and isinstance(value, int)
+
+
+def _pair(pixel: object) -> bool:
+    return (
+        isinstance(pixel, Sequence) and not isinstance(pixel, str) and len(pixel) == 2
+        and all(_number(v) for v in pixel)
+    )  # fmt: skip
 
 
 def check_thresholds(max_rel_jump: float, max_grazing_deg: float, stride: int) -> None:
@@ -73,6 +81,9 @@ class PointCloudSettings:
 
     def __post_init__(self) -> None:
         check_thresholds(self.max_rel_jump, self.max_grazing_deg, self.stride)
+        for flag, what in ((self.mesh, "mesh"), (self.normals, "normals")):
+            if not isinstance(flag, bool):
+                raise OptionError(f"{what} must be true or false, got {flag!r}")
         if self.voxel_m is not None:
             if self.mesh:
                 raise OptionError("--voxel applies to point clouds; use --stride to thin a mesh")
@@ -93,11 +104,15 @@ class MeasureSettings:
     """Median depth over this many pixels square around each pick."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.pixels, str) or not isinstance(self.pixels, Sequence):
+            raise OptionError(f"pixels must be a list of x,y pairs, got {self.pixels!r}")
         if len(self.pixels) not in (1, 2):
             raise OptionError(
                 f"give one pixel (distance from the camera) or two (distance between), got {len(self.pixels)}"
             )
         for pixel in self.pixels:
-            if len(pixel) != 2 or not all(_number(v) for v in pixel):
+            if not _pair(pixel):
                 raise OptionError(f"pixel must be finite numbers x,y (column,row), got {pixel!r}")
+        # JSON gives lists: keep the frozen value hashable and typed as documented
+        object.__setattr__(self, "pixels", tuple((float(x), float(y)) for x, y in self.pixels))
         check_window(self.window)
