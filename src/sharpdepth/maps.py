@@ -38,6 +38,7 @@ __all__ = [
     "rescale_intrinsics",
     "resize_map",
     "resize_map_tensor",
+    "share_at_maximum",
     "valid_depth_mask",
     "valid_mask",
 ]
@@ -76,6 +77,21 @@ def fill_invalid_as_far(depth: np.ndarray) -> np.ndarray:
     valid = valid_depth_mask(depth)
     require_valid(valid)
     return np.where(valid, depth, np.max(depth[valid])).astype(np.float32)
+
+
+def share_at_maximum(values: np.ndarray, valid: np.ndarray | None = None) -> tuple[float, float]:
+    """(share of valid pixels at the map's maximum, that maximum): how much of a map is clamped.
+
+    A network that clamps its output (Depth Pro at 1e4 m) puts most of a map
+    at one value when its focal length is absurd; a real scene almost never does.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    valid = np.isfinite(values) if valid is None else (np.asarray(valid, dtype=bool) & np.isfinite(values))
+    if not valid.any():
+        return 0.0, float("nan")
+    top = float(values[valid].max())
+    at_top = valid & (values >= top - 1e-6 * max(abs(top), 1.0))
+    return float(np.count_nonzero(at_top)) / float(np.count_nonzero(valid)), top
 
 
 # ---------------------------------------------------------------- normalisation

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
@@ -23,9 +22,10 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from ..errors import InputImageError, OptionError, SharpDepthError
-from ..geometry.io import load_depth_result, match_result_to_image
+from ..errors import OptionError
+from ..io.depth_files import match_result_to_image, read_depth_result
 from ..io.images import DEFAULT_MAX_PIXELS, LoadedImage, load_image
+from ..io.photos import save_image
 from ..maps import check_focal_px
 from ..result import DepthResult, FocalSource
 
@@ -74,24 +74,9 @@ class DepthSource:
         """The depth result with the upright photo attached at matching size (the photo decoded once)."""
         loaded = load_image(self.image, self.max_pixels)
         if self.depth is not None:
-            return match_result_to_image(read_depth(self.depth, self.focal_px), loaded.rgb)
+            # the reader refuses unreadable, empty and ambiguous files in one line (`sharpdepth.io.depth_files`)
+            return read_depth_result(self.depth, focal_px=self.focal_px, image=loaded.rgb)
         return match_result_to_image(predict(loaded, self), loaded.rgb)
-
-
-def read_depth(path: Path, focal_px: float | None = None) -> DepthResult:
-    """A saved depth result, or one line saying why the file cannot be one."""
-    if not path.is_file():
-        raise InputImageError(f"{path}: no such depth file" if not path.exists() else f"{path}: not a file")
-    try:
-        result = load_depth_result(path, focal_px=focal_px)
-    except SharpDepthError:
-        raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise InputImageError(f"{path}: not a readable depth result ({reason})") from None
-    if result.height == 0 or result.width == 0:
-        raise InputImageError(f"{path}: the depth map is empty ({result.width}x{result.height} pixels)")
-    return result
 
 
 def predict(loaded: LoadedImage, source: DepthSource) -> DepthResult:
@@ -153,8 +138,6 @@ def write_failed(path: Path, exc: OSError) -> OptionError:
 
 def save_rgb(path: Path, rgb: np.ndarray) -> Path:
     """Write an effect's picture atomically; an OS failure is one line, never a half-written file."""
-    from ..geometry.io import save_image
-
     try:
         return save_image(path, rgb)
     except OSError as exc:
