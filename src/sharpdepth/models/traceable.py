@@ -22,10 +22,17 @@ True
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 
 _A = -0.75  # PyTorch's (and OpenCV's) cubic convolution coefficient
+
+
+def _positions(length: torch.Tensor | int) -> torch.Tensor:
+    """0..length-1 as float32; `length` may be a traced 0-dim tensor (arange accepts it; its stubs say Number)."""
+    return torch.arange(cast(int, length), dtype=torch.float32)
 
 
 def is_exporting() -> bool:
@@ -46,7 +53,7 @@ def _cubic_far(x: torch.Tensor) -> torch.Tensor:
 def bicubic_matrix(out_len: torch.Tensor | int, in_len: int, inv_scale: torch.Tensor | float) -> torch.Tensor:
     """(out_len, in_len) weights of PyTorch's bicubic resize along one axis, source = inv_scale * (i + 0.5) - 0.5."""
     inv = torch.as_tensor(inv_scale, dtype=torch.float32)
-    real = inv * (torch.arange(out_len, dtype=torch.float32) + 0.5) - 0.5
+    real = inv * (_positions(out_len) + 0.5) - 0.5
     base = torch.floor(real)
     t = real - base
     weights = torch.stack([_cubic_far(t + 1), _cubic_near(t), _cubic_near(1 - t), _cubic_far(2 - t)], dim=-1)
@@ -57,7 +64,7 @@ def bicubic_matrix(out_len: torch.Tensor | int, in_len: int, inv_scale: torch.Te
 def bilinear_matrix(out_len: torch.Tensor | int, in_len: int) -> torch.Tensor:
     """(out_len, in_len) weights of PyTorch's bilinear resize to a size (align_corners=False) along one axis."""
     out_f = torch.as_tensor(out_len).to(torch.float32)
-    real = ((in_len / out_f) * (torch.arange(out_len, dtype=torch.float32) + 0.5) - 0.5).clamp(min=0)
+    real = ((in_len / out_f) * (_positions(out_len) + 0.5) - 0.5).clamp(min=0)
     low = torch.floor(real).to(torch.int64).clamp(max=in_len - 1)
     high = (low + 1).clamp(max=in_len - 1)
     frac = real - low.to(torch.float32)
