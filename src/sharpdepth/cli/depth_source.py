@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -23,11 +23,11 @@ import numpy as np
 import typer
 
 from ..errors import OptionError
-from ..io.depth_files import match_result_to_image, read_depth_result
+from ..io.depth_files import match_result_to_image, read_depth_result, result_with_focal
 from ..io.images import DEFAULT_MAX_PIXELS, LoadedImage, load_image
 from ..io.photos import save_image
 from ..maps import check_focal_px
-from ..result import DepthResult, FocalSource
+from ..result import DepthResult
 
 DEFAULT_MODEL = "depth-pro"
 
@@ -91,10 +91,7 @@ def predict(loaded: LoadedImage, source: DepthSource) -> DepthResult:
         max_pixels=source.max_pixels,
     )  # fmt: skip
     net = sharpdepth.load(model.name, weights=model.weights, device=model.device, max_pixels=model.max_pixels)
-    result = net.predict(loaded, focal_px=source.focal_px)
-    if source.focal_px is None:
-        return result
-    return replace(result, focal_px=float(source.focal_px), focal_source=FocalSource.USER)
+    return result_with_focal(net.predict(loaded, focal_px=source.focal_px), source.focal_px)
 
 
 # ---------------------------------------------------------------- outputs
