@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputImageError
+from ...errors import DatasetError
 from .base import DepthDataset, Entry, Sample, read_gray, read_pfm, read_rgb
 
 _GT_NAMES = ("disp0GT.pfm", "disp0.pfm")
@@ -31,7 +31,7 @@ def parse_calib(path: Path) -> dict[str, object]:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise InputImageError(f"{path}: cannot read calibration ({exc})") from None
+        raise DatasetError(f"{path}: cannot read calibration ({exc})") from None
     out: dict[str, object] = {}
     for key, value in re.findall(r"(\w+)\s*=\s*(\[[^\]]*\]|[^\s\[]+)", text):
         if value.startswith("["):
@@ -44,7 +44,7 @@ def parse_calib(path: Path) -> dict[str, object]:
                 out[key] = value
     for required in ("cam0", "doffs", "baseline"):
         if required not in out:
-            raise InputImageError(f"{path}: calibration lacks {required!r}")
+            raise DatasetError(f"{path}: calibration lacks {required!r}")
     return out
 
 
@@ -87,7 +87,7 @@ class MiddleburyDataset(DepthDataset):
         depth = disparity_to_depth_m(disp, float(K[0, 0]), float(calib["baseline"]), float(calib["doffs"]))
         image = read_rgb(entry.paths["image"])
         if image.shape[:2] != depth.shape:
-            raise InputImageError(f"{entry.name}: image {image.shape[:2]} and disparity {depth.shape} differ in size")
+            raise DatasetError(f"{entry.name}: image {image.shape[:2]} and disparity {depth.shape} differ in size")
         valid = None
         if self.option("nonocc", False, bool) and "nonocc" in entry.paths:
             valid = read_gray(entry.paths["nonocc"]) == 255
