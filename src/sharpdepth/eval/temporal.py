@@ -48,9 +48,14 @@ def reproject_depth(depth: np.ndarray, K: np.ndarray, T_dst_src: np.ndarray) -> 
     u = np.rint(moved[:, 0] * fx / zd + cx).astype(np.int64)
     v = np.rint(moved[:, 1] * fy / zd + cy).astype(np.int64)
     inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    out = np.full(h * w, np.inf)
-    np.minimum.at(out, v[inside] * w + u[inside], zd[inside])
-    out[~np.isfinite(out)] = 0.0
+    flat, zd = v[inside] * w + u[inside], zd[inside]
+    # z-buffer: sort by pixel, then depth; the first point of each pixel is the nearest
+    order = np.lexsort((zd, flat))
+    flat, zd = flat[order], zd[order]
+    first = np.ones(flat.size, dtype=bool)
+    first[1:] = flat[1:] != flat[:-1]
+    out = np.zeros(h * w)
+    out[flat[first]] = zd[first]
     return out.reshape(h, w)
 
 
