@@ -17,8 +17,8 @@ from sharpdepth.cli.evaluate import load_models, parse_options, run_eval
 from sharpdepth.errors import OptionError
 from sharpdepth.eval.datasets import open_dataset
 from sharpdepth.eval.harness import EvalOptions, Evaluator, model_fingerprint
-from sharpdepth.eval.settings import EvalJob, EvalSettings
 from sharpdepth.eval.protocols import get_protocol
+from sharpdepth.eval.settings import EvalJob, EvalSettings
 from sharpdepth.eval.temporal import flicker, reproject_depth, temporal_alignment_error, temporal_change_error
 from sharpdepth.result import DepthResult, OutputKind
 

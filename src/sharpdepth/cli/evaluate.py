@@ -54,7 +54,9 @@ def load_models(
     if loader is None:
         import sharpdepth
 
-        loader = sharpdepth.load
+        load: Loader = sharpdepth.load
+    else:
+        load = loader
     models = []
     for i, name in enumerate(names):
         kwargs: dict[str, object] = {
@@ -64,7 +66,7 @@ def load_models(
         }
         if random_weights:
             kwargs["random_weights"] = True
-        models.append(loader(name, **kwargs))
+        models.append(load(name, **kwargs))
     return models
 
 

@@ -34,9 +34,14 @@ class Predictor(Protocol):
 class ModelLike(Protocol):
     """The part of `sharpdepth.engine.model.DepthModel` the evaluation uses."""
 
-    name: str
-    output_kind: OutputKind
-    weights_sha256: str | None
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def output_kind(self) -> OutputKind: ...
+
+    @property
+    def weights_sha256(self) -> str | None: ...
 
     def predict(self, image: np.ndarray, focal_px: float | None = None) -> DepthResult: ...
 

@@ -254,10 +254,10 @@ class SequenceTemporal:
         self._track_motion(sample.pose_c2w)
         prev = self.previous
         if prev is not None:
-            poses = (prev.sample.pose_c2w, sample.pose_c2w)
-            if poses[0] is not None and poses[1] is not None and sample.K is not None:
+            p0, p1 = prev.sample.pose_c2w, sample.pose_c2w
+            if p0 is not None and p1 is not None and sample.K is not None:
                 k_prev = sample.K if prev.sample.K is None else prev.sample.K
-                self.tae.append(temporal_alignment_error([prev.depth, depth], list(poses), [k_prev, sample.K]))
+                self.tae.append(temporal_alignment_error([prev.depth, depth], [p0, p1], [k_prev, sample.K]))
             self.change.append(temporal_change_error([prev.scored, scored], [prev.sample.depth, sample.depth]))
             self.flicker.append(flicker([prev.depth, depth]))
         self.previous = _Previous(sample, depth, scored)

@@ -65,8 +65,10 @@ def read_colmap_cameras(scene: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]
 
 def _eth3d_missing(scene: Path, image_dir: Path, missing: list[str]) -> str:
     """Why a scene without its undistorted images is refused rather than read from dslr_images/."""
-    where = "is missing" if not image_dir.is_dir() else f"lacks {missing[0]}" + (
-        f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+    where = (
+        "is missing"
+        if not image_dir.is_dir()
+        else f"lacks {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
     )
     return (
         f"eth3d: {scene.name}: images/dslr_images_undistorted/ {where}; the ground truth belongs to the "
@@ -94,7 +96,7 @@ class ETH3DDataset(DepthDataset):
     default_protocol = "eth3d"
 
     def _index(self) -> list[Entry]:
-        entries = []
+        entries: list[Entry] = []
         scenes = [self.root] if (self.root / "ground_truth_depth").is_dir() else sorted(self.root.iterdir())
         for scene in scenes:
             depth_dir = scene / "ground_truth_depth" / "dslr_images"

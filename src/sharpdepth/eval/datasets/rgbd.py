@@ -9,7 +9,17 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DatasetError
-from .base import IMAGE_EXTS, DepthDataset, Entry, Sample, decode_sun_depth, intrinsics, read_png_uint, read_rgb, safe_name
+from .base import (
+    IMAGE_EXTS,
+    DepthDataset,
+    Entry,
+    Sample,
+    decode_sun_depth,
+    intrinsics,
+    read_png_uint,
+    read_rgb,
+    safe_name,
+)
 from .folder import find_pairs
 from .others import quat_to_rot
 
