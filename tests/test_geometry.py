@@ -10,9 +10,8 @@ import pytest
 import trimesh
 
 from sharpdepth.cli.main import main
-from sharpdepth.errors import OptionError, RelativeDepthError
+from sharpdepth.errors import InputImageError, OptionError, RelativeDepthError
 from sharpdepth.geometry.camera import Camera
-from sharpdepth.geometry.io import load_depth_result
 from sharpdepth.geometry.measure import measure_distance, measure_point, parse_pixel
 from sharpdepth.geometry.normals import normals_to_rgb, surface_normals
 from sharpdepth.geometry.pointcloud import (
@@ -23,6 +22,7 @@ from sharpdepth.geometry.pointcloud import (
     save_mesh,
     save_point_cloud,
 )
+from sharpdepth.io.depth_files import read_depth_result as load_depth_result
 from sharpdepth.result import DepthResult, OutputKind
 
 H, W, F = 48, 64, 60.0
@@ -261,7 +261,10 @@ def test_load_npz_npy_and_resize(tmp_path):
     np.save(tmp_path / "p_disparity.npy", depth)
     assert not load_depth_result(tmp_path / "p_disparity.npy").is_metric
     np.save(tmp_path / "q.npy", depth)
-    bare = load_depth_result(tmp_path / "q.npy", focal_px=42.0)
+    # One rule for bare arrays (issue 8): the caller says what they hold, else they are refused.
+    with pytest.raises(InputImageError, match="bare array"):
+        load_depth_result(tmp_path / "q.npy", focal_px=42.0)
+    bare = load_depth_result(tmp_path / "q.npy", focal_px=42.0, default_kind="metric_depth")
     assert bare.is_metric and bare.focal_px == 42.0
     with pytest.raises(Exception, match="aspect"):
         load_depth_result(tmp_path / "p.npz", image=np.zeros((H, H, 3), np.uint8))

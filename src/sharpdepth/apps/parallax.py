@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import OptionError
 from ..geometry.camera import Camera, valid_depth_mask
-from ..geometry.io import atomic_output
+from ..io.atomic import atomic_path as atomic_output
 from ..result import DepthResult, focal_from_fov
 from .common import linear_to_srgb, resize_plane, srgb_to_linear
 from .warp import render_view

@@ -14,7 +14,9 @@ from typing import Annotated
 import typer
 
 from ..errors import OptionError
-from ..geometry.io import load_depth_result, load_photo, match_result_to_image, result_with_focal
+from ..io.depth_files import match_result_to_image, result_with_focal
+from ..io.depth_files import read_depth_result as load_depth_result
+from ..io.photos import load_photo
 from ..result import DepthResult
 
 DEFAULT_MODEL = "depth-pro"

@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 
 from ..errors import OptionError
-from ..geometry.io import save_image
 from ..geometry.measure import parse_pixel
+from ..io.photos import save_image
 from .depth_source import DepthOpt, DeviceOpt, FocalOpt, ModelOpt, WeightsOpt, obtain_result
 
 OutputOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Output file.")]

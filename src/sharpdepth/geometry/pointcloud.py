@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OptionError
+from ..io.atomic import atomic_path as atomic_output
 from ..result import DepthResult
 from .camera import Camera, valid_depth_mask
-from .io import atomic_output
 from .normals import DEFAULT_MAX_REL_JUMP, surface_normals, view_angle_deg
 
 DEFAULT_MAX_GRAZING_DEG = 88.0
