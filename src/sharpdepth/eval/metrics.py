@@ -43,6 +43,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import OptionError
+from ..maps import valid_depth_mask
 
 MetricGroup = Literal["depth", "boundary", "focal", "temporal"]
 
@@ -138,7 +139,7 @@ def valid_pairs(pred: Any, gt: Any, mask: Any = None) -> tuple[np.ndarray, np.nd
     g = as_numpy(gt).astype(np.float64, copy=False)
     if p.shape != g.shape:
         raise ValueError(f"prediction shape {p.shape} != ground-truth shape {g.shape}")
-    keep = np.isfinite(p) & np.isfinite(g) & (p > 0) & (g > 0)
+    keep = valid_depth_mask(p) & valid_depth_mask(g)
     if mask is not None:
         m = as_numpy(mask).astype(bool, copy=False)
         if m.shape != g.shape:

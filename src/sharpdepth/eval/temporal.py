@@ -32,6 +32,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..maps import valid_depth_mask
+
 
 def reproject_depth(depth: np.ndarray, K: np.ndarray, T_dst_src: np.ndarray) -> np.ndarray:
     """Depth of frame `src` seen from frame `dst` (z-buffered, nearest pixel; 0 = no point)."""
@@ -98,8 +100,7 @@ def temporal_alignment_error(
     return 100.0 * total / (2 * (n - 1))
 
 
-def _positive(a: np.ndarray) -> np.ndarray:
-    return np.isfinite(a) & (a > 0)
+_positive = valid_depth_mask
 
 
 def temporal_change_error(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> float:

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import DatasetError, OptionError
+from ...maps import valid_depth_mask
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Sample:
             raise DatasetError(f"{self.name}: image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}")
         if self.depth.ndim != 2:
             raise DatasetError(f"{self.name}: depth must be HxW, got {self.depth.shape}")
-        ok = np.isfinite(self.depth) & (self.depth > 0)
+        ok = valid_depth_mask(self.depth)
         self.valid = ok if self.valid is None else (np.asarray(self.valid, dtype=bool) & ok)
         self.depth = np.where(self.valid, self.depth, np.nan).astype(np.float32)
         if self.K is not None and self.focal_px is None:
