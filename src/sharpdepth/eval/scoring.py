@@ -24,9 +24,10 @@ from .protocols import Protocol
 from .settings import EvalSettings, Scope
 from .temporal import flicker, temporal_alignment_error, temporal_change_error
 
-STATIC_TRANSLATION_M = 0.01
-STATIC_ROTATION_DEG = 1.0
-"""A clip whose ground-truth camera stays within 1 cm and 1° of its first pose is static."""
+STATIC_TRANSLATION_M = 0.002
+STATIC_ROTATION_DEG = 0.2
+"""A clip whose ground-truth camera stays within 2 mm and 0.2° of its first pose is static
+(about one pixel of parallax at 1 m for a 500 px focal length)."""
 
 
 @dataclass(frozen=True)
