@@ -165,6 +165,8 @@ def test_job_options_fail_before_any_model_is_loaded(tmp_path):
         EvalJob(dataset="nope", root=tmp_path)
     with pytest.raises(OptionError, match="unknown protocol"):
         EvalJob(dataset="tum", root=tmp_path, protocol="kitty")
+    with pytest.raises(DatasetError, match="does not exist"):
+        EvalJob(dataset="eth3d", root=tmp_path / "missing")
     (tmp_path / "afile").write_text("x")
     with pytest.raises(OptionError, match="is a file"):
         EvalJob(dataset="tum", root=tmp_path, output=tmp_path / "afile" / "out")

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import OptionError
 from .cache import CachedPrediction, PredictionCache
 from .datasets import DepthDataset, Entry
 from .focal import focal_relative_error
@@ -157,6 +158,17 @@ def run_job(models: Sequence[Predictor | ModelLike], job: EvalJob, progress: Pro
     dataset = job.open_dataset()
     settings = job.scoring_settings()
     evaluator = Evaluator(dataset, job.resolve_protocol(dataset), settings, progress)
+    _writable(job.output)  # before the first prediction, not after the last
     reports = [evaluator.run(model) for model in models]
-    paths = write_reports(job.output, dataset, evaluator.protocol, settings, reports)
+    try:
+        paths = write_reports(job.output, dataset, evaluator.protocol, settings, reports)
+    except OSError as exc:
+        raise OptionError(f"-o {job.output}: cannot write the results ({exc.strerror or exc})") from None
     return EvalOutcome(dataset, evaluator.protocol, reports, paths)
+
+
+def _writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OptionError(f"-o {folder}: cannot create the results folder ({exc.strerror or exc})") from None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..align import ALIGN_METHODS, SPACES
-from ..errors import OptionError
+from ..errors import DatasetError, OptionError
 from .datasets import DepthDataset, dataset_class, open_dataset
 from .metrics import silog_preset
 from .protocols import Protocol, get_protocol
@@ -109,7 +109,9 @@ class EvalJob:
     scoring: EvalSettings = field(default_factory=EvalSettings)
 
     def __post_init__(self) -> None:
-        dataset_class(self.dataset)  # unknown names fail here, before any model is loaded
+        name = dataset_class(self.dataset).name  # unknown names fail here, before any model is loaded
+        if not Path(self.root).expanduser().exists():
+            raise DatasetError(f"{name}: dataset folder {self.root} does not exist")
         if self.protocol is not None:
             get_protocol(self.protocol)
         _check_output_folder(self.output)
