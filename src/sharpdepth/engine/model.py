@@ -1,8 +1,8 @@
 """The inference engine: `sharpdepth.load(name)` returns a `DepthModel`.
 
-Data flows one way: image -> (load, orient, RGB) -> adapter.preprocess ->
-batched network forward on the chosen device/precision -> adapter.postprocess
-at the input resolution -> `DepthResult`. Focal length follows one rule for
+Data flows one way: image -> (load, orient, RGB) -> the family's processor
+(`spec.processor(input_size).preprocess`) -> batched network forward on the chosen
+device/precision -> `processor.postprocess` at the input resolution -> `DepthResult`. Focal length follows one rule for
 every model: the user's value (focal_px or fov_deg) > EXIF > the model's own
 estimate (Depth Pro's FOV head), and the result records which one was used.
 """
@@ -200,7 +200,7 @@ def convert_checkpoint(spec: AnySpec, state: StateDict, layout: str, origin: str
         if layout == "auto":  # neither official keys nor a convertible transformers layout
             matching = len(expected & set(state))
             raise WeightsError(
-                f"{origin} does not fit {spec.name}: {matching} of {len(expected)} official keys present, "
+                f"{origin} does not fit this model ({spec.name}): {matching} of {len(expected)} official keys present, "
                 f"and it is not a convertible transformers checkpoint ({exc})"
             ) from None
         raise WeightsError(f"{origin}: cannot convert {detected} checkpoint ({exc})") from None
