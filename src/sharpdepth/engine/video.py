@@ -186,7 +186,13 @@ class _ImageModelVideo:
 
     def _reused(self, result: DepthResult, frame: Frame) -> DepthResult:
         self.focal.adopt(result)
-        result = replace(result, frame_index=frame.index, timestamp_s=frame.timestamp_s, image=frame.rgb)
+        result = replace(
+            result,
+            frame_index=frame.index,
+            timestamp_s=frame.timestamp_s,
+            image=frame.rgb,
+            extra={**result.extra, "reused": True},
+        )
         if self.stab_settings is not None:
             self.stab = Stabilizer(self.stab_settings)
             self.stab.prime(result.disparity, frame.rgb)

@@ -8,5 +8,6 @@ model's per-frame disparity; `run_video(source, out_dir, settings)` is what
 from __future__ import annotations
 
 from ..engine.stabilize import StabilizerSettings, stabilize
+from .job import VideoSettings, VideoSummary, run_video, run_videos
 
-__all__ = ["StabilizerSettings", "stabilize"]
+__all__ = ["StabilizerSettings", "VideoSettings", "VideoSummary", "run_video", "run_videos", "stabilize"]
