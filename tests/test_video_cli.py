@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from video_clips import make_clip, pattern, probe
 
 import sharpdepth
 from sharpdepth.cli.main import main
 from sharpdepth.io.depth_files import read_depth_result
+from video_clips import make_clip, pattern, probe
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from video_clips import make_audio_only, make_clip, pattern, probe
 
 from sharpdepth.errors import InputImageError, OptionError
 from sharpdepth.io.video import FrameSelection, VideoError, VideoWriter, natural_key, open_frames
+from video_clips import make_audio_only, make_clip, pattern, probe
 
 
 def test_reader_keeps_rate_count_and_timestamps(tmp_path):

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import fixture_state_dict
-from video_clips import make_clip, pattern
 
 import sharpdepth
 from sharpdepth.errors import OptionError
 from sharpdepth.io.video import FrameSelection
 from sharpdepth.result import FocalSource
+from video_clips import make_clip, pattern
+
+from conftest import fixture_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,9 @@ def test_one_result_per_frame_in_order_and_unstabilised_equals_per_image(da_tiny
         np.testing.assert_allclose(r.disparity, s.disparity, rtol=1e-5, atol=1e-6)
     clip = make_clip(tmp_path / "c.mp4", n=10, w=56, h=40, fps=10)
     got = list(da_tiny.predict_video(str(clip), selection=FrameSelection(every=3)))
-    assert [r.frame_index for r in got] == [0, 3, 6, 9] and np.allclose([r.timestamp_s for r in got], [0, 0.3, 0.6, 0.9])
+    assert [r.frame_index for r in got] == [0, 3, 6, 9] and np.allclose(
+        [r.timestamp_s for r in got], [0, 0.3, 0.6, 0.9]
+    )
     assert all(r.disparity.shape == (40, 56) for r in got)
 
 

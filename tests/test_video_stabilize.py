@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import data_dir
-from video_clips import pattern
 
 from sharpdepth.errors import OptionError
 from sharpdepth.video import StabilizerSettings, stabilize
 from sharpdepth.video.measure import evaluate, gt_disparity, jitter, load_tum_sequence
+from video_clips import pattern
+
+from conftest import data_dir
 
 
 @pytest.fixture(scope="module")

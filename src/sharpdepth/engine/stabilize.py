@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -180,7 +180,7 @@ class Stabilizer:
 
     def __init__(self, settings: StabilizerSettings | None = None) -> None:
         self.settings = settings or StabilizerSettings()
-        self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # type: ignore[attr-defined]
         self.pending: deque[FrameState] = deque()
         self.last_raw: FrameState | None = None
         self.last_gray: np.ndarray | None = None
@@ -363,7 +363,7 @@ def stabilize(
     if frames.dtype != np.uint8:
         raise OptionError(f"frames must be uint8, got {frames.dtype}")
     base = settings or StabilizerSettings()
-    chosen = StabilizerSettings(**{**base.as_dict(), "mode": mode, "lookahead": len(disparity)})
+    chosen = replace(base, mode=mode, lookahead=len(disparity))
     out = np.empty(disparity.shape, dtype=np.float32)
     for i, frame in enumerate(stabilize_stream(zip(disparity, frames, strict=True), chosen)):
         out[i] = frame.disparity

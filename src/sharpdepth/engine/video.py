@@ -327,7 +327,7 @@ def predict_video(
     stab_settings = None
     if use_stab:
         base = stabilizer or StabilizerSettings()
-        stab_settings = StabilizerSettings(**{**base.as_dict(), "mode": mode})
+        stab_settings = replace(base, mode=mode)
     frames = prefetch(opened.frames(), prefetch_frames)
     if video_model:
         if reuse is not None:

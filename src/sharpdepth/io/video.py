@@ -244,7 +244,7 @@ class VideoFileSource(FrameSource):
                     return
                 if not selector.keep(t):
                     continue
-                rgb = frame.to_ndarray(format="rgb24")
+                rgb: np.ndarray = frame.to_ndarray(format="rgb24")
                 rotation = _frame_rotation(frame, self.info.rotation)
                 if rotation:
                     rgb = np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
@@ -261,7 +261,9 @@ def _open_container(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r")
     except av.FFmpegError as exc:
-        raise VideoError(f"{path}: not a readable video (corrupt, truncated or unknown format: {_short(exc)})") from None
+        raise VideoError(
+            f"{path}: not a readable video (corrupt, truncated or unknown format: {_short(exc)})"
+        ) from None
 
 
 def _rotation_degrees(value: float | int | None) -> int:
@@ -506,7 +508,7 @@ class _AudioCopier:
         while True:
             pkt = self.pending or self._next()
             self.pending = None
-            if pkt is None:
+            if pkt is None or pkt.pts is None:
                 return
             t = float((pkt.pts - self.origin) * self.tb) - self.start_s
             if t_s is not None and t > t_s:

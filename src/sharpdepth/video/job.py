@@ -279,7 +279,7 @@ class _ClipJob:
             if writer is not None:
                 writer.abort()
 
-    def sidecar(self, videos: dict[str, Any], stabilized: bool, timings: dict[str, float]) -> dict[str, Any]:
+    def sidecar(self, videos: dict[str, Any], stabilized: bool, timings: dict[str, float | None]) -> dict[str, Any]:
         info = self.source.info
         sel = self.settings.selection
         per_format = {fmt: [r["files"][i] for r in self.records] for i, fmt in enumerate(self.settings.formats)}
@@ -298,8 +298,12 @@ class _ClipJob:
             "height": info.height,
             "rotation_applied_deg": info.rotation,
             "audio_copied": bool(info.has_audio and videos and "audio_note" not in videos),
-            "selection": {"start_s": sel.start_s, "end_s": sel.end_s, "every": sel.every,
-                          "max_frames": sel.max_frames},  # fmt: skip
+            "selection": {
+                "start_s": sel.start_s,
+                "end_s": sel.end_s,
+                "every": sel.every,
+                "max_frames": sel.max_frames,
+            },  # fmt: skip
             "mode": self.settings.mode,
             "stabilizer": {"enabled": stabilized, **(self.settings.stabilizer.as_dict() if stabilized else {})},
             "focal": {
@@ -370,7 +374,7 @@ def run_video(
         raise
     videos = job.finish_writers()
     elapsed = time.perf_counter() - start
-    timings = {
+    timings: dict[str, float | None] = {
         "total_s": round(elapsed, 3),
         "frames_per_s": round(summary.frames / elapsed, 3) if elapsed > 0 else None,
         "write_thread_s": round(writer.busy_s, 3),
@@ -413,7 +417,9 @@ def expand_video_inputs(arguments: Sequence[str]) -> tuple[list[ClipInput], list
         elif path.is_file():
             clips.append(ClipInput(str(path), path.stem))
         elif globlib.has_magic(arg):
-            matches = sorted((Path(m) for m in globlib.glob(arg) if Path(m).is_file()), key=lambda p: natural_key(str(p)))
+            matches = sorted(
+                (Path(m) for m in globlib.glob(arg) if Path(m).is_file()), key=lambda p: natural_key(str(p))
+            )
             videos = [m for m in matches if m.suffix.lower() in VIDEO_SUFFIXES]
             if videos:
                 clips.extend(ClipInput(str(v), v.stem) for v in videos)

@@ -38,8 +38,8 @@ def load_tum_sequence(folder: Path, frames: int | None = None, size: tuple[int, 
     depth_files = frame_files_in(folder / "depth")[:frames]
     rgbs, depths = [], []
     for rp, dp in zip(rgb_files, depth_files, strict=True):
-        rgb = np.asarray(Image.open(rp).convert("RGB"))
-        depth = np.asarray(Image.open(dp)).astype(np.float32) / TUM_DEPTH_FACTOR
+        rgb: np.ndarray = np.asarray(Image.open(rp).convert("RGB"))
+        depth: np.ndarray = np.asarray(Image.open(dp)).astype(np.float32) / TUM_DEPTH_FACTOR
         if size is not None:
             rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
             depth = cv2.resize(depth, size, interpolation=cv2.INTER_NEAREST)
