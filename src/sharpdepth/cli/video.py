@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..engine.settings import FocalSettings, ModelSettings
-from ..engine.stabilize import StabilizerSettings
 from ..io.images import DEFAULT_MAX_PIXELS
 from ..io.outputs import parse_formats
 from ..io.video import FrameSelection
@@ -73,7 +72,6 @@ def register(app: typer.Typer) -> None:
             focal=FocalSettings(focal_px=focal_px, fov_deg=fov_deg),
             mode=mode,
             stabilize=False if no_stabilize else (True if stabilize else None),
-            stabilizer=StabilizerSettings(mode=mode) if mode in ("offline", "streaming") else StabilizerSettings(),
             selection=FrameSelection(start_s=start, end_s=end, every=every, max_frames=max_frames),
             fps=fps,
             formats=parse_formats(format),

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +274,9 @@ class _ClipJob:
                     out["audio_note"] = writer.audio_note
         return out
 
+    def _stabilizer_settings(self) -> dict[str, float | int | str]:
+        return replace(self.settings.stabilizer, mode=self.settings.mode).as_dict()
+
     def abort(self) -> None:
         for writer in (self.preview, self.sbs):
             if writer is not None:
@@ -305,7 +308,7 @@ class _ClipJob:
                 "max_frames": sel.max_frames,
             },  # fmt: skip
             "mode": self.settings.mode,
-            "stabilizer": {"enabled": stabilized, **(self.settings.stabilizer.as_dict() if stabilized else {})},
+            "stabilizer": {"enabled": stabilized, **(self._stabilizer_settings() if stabilized else {})},
             "focal": {
                 "locked_px": self.focal_locked,
                 "source": self.focal_source,
