@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "sharpdepth.cli.effects",
     "sharpdepth.cli.evaluate",
     "sharpdepth.cli.video",
+    "sharpdepth.cli.export",
 )
 
 
