@@ -19,6 +19,7 @@ FAMILY_MODULES = (
     "sharpdepth.models.depth_pro",
     "sharpdepth.models.depth_anything",
     "sharpdepth.models.midas",
+    "sharpdepth.models.video_depth_anything",
 )
 
 

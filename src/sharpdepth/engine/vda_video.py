@@ -63,7 +63,20 @@ STREAM_GAP = 2 * STEP - 1 - ALIGN_SLOTS
 """41: how far back the streaming window's second entry reaches in steady state."""
 
 
-def vda_video_maps(model: DepthModel, frames: Iterable[np.ndarray], mode: Mode = "offline") -> Iterator[np.ndarray]:
+@dataclass
+class VideoTrace:
+    """What the pipeline did, for tests and sidecars: frames per temporal window, fitted alignments."""
+
+    windows: list[list[int]] = field(default_factory=list)
+    """Offline: the frame index in each of the 32 slots of each window. Streaming: per frame, the
+    frames whose states form its temporal window, the frame itself last."""
+    scale_shift: list[tuple[float, float]] = field(default_factory=list)
+    """Offline: (scale, shift) applied to each window after the first ((1, 0) for metric models)."""
+
+
+def vda_video_maps(
+    model: DepthModel, frames: Iterable[np.ndarray], mode: Mode = "offline", trace: VideoTrace | None = None
+) -> Iterator[np.ndarray]:
     """Per-frame maps of a clip with a Video Depth Anything model, as the official code computes them.
 
     `model`: a loaded `video-depth-anything-*` DepthModel (its net, device, dtype,
@@ -73,12 +86,14 @@ def vda_video_maps(model: DepthModel, frames: Iterable[np.ndarray], mode: Mode =
     (causal, one pass per frame). Yields one float32 HxW array per input frame, in
     order, at frame resolution: relative disparity, or metres for metric models.
     Raises InputImageError for a clip without frames or with frames of different sizes.
+    `trace`, if given, is filled in as the clip is processed.
     """
     net, cfg = _vda_net(model)
+    trace = trace if trace is not None else VideoTrace()
     if mode == "offline":
-        yield from _offline(model, net, cfg, frames)
+        yield from _offline(model, net, cfg, frames, trace)
     elif mode == "streaming":
-        yield from _streaming(model, net, frames)
+        yield from _streaming(model, net, frames, trace)
     else:
         raise OptionError(f"unknown video mode {mode!r}; choose offline or streaming")
 
@@ -185,7 +200,9 @@ class OfflineAligner:
         return tail
 
 
-def least_squares_scale_shift(pred: Sequence[np.ndarray], target: Sequence[np.ndarray]) -> tuple[np.float32, np.float32]:
+def least_squares_scale_shift(
+    pred: Sequence[np.ndarray], target: Sequence[np.ndarray]
+) -> tuple[np.float32, np.float32]:
     """(s, t) minimising sum (s*pred + t - target)^2 over all pixels, in float32 like the official code.
 
     Solved from the 2x2 normal equations with float32 sums; a singular system
@@ -212,34 +229,39 @@ def cross_fade(before: Sequence[np.ndarray], after: Sequence[np.ndarray]) -> lis
 
 
 def _offline(
-    model: DepthModel, net: VideoDepthAnything, cfg: VideoDepthAnythingConfig, frames: Iterable[np.ndarray]
+    model: DepthModel,
+    net: VideoDepthAnything,
+    cfg: VideoDepthAnythingConfig,
+    frames: Iterable[np.ndarray],
+    trace: VideoTrace,
 ) -> Iterator[np.ndarray]:
     reader = _FrameReader(model, iter(frames))
     aligner = OfflineAligner(metric=cfg.metric)
-    keyframes: torch.Tensor | None = None
-    emitted = 0
-    last: torch.Tensor | None = None
-    windows = 0
+    keyframes: tuple[torch.Tensor, list[int]] | None = None
+    last: tuple[torch.Tensor, int] | None = None
+    emitted = windows = 0
     while True:
-        new_slots = WINDOW if keyframes is None else WINDOW - OVERLAP
-        inputs: list[torch.Tensor] = []
-        for _ in range(new_slots):
+        inputs, ids = ([], []) if keyframes is None else (list(keyframes[0]), list(keyframes[1]))
+        while len(inputs) < WINDOW:
             tensor = reader.next_input()
-            last = tensor if tensor is not None else last
+            last = (tensor, reader.count - 1) if tensor is not None else last
             assert last is not None
-            inputs.append(last)  # past the end: copies of the last frame (official padding)
-        clip = torch.stack(inputs) if keyframes is None else torch.cat([keyframes, torch.stack(inputs)])
+            inputs.append(last[0])  # past the end: copies of the last frame (official padding)
+            ids.append(last[1])
+        clip = torch.stack(inputs)
+        windows += 1
+        trace.windows.append(ids)
         raw, _ = _run(model, net, clip)
         assert reader.size is not None
-        maps = list(resize_to_frame(raw, *reader.size).numpy())
-        for depth in aligner.add(maps):
+        for depth in aligner.add(list(resize_to_frame(raw, *reader.size).numpy())):
             if emitted < reader.count:
                 yield depth
                 emitted += 1
-        keyframes = clip[list(KEYFRAMES)]
-        windows += 1
-        # The next window starts at frame windows * STEP; it exists only if that frame does
-        # (it has been read already: this window reached frame (windows - 1) * STEP + 31).
+        if aligner.scales:
+            trace.scale_shift.append(aligner.scales[-1])
+        keyframes = (clip[list(KEYFRAMES)], [ids[k] for k in KEYFRAMES])
+        # The next window starts at frame windows * STEP and exists only if that frame does;
+        # it has been read already (this window reached frame (windows - 1) * STEP + 31).
         if reader.count <= windows * STEP:
             break
     for depth in aligner.finish():
@@ -286,11 +308,14 @@ class StreamCache:
             del self.entries[1]
 
 
-def _streaming(model: DepthModel, net: VideoDepthAnything, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+def _streaming(
+    model: DepthModel, net: VideoDepthAnything, frames: Iterable[np.ndarray], trace: VideoTrace
+) -> Iterator[np.ndarray]:
     reader = _FrameReader(model, iter(frames))
     cache = StreamCache()
     while (tensor := reader.next_input()) is not None:
-        _, past = cache.window()
+        ids, past = cache.window()
+        trace.windows.append(ids + [cache.step + 1])
         raw, states = _run(model, net, tensor[None], past)
         cache.push(states)
         assert reader.size is not None

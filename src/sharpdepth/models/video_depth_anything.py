@@ -122,7 +122,7 @@ class PositionalEncoding(nn.Module):
             error_msgs = args[-1] if args else kwargs["error_msgs"]
             assert isinstance(error_msgs, list)
             error_msgs.append(f"{prefix}pe: stored temporal position table differs from the computed one")
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[arg-type]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def _same_table(given: torch.Tensor, computed: torch.Tensor) -> bool:
@@ -160,7 +160,7 @@ class TemporalAttention(nn.Module):
         seq = self.pos_encoder(seq)
         query = self.to_q(seq[:, seq.shape[1] - frames :])
         key, value = self.to_k(seq), self.to_v(seq)
-        out = F.scaled_dot_product_attention(*(self._split(t) for t in (query, key, value)))
+        out = F.scaled_dot_product_attention(self._split(query), self._split(key), self._split(value))
         out = out.transpose(1, 2).reshape(b * n, frames, c)
         out = self.to_out[1](self.to_out[0](out))
         return out.reshape(b, n, frames, c).transpose(1, 2).reshape(bt, n, c), state
@@ -204,6 +204,8 @@ class TemporalBlock(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(attentions))
         self.ff = FeedForward(dim)
         self.ff_norm = nn.LayerNorm(dim)
+        self.num_states = attentions
+        """One cached state per temporal attention."""
 
     def forward(
         self, x: torch.Tensor, frames: int, past: Sequence[torch.Tensor] | None
@@ -223,13 +225,11 @@ class TemporalTransformer(nn.Module):
         super().__init__()
         self.norm = nn.GroupNorm(groups, channels, eps=1e-6, affine=True)
         self.proj_in = nn.Linear(channels, channels)
-        self.transformer_blocks = nn.ModuleList(TemporalBlock(channels, heads, max_len) for _ in range(blocks))
+        self.blocks = [TemporalBlock(channels, heads, max_len) for _ in range(blocks)]
+        self.transformer_blocks = nn.ModuleList(self.blocks)
         self.proj_out = nn.Linear(channels, channels)
-
-    @property
-    def num_states(self) -> int:
+        self.num_states = sum(b.num_states for b in self.blocks)
         """Temporal attention blocks in this module: one cached state each."""
-        return sum(len(b.attention_blocks) for b in self.transformer_blocks)
 
     def forward(
         self, x: torch.Tensor, frames: int, past: Sequence[torch.Tensor] | None
@@ -238,8 +238,8 @@ class TemporalTransformer(nn.Module):
         bt, c, h, w = x.shape
         tokens = self.proj_in(self.norm(x).permute(0, 2, 3, 1).reshape(bt, h * w, c))
         states: list[torch.Tensor] = []
-        for block in self.transformer_blocks:
-            mine = past[len(states) : len(states) + len(block.attention_blocks)] if past is not None else None
+        for block in self.blocks:
+            mine = past[len(states) : len(states) + block.num_states] if past is not None else None
             tokens, block_states = block(tokens, frames, mine)
             states.extend(block_states)
         out = self.proj_out(tokens).reshape(bt, h, w, c).permute(0, 3, 1, 2)
@@ -252,10 +252,7 @@ class TemporalModule(nn.Module):
     def __init__(self, channels: int, heads: int, max_len: int, groups: int) -> None:
         super().__init__()
         self.temporal_transformer = TemporalTransformer(channels, heads, max_len, groups)
-
-    @property
-    def num_states(self) -> int:
-        return self.temporal_transformer.num_states
+        self.num_states = self.temporal_transformer.num_states
 
     def forward(
         self, x: torch.Tensor, frames: int, past: Sequence[torch.Tensor] | None
@@ -271,14 +268,17 @@ class TemporalDPTHead(DPTHead):
 
     def __init__(self, cfg: VideoDepthAnythingConfig) -> None:
         super().__init__(cfg.base)
-        self.motion_modules = nn.ModuleList(
+        self.temporal = [
             TemporalModule(width, cfg.temporal_heads, cfg.num_frames, cfg.group_norm_groups)
             for width in cfg.motion_widths
-        )
+        ]
+        self.motion_modules = nn.ModuleList(self.temporal)
+        self.num_states = sum(m.num_states for m in self.temporal)
 
-    @property
-    def num_states(self) -> int:
-        return sum(m.num_states for m in self.motion_modules)
+    def _scratch(self, name: str) -> nn.Module:
+        layer = getattr(self.scratch, name)
+        assert isinstance(layer, nn.Module)
+        return layer
 
     def forward_temporal(
         self,
@@ -294,7 +294,7 @@ class TemporalDPTHead(DPTHead):
         states: list[torch.Tensor] = []
 
         def temporal(index: int, x: torch.Tensor) -> torch.Tensor:
-            module = self.motion_modules[index]
+            module = self.temporal[index]
             mine = past[len(states) : len(states) + module.num_states] if past is not None else None
             out, new = module(x, frames, mine)
             states.extend(new)
@@ -302,18 +302,18 @@ class TemporalDPTHead(DPTHead):
 
         layer_3 = temporal(0, layer_3)
         layer_4 = temporal(1, layer_4)
-        s = self.scratch
-        rn1, rn2, rn3, rn4 = s.layer1_rn(layer_1), s.layer2_rn(layer_2), s.layer3_rn(layer_3), s.layer4_rn(layer_4)
-        path_4 = temporal(2, s.refinenet4(rn4, size=rn3.shape[-2:]))
-        path_3 = temporal(3, s.refinenet3(path_4, rn3, size=rn2.shape[-2:]))
+        s = self._scratch
+        rn1, rn2, rn3, rn4 = (s(f"layer{i}_rn")(x) for i, x in enumerate((layer_1, layer_2, layer_3, layer_4), 1))
+        path_4 = temporal(2, s("refinenet4")(rn4, size=rn3.shape[-2:]))
+        path_3 = temporal(3, s("refinenet3")(path_4, rn3, size=rn2.shape[-2:]))
         # From here on everything is per frame and at high resolution: chunks bound the memory.
         chunks = []
         for start in range(0, path_3.shape[0], MICRO_BATCH):
             part = slice(start, start + MICRO_BATCH)
-            path_2 = s.refinenet2(path_3[part], rn2[part], size=rn1.shape[-2:])
-            path_1 = s.refinenet1(path_2, rn1[part])
-            out = F.interpolate(s.output_conv1(path_1), size=out_hw, mode="bilinear", align_corners=True)
-            chunks.append(s.output_conv2(out))
+            path_2 = s("refinenet2")(path_3[part], rn2[part], size=rn1.shape[-2:])
+            path_1 = s("refinenet1")(path_2, rn1[part])
+            out = F.interpolate(s("output_conv1")(path_1), size=out_hw, mode="bilinear", align_corners=True)
+            chunks.append(s("output_conv2")(out))
         return torch.cat(chunks, dim=0), states
 
 
@@ -363,7 +363,9 @@ def computed_buffers(cfg: VideoDepthAnythingConfig) -> dict[str, torch.Tensor]:
     keys: dict[str, torch.Tensor] = {}
     for m, width in enumerate(cfg.motion_widths):
         for a in range(2):
-            key = f"head.motion_modules.{m}.temporal_transformer.transformer_blocks.0.attention_blocks.{a}.pos_encoder.pe"
+            key = (
+                f"head.motion_modules.{m}.temporal_transformer.transformer_blocks.0.attention_blocks.{a}.pos_encoder.pe"
+            )
             keys[key] = sinusoidal_table(cfg.num_frames, width)
     return keys
 
@@ -410,7 +412,9 @@ def _register_presets() -> None:
                     f"Video Depth Anything {size} ({enc}): temporally consistent relative disparity "
                     "for videos (32-frame windows or streaming)."
                 ),
-                sources=(WeightSource(f"depth-anything/Video-Depth-Anything-{title}", f"video_depth_anything_{enc}.pth"),),
+                sources=(
+                    WeightSource(f"depth-anything/Video-Depth-Anything-{title}", f"video_depth_anything_{enc}.pth"),
+                ),
                 native_resolution=_NATIVE,
                 params_millions=_PARAMS_M[enc],
             )
