@@ -22,7 +22,6 @@ import pytest
 import torch
 
 import sharpdepth
-from sharpdepth.engine.adapters.video_depth_anything import vda_network_size
 from sharpdepth.engine.model import DepthModel
 from sharpdepth.engine.vda_video import StreamCache, VideoTrace, offline_window_ids, vda_video_maps
 from sharpdepth.errors import InputImageError, OptionError, WeightsError
@@ -31,6 +30,7 @@ from sharpdepth.models.video_depth_anything import (
     computed_buffers,
     make_vda_config,
     sinusoidal_table,
+    vda_network_size,
 )
 from sharpdepth.registry import get_spec
 from sharpdepth.result import OutputKind
@@ -146,7 +146,7 @@ def test_network_window_parity():
 
 def test_preprocessing_reproduces_the_network_input(small, frames: np.ndarray):
     assert vda_network_size(54, 96, 70) == (70, 126)
-    x = torch.stack([small.adapter.preprocess(f) for f in frames[:32]])[None].numpy()
+    x = torch.stack([small.processor.preprocess(f) for f in frames[:32]])[None].numpy()
     ref = np.load(FX / "vits/net_input.npy")
     assert x.shape == ref.shape and x.dtype == np.float32
     # cv2 resizes float32 in float32; we emulate it in float64 (torch bicubic would be 1.9e-5 off)
@@ -227,7 +227,7 @@ def _clip(n: int, h: int = 20, w: int = 36, seed: int = 3) -> np.ndarray:
 def _reference_offline(model: DepthModel, clip: np.ndarray) -> np.ndarray:
     """`infer_video_depth` written out on whole-clip lists (no streaming, no early output)."""
     net = model.net
-    inputs = [model.adapter.preprocess(f) for f in clip]
+    inputs = [model.processor.preprocess(f) for f in clip]
     h, w = clip.shape[1:3]
     raw: list[np.ndarray] = []
     for ids in _official_offline_plan(len(clip)):
@@ -285,7 +285,7 @@ def test_streaming_general_rule_past_the_steady_state(tiny):
     net, states = tiny.net, {}
     ref = []
     for k, frame in enumerate(clip):
-        x = tiny.adapter.preprocess(frame)[None, None]
+        x = tiny.processor.preprocess(frame)[None, None]
         ids = _closed_form_stream_window(k)[:-1]
         past = [torch.cat([states[i][j] for i in ids], 1) for j in range(8)] if ids else None
         with torch.inference_mode():

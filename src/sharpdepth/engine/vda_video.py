@@ -43,8 +43,7 @@ import numpy as np
 import torch
 
 from ..errors import InputImageError, OptionError
-from ..models.video_depth_anything import WINDOW, VideoDepthAnything, VideoDepthAnythingConfig
-from .adapters.video_depth_anything import resize_to_frame
+from ..models.video_depth_anything import WINDOW, VideoDepthAnything, VideoDepthAnythingConfig, resize_to_frame
 from .model import DepthModel
 
 Mode = Literal["offline", "streaming"]
@@ -80,7 +79,7 @@ def vda_video_maps(
     """Per-frame maps of a clip with a Video Depth Anything model, as the official code computes them.
 
     `model`: a loaded `video-depth-anything-*` DepthModel (its net, device, dtype,
-    adapter preprocessing and `input_size` are used). `frames`: HxWx3 uint8 RGB
+    processor's preprocessing and `input_size` are used). `frames`: HxWx3 uint8 RGB
     arrays, all the same size, read lazily. `mode`: "offline" (32-frame windows,
     aligned and cross-faded; needs up to 32 frames of look-ahead) or "streaming"
     (causal, one pass per frame). Yields one float32 HxW array per input frame, in
@@ -137,7 +136,7 @@ class _FrameReader:
         elif hw != self.size:
             raise InputImageError(f"frame {self.count} is {hw[1]}x{hw[0]}, the clip is {self.size[1]}x{self.size[0]}")
         self.count += 1
-        return self.model.adapter.preprocess(frame)
+        return self.model.processor.preprocess(frame)
 
 
 def _run(
