@@ -57,6 +57,10 @@ class DepthResult:
     image: np.ndarray | None = field(default=None, repr=False)
     source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    frame_index: int | None = None
+    """Index of the frame in its video (video predictions only)."""
+    timestamp_s: float | None = None
+    """Presentation time of the frame in seconds (video predictions only)."""
 
     def __post_init__(self) -> None:
         self.prediction = np.asarray(self.prediction, dtype=np.float32)

@@ -119,6 +119,14 @@ class DepthModel:
         requests = [FocalRequest(f, fov_deg) for f in focals]
         return list(self._run(loaded, requests, batch_size, keep_image))
 
+    def predict_video(
+        self, source: Any, mode: str = "offline", stabilize: bool | None = None, **kw: Any
+    ) -> Iterator[DepthResult]:
+        """One DepthResult per frame of a video, folder, glob or TxHxWx3 array (see engine.video)."""
+        from .video import predict_video
+
+        return predict_video(self, source, mode=mode, stabilize=stabilize, **kw)
+
     # ------------------------------------------------------------ internals
     def _run(
         self, loaded: list[LoadedImage], requests: list[FocalRequest], batch_size: int, keep_image: bool
