@@ -27,16 +27,16 @@ def main() -> None:
     torch.manual_seed(0)
     model = load(name, device=device, precision=precision, random_weights=True, input_size=size)
     rgb = (np.random.default_rng(0).random((768, 1024, 3)) * 255).astype(np.uint8)
-    batch = model.adapter.preprocess(rgb)[None].to(model.device, model.dtype)
+    batch = model.processor.preprocess(rgb)[None].to(model.device, model.dtype)
     if device.startswith("cuda"):
         with torch.inference_mode():
-            model.adapter.forward(model.net, batch)  # warm-up (kernels, allocator)
+            model.processor.forward(model.net, batch)  # warm-up (kernels, allocator)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cpu0, wall0 = time.process_time(), time.perf_counter()
     with torch.inference_mode():
-        model.adapter.forward(model.net, batch)
+        model.processor.forward(model.net, batch)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0

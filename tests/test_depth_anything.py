@@ -21,10 +21,10 @@ import pytest
 import torch
 from PIL import Image
 
-from sharpdepth.engine.adapters.depth_anything import Adapter, network_size
-from sharpdepth.engine.resize import resize_cubic_cv2
 from sharpdepth.errors import RelativeDepthError, WeightsError
-from sharpdepth.models.depth_anything import DepthAnything, DepthAnythingConfig
+from sharpdepth.family import KeyMapError, Processor
+from sharpdepth.models.depth_anything import DepthAnything, DepthAnythingConfig, network_size
+from sharpdepth.models.resize import resize_cubic_cv2
 from sharpdepth.models.vit import count_params
 from sharpdepth.registry import get_spec, list_specs
 from sharpdepth.result import OutputKind
@@ -76,7 +76,7 @@ def _load_fixture_weights(net: DepthAnything, folder: str) -> None:
 @dataclasses.dataclass
 class Loaded:
     folder: str
-    adapter: Adapter
+    adapter: Processor
     net: DepthAnything
     build_s: float
 
@@ -90,8 +90,9 @@ def loaded(request) -> Loaded:
     torch.set_num_threads(2)
     name = request.param
     start = time.perf_counter()
-    adapter = Adapter(get_spec(FIXTURES[name]))
-    net = adapter.build_network().eval()
+    spec = get_spec(FIXTURES[name])
+    adapter = spec.processor()
+    net = spec.build().eval()
     _load_fixture_weights(net, _folder(name))
     return Loaded(_folder(name), adapter, net, time.perf_counter() - start)
 
@@ -180,8 +181,8 @@ def test_network_size_lower_bound_rule(hw, size, expected) -> None:
 
 def test_input_size_override_changes_network_input() -> None:
     rgb = np.zeros((480, 640, 3), np.uint8)
-    assert Adapter(get_spec("depth-anything-v2-tiny")).preprocess(rgb).shape == (3, 518, 686)
-    assert Adapter(get_spec("depth-anything-v2-tiny"), input_size=700).preprocess(rgb).shape == (3, 700, 938)
+    assert get_spec("depth-anything-v2-tiny").processor().preprocess(rgb).shape == (3, 518, 686)
+    assert get_spec("depth-anything-v2-tiny").processor(700).preprocess(rgb).shape == (3, 700, 938)
 
 
 @pytest.mark.parametrize(("shape", "out"), [((37, 53), (518, 742)), ((300, 400), (70, 98)), ((61, 47), (61, 47))])
@@ -212,7 +213,7 @@ def test_preprocess_rejects_non_rgb() -> None:
     from sharpdepth.errors import InputImageError
 
     with pytest.raises(InputImageError):
-        Adapter(get_spec("depth-anything-v2-tiny")).preprocess(np.zeros((10, 10), np.uint8))
+        get_spec("depth-anything-v2-tiny").processor().preprocess(np.zeros((10, 10), np.uint8))
 
 
 # ---------------------------------------------------------------- versions and presets
@@ -395,9 +396,9 @@ def test_key_map_rejects_unknown_keys() -> None:
     del hf["backbone.encoder.layer.1.attention.attention.key.weight"]
     with pytest.raises(WeightsError):
         hf_to_official(hf)
-    adapter = Adapter(get_spec("depth-anything-v2-tiny"))
+    adapter = get_spec("depth-anything-v2-tiny")
     assert set(adapter.convert_state_dict(official_to_hf(state), "hf")) == set(state)
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(KeyMapError):
         adapter.convert_state_dict(state, "onnx")
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sharpdepth.engine.adapters.depth_pro import Adapter
+from sharpdepth.family import NetworkOutput, Processor
 from sharpdepth.models.depth_pro import DEPTH_PRO, DEPTH_PRO_TINY, PARAMS_MILLIONS, DepthPro, DepthProConfig
 from sharpdepth.registry import get_spec
 from sharpdepth.result import OutputKind
@@ -50,7 +50,7 @@ def net_input(folder: str) -> torch.Tensor:
     return x.sub(0.5).div(0.5)[None]
 
 
-def run_pipeline(folder: str, net: DepthPro, adapter: Adapter):
+def run_pipeline(folder: str, net: DepthPro, adapter: Processor):
     """One network pass on image.png through the adapter; post-processed for both focal cases."""
     rgb = read_rgb(fixtures_dir() / folder / "image.png")
     batch = adapter.preprocess(rgb)[None]
@@ -154,7 +154,7 @@ def test_tiny_banded_equals_whole_maps(tiny_net, tiny_forward):
 
 
 def test_tiny_pipeline(tiny_net):
-    adapter = Adapter(get_spec("depth-pro-tiny"))
+    adapter = get_spec("depth-pro-tiny").processor()
     check_pipeline(TINY, run_pipeline(TINY, tiny_net, adapter))
 
 
@@ -206,7 +206,7 @@ def test_config_validation():
 
 def test_adapter_preprocess_official_order():
     """uint8 -> /255 -> normalise -> bilinear resize (align_corners=False, no antialias)."""
-    adapter = Adapter(get_spec("depth-pro-tiny"))
+    adapter = get_spec("depth-pro-tiny").processor()
     rgb = read_rgb(fixtures_dir() / TINY / "image.png")
     x = adapter.preprocess(rgb)
     assert x.shape == (3, 1536, 1536) and x.dtype == torch.float32
@@ -221,9 +221,7 @@ def test_adapter_preprocess_official_order():
 
 def test_adapter_postprocess_scales_inverse_depth():
     """Metric scale is W / f_px on inverse depth; depth is clamped to [1e-4, 1e4] m."""
-    from sharpdepth.engine.adapter import NetworkOutput
-
-    adapter = Adapter(get_spec("depth-pro-tiny"))
+    adapter = get_spec("depth-pro-tiny").processor()
     canonical = torch.full((1536, 1536), 0.25)
     canonical[0, 0] = 0.0
     out = NetworkOutput(map=canonical, fov_deg=90.0)
@@ -252,5 +250,5 @@ def test_full_network_output(full_net):
 
 @pytest.mark.slow
 def test_full_pipeline(full_net):
-    adapter = Adapter(get_spec("depth-pro"))
+    adapter = get_spec("depth-pro").processor()
     check_pipeline(FULL, run_pipeline(FULL, full_net, adapter))

@@ -24,7 +24,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sharpdepth.engine.adapters.depth_pro import Adapter
+from sharpdepth.family import KeyMapError
 from sharpdepth.models.depth_pro import DEPTH_PRO_TINY, DepthPro, DepthProConfig
 from sharpdepth.registry import get_spec
 from sharpdepth.weights.keymaps.depth_pro import hf_to_official, official_to_hf
@@ -127,15 +127,15 @@ def test_hub_names_and_qkv_split():
 
 def test_adapter_converts_hf_layout_for_strict_loading():
     official = fixture_state_dict("depth_pro/tiny")
-    adapter = Adapter(get_spec("depth-pro-tiny"))
-    net = adapter.build_network()
-    converted = adapter.convert_state_dict(official_to_hf(official), "hf")
+    spec = get_spec("depth-pro-tiny")
+    net = spec.build()
+    converted = spec.convert_state_dict(official_to_hf(official), "hf")
     net.load_state_dict(converted, strict=True)
     assert all(torch.equal(net.state_dict()[k], official[k]) for k in official)
 
 
 def test_unknown_key_is_rejected():
-    with pytest.raises(KeyError, match="not.a.depth_pro.key"):
+    with pytest.raises(KeyMapError, match="not.a.depth_pro.key"):
         hf_to_official({"not.a.depth_pro.key": torch.zeros(1)})
 
 

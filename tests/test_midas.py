@@ -19,9 +19,8 @@ import torch
 from PIL import Image
 
 import sharpdepth
-from sharpdepth.engine.adapter import NetworkOutput
-from sharpdepth.engine.adapters.midas import Adapter
 from sharpdepth.errors import InputImageError, OptionError, WeightsError
+from sharpdepth.family import KeyMapError, NetworkOutput
 from sharpdepth.models.backbones.beit import BeitConfig
 from sharpdepth.models.backbones.swin2 import Swin2Config, computed_masks
 from sharpdepth.models.midas import (
@@ -58,8 +57,8 @@ class Runner:
 
     def __init__(self, model: str) -> None:
         self.model = model
-        self.adapter = Adapter(get_spec(model))
-        self.net = self.adapter.build_network().eval()
+        self.adapter = get_spec(model).processor()
+        self.net = get_spec(model).build().eval()
         self.net.load_state_dict(fixture_state_dict(folder(model)), strict=True)
         self._cache: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -119,8 +118,8 @@ def test_small_model_pipeline_through_midas_adapter():
     """v2.1 small (network written separately) through this adapter: upper_bound resize, ImageNet norm."""
     model = "midas_v21_small_256"
     spec = get_spec(model)
-    adapter = Adapter(spec)
-    net = adapter.build_network().eval()
+    adapter = spec.processor()
+    net = spec.build().eval()
     net.load_state_dict(fixture_state_dict(folder(model)), strict=True)
     rgb = np.asarray(Image.open(fixtures_dir() / folder(model) / "image.png").convert("RGB"))
     x = adapter.preprocess(rgb)
@@ -184,7 +183,7 @@ def test_swin_loading_verifies_stored_masks():
     with pytest.raises(RuntimeError, match="attn_mask"):
         net.load_state_dict({**state, **masks}, strict=True)
     with pytest.raises(WeightsError, match="attn_mask"):
-        Adapter(get_spec("dpt_swin2_tiny_256")).convert_state_dict({**state, **masks}, "official")
+        get_spec("dpt_swin2_tiny_256").convert_state_dict({**state, **masks}, "official")
 
 
 def test_beit_accepts_official_relative_position_index():
@@ -207,7 +206,7 @@ def test_beit_accepts_official_relative_position_index():
 @pytest.mark.parametrize("model", [*ALL, "midas_v21_small_256"])
 def test_resize_rule_gives_the_fixture_network_size(model):
     config = fixture_manifest(folder(model))["config"]
-    adapter = Adapter(get_spec(model))
+    adapter = get_spec(model).processor()
     assert list(adapter.network_size(*config["image_hw"])) == config["net_input_hw"]
 
 
@@ -221,14 +220,14 @@ def test_resize_methods():
 
 
 def test_input_size_option():
-    adapter = Adapter(get_spec("dpt_hybrid_384"), input_size=512)
+    adapter = get_spec("dpt_hybrid_384").processor(512)
     assert adapter.network_size(480, 640) == (512, 672)
     with pytest.raises(OptionError):
-        Adapter(get_spec("dpt_swin2_tiny_256"), input_size=384)
+        get_spec("dpt_swin2_tiny_256").processor(384)
     with pytest.raises(InputImageError):
-        Adapter(get_spec("dpt_large_384")).preprocess(np.zeros((20, 3000, 3), np.uint8))
+        get_spec("dpt_large_384").processor().preprocess(np.zeros((20, 3000, 3), np.uint8))
     with pytest.raises(InputImageError):
-        Adapter(get_spec("dpt_large_384")).preprocess(np.zeros((20, 30), np.uint8))
+        get_spec("dpt_large_384").processor().preprocess(np.zeros((20, 30), np.uint8))
 
 
 def test_registry_entries():
@@ -240,7 +239,7 @@ def test_registry_entries():
         ("midas-v21-small-256", "midas_v21_small_256"),
     ]:
         spec = get_spec(alias)
-        assert spec.name == name and spec.family == "midas"
+        assert spec.name == name and spec.family == ("midas_small" if "small" in name else "midas")
         assert spec.output_kind == OutputKind.RELATIVE_DISPARITY
         assert spec.license.startswith("MIT")
 
@@ -421,19 +420,19 @@ def test_key_table_rejects_unknown_and_missing_keys():
     from transformers import DPTForDepthEstimation
 
     hub_state = _hub_file_state(DPTForDepthEstimation(hf_cfg))
-    with pytest.raises(KeyError, match="surprise"):
+    with pytest.raises(KeyMapError, match="surprise"):
         hf_to_official({**hub_state, "surprise.weight": torch.zeros(1)}, ours_cfg)
     missing = dict(hub_state)
     missing.pop("neck.convs.0.weight")
-    with pytest.raises(KeyError, match="neck.convs.0.weight"):
+    with pytest.raises(KeyMapError, match="neck.convs.0.weight"):
         hf_to_official(missing, ours_cfg)
     officials = [official for official, _ in key_table(ours_cfg)]
     assert len(officials) == len(set(officials)) == len(MidasDPT(ours_cfg).state_dict())
 
 
 def test_unknown_layout_is_refused():
-    with pytest.raises(NotImplementedError):
-        Adapter(get_spec("dpt_swin2_tiny_256")).convert_state_dict({}, "onnx")
+    with pytest.raises(KeyMapError):
+        get_spec("dpt_swin2_tiny_256").convert_state_dict({}, "onnx")
 
 
 @pytest.mark.parametrize("model", ALL)

@@ -20,14 +20,13 @@ from fake_hub import FakeHub
 
 SCRIPT = textwrap.dedent(
     """
-    import json, sys
-    from sharpdepth.registry import ModelSpec, WeightSource, register
-    from sharpdepth.result import OutputKind
+    import dataclasses, json, sys
+    from sharpdepth.registry import WeightSource, get_spec, register
     from sharpdepth.weights.hub import resolve_weights
     from sharpdepth.errors import WeightsError
     filename, sha = sys.argv[1], (sys.argv[2] or None)
-    spec = register(ModelSpec("hubtest", "depth_pro", None, OutputKind.METRIC_DEPTH, "test", "test",
-                              sources=(WeightSource("org/tiny", filename, sha256=sha),)))
+    spec = register(dataclasses.replace(get_spec("depth-pro-tiny"), name="hubtest",
+                                        sources=(WeightSource("org/tiny", filename, sha256=sha),)))
     out = []
     for _ in range(2):
         try:

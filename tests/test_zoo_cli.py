@@ -27,6 +27,7 @@ FINAL_BIAS = {
     "depth_pro": {"head.4.bias": 0.05, "fov.head.4.bias": 60.0},
     "depth_anything": {"depth_head.scratch.output_conv2.2.bias": 1.0},
     "midas": {"scratch.output_conv.4.bias": 1.0},
+    "midas_small": {"scratch.output_conv.4.bias": 1.0},
 }
 # Smaller network inputs where the family allows it keep CI time down; the pipeline is the same.
 INPUT_SIZE = {"depth_anything": 196, "midas": None}

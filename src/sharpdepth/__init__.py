@@ -8,7 +8,8 @@ result.depth, result.focal_px, result.fov_deg, result.focal_source
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import (
     InputImageError,
@@ -36,16 +37,58 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .engine.model import DepthModel
+    from .family import LicenseClass
+
+DEFAULT_MAX_PIXELS = 89_478_485
+"""Pillow's decompression-bomb limit, as `sharpdepth.io.images.DEFAULT_MAX_PIXELS` (repeated here so
+that `import sharpdepth` does not import the image stack)."""
 
 
-def load(name: str = "depth-pro", **kwargs: Any) -> DepthModel:
-    """Load a named model; see `sharpdepth.engine.model.load` for the options."""
+def load(
+    name: str = "depth-pro",
+    weights: str | Path | None = None,
+    device: str | None = "cpu",
+    precision: str | None = "fp32",
+    input_size: int | None = None,
+    download: bool = True,
+    random_weights: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> DepthModel:
+    """Build a named model and load its weights: `weights` file > cache > hub download.
+
+    name: a registered model (see `list_models()`); weights: a checkpoint file (official or
+    transformers layout); device: cpu | cuda | cuda:N | mps | auto; precision: fp32 | bf16 |
+    fp16 (GPU) | auto; input_size: network input size where the model allows it (Depth
+    Anything, MiDaS DPT; Depth Pro is fixed at 1536 and refuses it); download: allow a hub
+    download; random_weights: no weights (tests/benchmarks only); max_pixels: refuse larger
+    images (None: no limit). Options are validated before the network is built; see
+    `sharpdepth.engine.model.load` for details.
+    """
     from .engine.model import load as _load
 
-    return _load(name, **kwargs)
+    return _load(
+        name,
+        weights=weights,
+        device=device,
+        precision=precision,
+        input_size=input_size,
+        download=download,
+        random_weights=random_weights,
+        max_pixels=max_pixels,
+    )
 
 
-def list_models(include_test_only: bool = False) -> list[str]:
+def list_models(
+    include_test_only: bool = False,
+    *,
+    kind: OutputKind | str | None = None,
+    family: str | None = None,
+    license: LicenseClass | None = None,
+) -> list[str]:
+    """Names of the registered models, filtered by output kind ("metric_depth" or
+    "relative_disparity"), family ("depth_pro", "depth_anything", "midas", ...) and licence
+    class ("commercial": the weights' licence allows commercial use; "non-commercial")."""
     from .registry import list_specs
 
-    return [spec.name for spec in list_specs(include_test_only)]
+    specs = list_specs(include_test_only, kind=kind, family=family, license=license)
+    return [spec.name for spec in specs]

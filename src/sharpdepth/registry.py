@@ -1,98 +1,131 @@
-"""Named models: architecture config, weight sources, licence and output kind.
+"""Named models: every family registered with one explicit call, every preset found by name.
 
 Like timm's registry, a name is all a user needs (`sharpdepth.load("depth-pro")`).
-Each family module registers its presets at import time; `get_spec` imports
-them lazily so that `import sharpdepth` stays cheap.
+A family (`sharpdepth.family.Family`) lives in one module under `sharpdepth/models/`
+and exports `FAMILY` and `PRESETS`; `_register_all` below imports each such module by
+name in code (no string lookup, so a missing module fails loudly at import) and calls
+`register_family` once per family.
+
+Adding a family: write `models/<family>.py` as described in `sharpdepth.family`, then add
+ONE line to `_register_all`:
+
+    register_family(my_family.FAMILY, my_family.PRESETS)
+
+The family modules import torch, so they are loaded on the first registry query, not
+when `sharpdepth` is imported.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Any
 
 from .errors import OptionError
+from .family import Family, LicenseClass, ModelSpec, WeightSource
 from .result import OutputKind
 
-FAMILY_MODULES = (
-    "sharpdepth.models.depth_pro",
-    "sharpdepth.models.depth_anything",
-    "sharpdepth.models.midas",
-)
+__all__ = [
+    "ModelSpec",
+    "WeightSource",
+    "get_family",
+    "get_spec",
+    "list_families",
+    "list_specs",
+    "register",
+    "register_family",
+]
 
+AnySpec = ModelSpec[Any]
+"""A preset of some family; its config's type is known to its family, not to the registry."""
 
-@dataclass(frozen=True)
-class WeightSource:
-    """One downloadable checkpoint on the Hugging Face hub.
-
-    `layout` says whose key names the file uses: "official" (loads as is) or
-    "hf" (transformers' layout, converted through the family's key table).
-    """
-
-    repo_id: str
-    filename: str
-    layout: Literal["official", "hf"] = "official"
-    revision: str | None = None
-    sha256: str | None = None
-    size_bytes: int | None = None
-
-    @property
-    def url(self) -> str:
-        return f"https://huggingface.co/{self.repo_id}/blob/{self.revision or 'main'}/{self.filename}"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    family: str
-    """Key of the family adapter in `sharpdepth.engine.adapters` (e.g. "depth_pro")."""
-    config: Any
-    output_kind: OutputKind
-    license: str
-    description: str
-    sources: tuple[WeightSource, ...] = ()
-    native_resolution: str = ""
-    params_millions: float | None = None
-    test_only: bool = False
-    """Tiny test architectures have no published weights."""
-    aliases: tuple[str, ...] = field(default_factory=tuple)
-
-
-_REGISTRY: dict[str, ModelSpec] = {}
+_REGISTRY: dict[str, AnySpec] = {}
 _ALIASES: dict[str, str] = {}
+_FAMILIES: dict[str, Family[Any]] = {}
 _loaded = False
 
 
-def register(spec: ModelSpec) -> ModelSpec:
-    if spec.name in _REGISTRY:
-        raise ValueError(f"model {spec.name!r} registered twice")
+def register(spec: AnySpec) -> AnySpec:
+    """Register one preset (its family is registered with it if it is new)."""
+    if spec.name in _REGISTRY or spec.name in _ALIASES:
+        raise OptionError(f"model {spec.name!r} registered twice")
+    known = _FAMILIES.setdefault(spec.family, spec.model_family)
+    if known is not spec.model_family:
+        raise OptionError(f"two different families are both named {spec.family!r}")
     _REGISTRY[spec.name] = spec
     for alias in spec.aliases:
         _ALIASES[alias] = spec.name
     return spec
 
 
-def _load_families() -> None:
+def register_family(family: Family[Any], presets: Iterable[AnySpec]) -> None:
+    """Register a family and its named presets (each preset must belong to it)."""
+    if family.name in _FAMILIES:
+        raise OptionError(f"family {family.name!r} registered twice")
+    _FAMILIES[family.name] = family
+    for spec in presets:
+        if spec.model_family is not family:
+            raise OptionError(f"preset {spec.name!r} does not belong to family {family.name!r}")
+        register(spec)
+
+
+def _register_all() -> None:
+    """The one list of families; each line is one explicit registration."""
+    from .models import depth_anything, depth_pro, midas, midas_small, video_depth_anything
+
+    register_family(depth_pro.FAMILY, depth_pro.PRESETS)
+    register_family(depth_anything.FAMILY, depth_anything.PRESETS)
+    register_family(midas.FAMILY, midas.PRESETS)
+    register_family(midas_small.FAMILY, midas_small.PRESETS)
+    register_family(video_depth_anything.FAMILY, video_depth_anything.PRESETS)
+
+
+def _ensure_loaded() -> None:
     global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in FAMILY_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:  # a family not written yet must not break the others
-            if err.name != module:
-                raise
+    if not _loaded:
+        _loaded = True
+        _register_all()
 
 
-def list_specs(include_test_only: bool = False) -> list[ModelSpec]:
-    _load_families()
-    return [s for s in _REGISTRY.values() if include_test_only or not s.test_only]
+def list_specs(
+    include_test_only: bool = False,
+    *,
+    kind: OutputKind | str | None = None,
+    family: str | None = None,
+    license: LicenseClass | None = None,
+) -> list[AnySpec]:
+    """Registered presets, optionally filtered by output kind, family and licence class."""
+    _ensure_loaded()
+    if kind is not None and str(kind) not in {str(k) for k in OutputKind}:
+        raise OptionError(f"unknown output kind {kind!r}; choose {', '.join(str(k) for k in OutputKind)}")
+    if family is not None and family not in _FAMILIES:
+        raise OptionError(f"unknown family {family!r}; known: {', '.join(sorted(_FAMILIES))}")
+    if license is not None and license not in ("commercial", "non-commercial"):
+        raise OptionError(f"unknown licence class {license!r}; choose commercial or non-commercial")
+    return [
+        s
+        for s in _REGISTRY.values()
+        if (include_test_only or not s.test_only)
+        and (kind is None or str(s.output_kind) == str(kind))
+        and (family is None or s.family == family)
+        and (license is None or s.license_class == license)
+    ]
 
 
-def get_spec(name: str) -> ModelSpec:
-    _load_families()
+def list_families() -> list[str]:
+    _ensure_loaded()
+    return list(_FAMILIES)
+
+
+def get_family(name: str) -> Family[Any]:
+    _ensure_loaded()
+    if name not in _FAMILIES:
+        raise OptionError(f"unknown family {name!r}; known: {', '.join(sorted(_FAMILIES))}")
+    return _FAMILIES[name]
+
+
+def get_spec(name: str) -> AnySpec:
+    _ensure_loaded()
     key = _ALIASES.get(name, name)
     if key in _REGISTRY:
         return _REGISTRY[key]

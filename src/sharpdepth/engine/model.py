@@ -9,30 +9,27 @@ estimate (Depth Pro's FOV head), and the result records which one was used.
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from ..errors import OptionError, WeightsError
+from ..family import NetworkOutput, Processor, StateDict
 from ..io.images import DEFAULT_MAX_PIXELS, LoadedImage, as_loaded_image
-from ..registry import ModelSpec, get_spec
-from ..result import DepthResult, FocalSource, focal_from_fov
-from ..weights.checkpoint import load_state_dict_file, sha256_file
+from ..registry import AnySpec, get_spec
+from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
+from ..weights.checkpoint import load_state_dict_file, sha256_file_cached
 from ..weights.hub import ResolvedWeights, resolve_weights
-from .adapter import ModelAdapter
 from .runtime import resolve_device, resolve_precision
 
-
-def adapter_for(spec: ModelSpec, input_size: int | None = None) -> ModelAdapter:
-    module = importlib.import_module(f"sharpdepth.engine.adapters.{spec.family}")
-    return module.Adapter(spec, input_size=input_size)
+ImageInput = str | Path | Image.Image | np.ndarray | LoadedImage
+"""What `predict` accepts: a path, a PIL image, an HxWx3 array or an already loaded image."""
 
 
 @dataclass
@@ -61,8 +58,8 @@ class DepthModel:
 
     def __init__(
         self,
-        spec: ModelSpec,
-        adapter: ModelAdapter,
+        spec: AnySpec,
+        processor: Processor,
         net: nn.Module,
         device: torch.device,
         dtype: torch.dtype,
@@ -71,7 +68,7 @@ class DepthModel:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.spec = spec
-        self.adapter = adapter
+        self.processor = processor
         self.net = net
         self.device = device
         self.dtype = dtype
@@ -85,22 +82,32 @@ class DepthModel:
         return self.spec.name
 
     @property
-    def output_kind(self):
+    def output_kind(self) -> OutputKind:
         return self.spec.output_kind
+
+    @property
+    def input_size(self) -> int:
+        """Network input size in use (short side, bound or fixed side, as the model's data config says)."""
+        return self.processor.input_size
+
+    @property
+    def adapter(self) -> Processor:
+        """Former name of `processor` (kept for callers written before the family redesign)."""
+        return self.processor
 
     def __repr__(self) -> str:
         return f"DepthModel({self.name!r}, kind={self.output_kind}, device={self.device}, dtype={self.dtype})"
 
     # ------------------------------------------------------------ public API
     def predict(
-        self, image: Any, focal_px: float | None = None, fov_deg: float | None = None, keep_image: bool = True
+        self, image: ImageInput, focal_px: float | None = None, fov_deg: float | None = None, keep_image: bool = True
     ) -> DepthResult:
         """Depth for one image (path, PIL image, HxWx3 array or LoadedImage)."""
         return self.predict_batch([image], focal_px=focal_px, fov_deg=fov_deg, keep_image=keep_image)[0]
 
     def predict_batch(
         self,
-        images: Sequence[Any],
+        images: Sequence[ImageInput],
         focal_px: float | Sequence[float | None] | None = None,
         fov_deg: float | None = None,
         batch_size: int = 4,
@@ -126,28 +133,30 @@ class DepthModel:
     ) -> Iterator[DepthResult]:
         if batch_size < 1:
             raise OptionError("batch size must be at least 1")
-        inputs = [self.adapter.preprocess(img.rgb) for img in loaded]
-        outputs: list[Any] = [None] * len(loaded)
+        inputs = [self.processor.preprocess(img.rgb) for img in loaded]
+        outputs: list[NetworkOutput | None] = [None] * len(loaded)
         for group in _same_shape_chunks(inputs, batch_size):
             batch = torch.stack([inputs[i] for i in group]).to(self.device, self.dtype)
             start = time.perf_counter()
             with torch.inference_mode():
-                raw = self.adapter.forward(self.net, batch)
+                raw = self.processor.forward(self.net, batch)
             self.last_timings["forward_s"] = time.perf_counter() - start
             for i, out in zip(group, raw, strict=True):
                 outputs[i] = out
             del batch, raw
         for img, request, out in zip(loaded, requests, outputs, strict=True):
+            if out is None:  # every index belongs to exactly one chunk
+                raise RuntimeError("internal error: an image was not run through the network")
             yield self._finish(img, request, out, keep_image)
 
-    def _finish(self, img: LoadedImage, request: FocalRequest, out: Any, keep_image: bool) -> DepthResult:
+    def _finish(self, img: LoadedImage, request: FocalRequest, out: NetworkOutput, keep_image: bool) -> DepthResult:
         given = request.resolve(img.width)
         source = FocalSource.USER if given is not None else FocalSource.NONE
-        extra: dict[str, Any] = {}
+        extra: dict[str, object] = {}
         if given is None and img.exif_focal is not None:
             given, source = img.exif_focal.focal_px, FocalSource.EXIF
             extra["exif_focal_rule"] = img.exif_focal.rule
-        pred = self.adapter.postprocess(out, img.height, img.width, given)
+        pred = self.processor.postprocess(out, img.height, img.width, given)
         focal = pred.focal_px if pred.focal_px is not None else given
         if pred.focal_from_model:
             source = FocalSource.MODEL
@@ -184,34 +193,29 @@ def _same_shape_chunks(inputs: Sequence[torch.Tensor], batch_size: int) -> Itera
             yield members[start : start + batch_size]
 
 
-def load_weights_into(net: nn.Module, adapter: ModelAdapter, resolved: ResolvedWeights) -> None:
-    """Load a checkpoint with strict key checks, converting from the HF layout if needed."""
-    state = load_state_dict_file(resolved.path)
-    layout = resolved.layout
+# --------------------------------------------------------------------------- weights -> network
+
+
+def convert_checkpoint(spec: AnySpec, state: StateDict, layout: str, origin: str, expected: set[str]) -> StateDict:
+    """The checkpoint in official layout; `layout="auto"` (a user's file) is detected from its keys."""
+    detected = layout
     if layout == "auto":
-        layout = _detect_layout(net, state)
+        overlap = len(expected & set(state)) / max(len(expected), 1)
+        detected = "official" if overlap > 0.5 else "hf"
     try:
-        state = adapter.convert_state_dict(state, layout)
-    except (NotImplementedError, KeyError, ValueError) as exc:
-        if resolved.layout == "auto":  # neither official keys nor a convertible transformers layout
-            matching = len(set(net.state_dict()) & set(state))
+        return spec.convert_state_dict(state, detected)
+    except WeightsError as exc:
+        if layout == "auto":  # neither official keys nor a convertible transformers layout
+            matching = len(expected & set(state))
             raise WeightsError(
-                f"{resolved.path} does not fit this model: {matching} of {len(net.state_dict())} official keys "
-                f"present, and it is not a convertible transformers checkpoint ({type(exc).__name__}: {exc})"
+                f"{origin} does not fit {spec.name}: {matching} of {len(expected)} official keys present, "
+                f"and it is not a convertible transformers checkpoint ({exc})"
             ) from None
-        raise WeightsError(f"{resolved.path}: cannot convert {layout} checkpoint ({exc})") from None
-    strict_load(net, state, f"{resolved.path}")
+        raise WeightsError(f"{origin}: cannot convert {detected} checkpoint ({exc})") from None
 
 
-def _detect_layout(net: nn.Module, state: dict[str, torch.Tensor]) -> str:
-    ours = set(net.state_dict())
-    overlap = len(ours & set(state)) / max(len(ours), 1)
-    return "official" if overlap > 0.5 else "hf"
-
-
-def strict_load(net: nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
-    """load_state_dict(strict=True) with shape checks and a one-line summary on failure."""
-    expected = net.state_dict()
+def check_keys(expected: dict[str, torch.Tensor], state: StateDict, origin: str) -> None:
+    """Strict key and shape check with a one-line summary (works on meta tensors too)."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
@@ -221,7 +225,79 @@ def strict_load(net: nn.Module, state: dict[str, torch.Tensor], origin: str) -> 
             if keys:
                 parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:2])})")
         raise WeightsError(f"{origin} does not fit this model: {'; '.join(parts)}")
+
+
+def strict_load(net: nn.Module, state: StateDict, origin: str) -> None:
+    """load_state_dict(strict=True) with shape checks and a one-line summary on failure."""
+    check_keys(net.state_dict(), state, origin)
     net.load_state_dict(state, strict=True)
+
+
+def _has_computed_buffers(net: nn.Module) -> bool:
+    """Non-persistent buffers are computed in __init__ and are not in any checkpoint."""
+    return any(m._non_persistent_buffers_set for m in net.modules())
+
+
+def load_network(spec: AnySpec, resolved: ResolvedWeights, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The network with the checkpoint's weights, in `dtype`, without a second full copy in memory.
+
+    The network is built on the meta device (no storage), the memory-mapped checkpoint is
+    converted tensor by tensor to `dtype` and assigned into it (`load_state_dict(assign=True)`),
+    so peak memory is one copy of the weights in the target dtype rather than a randomly
+    initialised fp32 network plus the checkpoint plus the cast. Values are those of
+    `load_state_dict` into an fp32 network followed by `.to(dtype)` (a float -> float cast
+    rounds once either way). Networks with computed (non-persistent) buffers are built
+    normally, because a meta build cannot compute them.
+    """
+    origin = str(resolved.path)
+    state = load_state_dict_file(resolved.path)
+    with torch.device("meta"):
+        skeleton = spec.build()
+    on_meta = not _has_computed_buffers(skeleton)
+    net = skeleton if on_meta else spec.build()
+    expected = net.state_dict()
+    state = convert_checkpoint(spec, state, resolved.layout, origin, set(expected))
+    check_keys(expected, state, origin)
+    for key in list(state):  # one tensor at a time: the mapped file is never copied whole
+        value = state[key]
+        if value.is_floating_point():
+            if value.dtype != dtype:
+                state[key] = value.to(dtype)
+        elif expected[key].dtype != value.dtype:  # integer buffers keep the network's dtype
+            state[key] = value.to(expected[key].dtype)
+    if on_meta:
+        net.load_state_dict(state, strict=True, assign=True)
+    else:
+        net = net.to(dtype)
+        net.load_state_dict(state, strict=True)
+    del state
+    return net
+
+
+@dataclass
+class _LegacyAdapter:
+    """Transitional stand-in for the pre-family adapter API used by `cli/weights.py convert`."""
+
+    spec: AnySpec
+
+    def build_network(self) -> nn.Module:
+        return self.spec.build()
+
+
+def adapter_for(spec: AnySpec, input_size: int | None = None) -> _LegacyAdapter:
+    """Deprecated: use `spec.build()`, `spec.processor(input_size)` and `load_network`."""
+    spec.processor(input_size)  # validates the size as before
+    return _LegacyAdapter(spec)
+
+
+def load_weights_into(net: nn.Module, adapter: _LegacyAdapter, resolved: ResolvedWeights) -> None:
+    """Deprecated: load a checkpoint into an already built fp32 network (use `load_network`)."""
+    origin = str(resolved.path)
+    expected = net.state_dict()
+    state = convert_checkpoint(
+        adapter.spec, load_state_dict_file(resolved.path), resolved.layout, origin, set(expected)
+    )
+    strict_load(net, state, origin)
 
 
 def load(
@@ -234,23 +310,40 @@ def load(
     random_weights: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> DepthModel:
-    """Build a named model and load its weights: `weights` file > cache > hub download.
+    """Build a named model and load its weights; every option is checked before any work.
 
-    `random_weights=True` skips weights entirely (for plumbing tests and benchmarks only:
-    the outputs are meaningless).
+    Options:
+        name: a registered model (`sharpdepth.list_models()`), e.g. "depth-pro",
+            "depth-anything-v2-small", "midas-dpt-large-384" (aliases accepted).
+        weights: a checkpoint file (.pt/.pth/.bin/.safetensors, official or transformers
+            layout, detected from its keys); default: the local cache, else a verified
+            Hugging Face hub download.
+        device: "cpu" (default), "cuda", "cuda:N", "mps" or "auto".
+        precision: "fp32" (default), "bf16", "fp16" (GPU only) or "auto" (bf16 where the
+            device computes it natively, else fp32).
+        input_size: network input size where the model allows it (Depth Anything: shorter
+            side, default 518; MiDaS DPT: net size); Depth Pro and MiDaS Swin-V2 run at a
+            fixed size and refuse it.
+        download: allow a hub download when the weights are not cached.
+        random_weights: skip weights entirely (plumbing tests and benchmarks only: the
+            outputs are meaningless).
+        max_pixels: refuse larger images (decompression-bomb guard); None disables it.
+
+    Order: options and input size are validated, then the weights are located (a missing
+    file is reported at once), and only then is the network built and loaded.
     """
     spec = get_spec(name)
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
-    if input_size is not None and input_size <= 0:
-        raise OptionError(f"input size must be positive, got {input_size}")
-    adapter = adapter_for(spec, input_size)
-    net = adapter.build_network()
-    resolved = None
-    digest = None
-    if not random_weights:
-        resolved = resolve_weights(spec, weights, download_ok=download)
-        load_weights_into(net, adapter, resolved)
-        digest = sha256_file(resolved.path)
-    net = net.to(device=dev, dtype=dtype).eval()
-    return DepthModel(spec, adapter, net, dev, dtype, resolved, digest, max_pixels)
+    if max_pixels is not None and max_pixels <= 0:
+        raise OptionError(f"max pixels must be positive, got {max_pixels}")
+    processor = spec.processor(input_size)
+    resolved = None if random_weights else resolve_weights(spec, weights, download_ok=download)
+    if resolved is None:
+        net = spec.build().to(dtype=dtype)
+        digest = None
+    else:
+        net = load_network(spec, resolved, dtype)
+        digest = sha256_file_cached(resolved.path)
+    net = net.to(device=dev).eval()
+    return DepthModel(spec, processor, net, dev, dtype, resolved, digest, max_pixels)

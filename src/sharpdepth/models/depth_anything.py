@@ -31,9 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelSpec, WeightSource, register
+from ..family import DataConfig, Family, LicenseClass, ModelSpec, WeightSource, official_layout
 from ..result import OutputKind
+from ..weights.keymaps import depth_anything as keymap
 from .dpt import Scratch
+from .processing import MapProcessor, official_resize_hw
 from .vit import VisionTransformer, ViTConfig, tokens_to_map
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -60,7 +62,7 @@ class DepthAnythingConfig:
     """Metric models: Sigmoid head scaled to metres. None: relative (ReLU head)."""
     head_features_2: int = 32
     input_size: int = 518
-    """Shorter side of the network input (official default; the adapter may raise it)."""
+    """Shorter side of the network input (official default; `load(input_size=...)` may change it)."""
     output_align_corners: bool = True
     """Bilinear resize of the raw map back to the image: V2 infer_image True, V1 run.py False."""
 
@@ -203,12 +205,40 @@ def make_config(version: Literal["v1", "v2"], encoder: str, max_depth: float | N
     )
 
 
-def build_network(cfg: DepthAnythingConfig) -> DepthAnything:
-    return DepthAnything(cfg)
+def network_size(height: int, width: int, size: int, multiple: int = PATCH) -> tuple[int, int]:
+    """Network input (h, w) of the official 'lower_bound' resize: shorter side >= size, multiples of 14
+    (480x640 -> 518x686). `Resize(keep_aspect_ratio=True, ensure_multiple_of=14)` of both versions."""
+    return official_resize_hw(height, width, size, size, "lower_bound", multiple)
 
+
+def data_config(cfg: DepthAnythingConfig) -> DataConfig:
+    """Official pipeline (V2 `image2tensor` / `infer_image`, V1 `run.py`; see `models.processing`):
+    lower-bound resize to multiples of 14 with OpenCV cubic, ImageNet mean/std, bilinear back
+    with align_corners=True (V2) or False (V1)."""
+    return DataConfig(
+        input_size=cfg.input_size,
+        size_rule="lower_bound",
+        multiple_of=PATCH,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        input_kernel="cv2_cubic",
+        output_kernel="bilinear",
+        output_align_corners=cfg.output_align_corners,
+        min_input_size=PATCH,
+    )
+
+
+FAMILY = Family[DepthAnythingConfig](
+    name="depth_anything",
+    build=DepthAnything,
+    data=data_config,
+    converters={"official": official_layout, "hf": keymap.hf_to_official},
+    processor=MapProcessor,
+)
 
 _SIZE_NAMES = {"vits": "small", "vitb": "base", "vitl": "large", "vitg": "giant"}
 _V2_LICENSE = {"vits": "Apache-2.0", "vitb": "CC-BY-NC-4.0", "vitl": "CC-BY-NC-4.0", "vitg": "CC-BY-NC-4.0"}
+_LICENSE_CLASS: dict[str, LicenseClass] = {"Apache-2.0": "commercial", "CC-BY-NC-4.0": "non-commercial"}
 _NATIVE = "518 (shorter side)"
 
 # LFS sha256 of official files, as shown on the authors' own hub repos (others: not verified, left None).
@@ -226,7 +256,8 @@ def _official(repo_id: str, filename: str) -> WeightSource:
     return WeightSource(repo_id, filename, sha256=_SHA256.get(filename))
 
 
-def _register_v2_relative() -> None:
+def _v2_relative() -> list[ModelSpec[DepthAnythingConfig]]:
+    specs = []
     for enc in ("vits", "vitb", "vitl", "vitg"):
         size = _SIZE_NAMES[enc]
         sources: tuple[WeightSource, ...] = ()
@@ -237,22 +268,24 @@ def _register_v2_relative() -> None:
                 WeightSource(f"depth-anything/Depth-Anything-V2-{title}-hf", "model.safetensors", layout="hf"),
             )
         note = "" if sources else " No checkpoint has been published yet; load your own with weights=."
-        register(
-            ModelSpec(
+        specs.append(
+            FAMILY.preset(
                 name=f"depth-anything-v2-{size}",
-                family="depth_anything",
                 config=make_config("v2", enc),
                 output_kind=OutputKind.RELATIVE_DISPARITY,
                 license=_V2_LICENSE[enc],
+                license_class=_LICENSE_CLASS[_V2_LICENSE[enc]],
                 description=f"Depth Anything V2 {size} ({enc}): relative disparity, affine-invariant.{note}",
                 sources=sources,
                 native_resolution=_NATIVE,
                 params_millions=_PARAMS_M[enc],
             )
         )
+    return specs
 
 
-def _register_v2_metric() -> None:
+def _v2_metric() -> list[ModelSpec[DepthAnythingConfig]]:
+    specs = []
     # (our scene name, official dataset file tag, official repo tag, hf repo tag, max depth in metres)
     scenes = (
         ("indoor", "hypersim", "Hypersim", "Indoor", 20.0, "Hypersim"),
@@ -262,14 +295,14 @@ def _register_v2_metric() -> None:
         for enc in ("vits", "vitb", "vitl"):
             size = _SIZE_NAMES[enc]
             title = size.capitalize()
-            register(
-                ModelSpec(
+            specs.append(
+                FAMILY.preset(
                     name=f"depth-anything-v2-metric-{scene}-{size}",
-                    family="depth_anything",
                     config=make_config("v2", enc, max_depth=max_depth),
                     output_kind=OutputKind.METRIC_DEPTH,
                     # The authors tag every metric checkpoint repo (all sizes) apache-2.0 on the hub.
                     license="Apache-2.0",
+                    license_class="commercial",
                     description=(
                         f"Depth Anything V2 metric {scene} {size} ({enc}), fine-tuned on {dataset}: "
                         f"metres, up to {max_depth:g} m."
@@ -289,18 +322,20 @@ def _register_v2_metric() -> None:
                     params_millions=_PARAMS_M[enc],
                 )
             )
+    return specs
 
 
-def _register_v1() -> None:
+def _v1() -> list[ModelSpec[DepthAnythingConfig]]:
+    specs = []
     for enc in ("vits", "vitb", "vitl"):
         size = _SIZE_NAMES[enc]
-        register(
-            ModelSpec(
+        specs.append(
+            FAMILY.preset(
                 name=f"depth-anything-v1-{size}",
-                family="depth_anything",
                 config=make_config("v1", enc),
                 output_kind=OutputKind.RELATIVE_DISPARITY,
                 license="Apache-2.0",
+                license_class="commercial",
                 description=f"Depth Anything (V1) {size} ({enc}14): relative disparity, affine-invariant.",
                 sources=(
                     # PyTorchModelHubMixin upload of the official model: official keys.
@@ -311,30 +346,28 @@ def _register_v1() -> None:
                 params_millions=_PARAMS_M[enc],
             )
         )
+    return specs
 
 
-def _register_test_presets() -> None:
+def _test_presets() -> list[ModelSpec[DepthAnythingConfig]]:
     tiny = (
         ("depth-anything-v2-tiny", make_config("v2", "tiny"), OutputKind.RELATIVE_DISPARITY),
         ("depth-anything-v1-tiny", make_config("v1", "tiny"), OutputKind.RELATIVE_DISPARITY),
         ("depth-anything-v2-metric-tiny", make_config("v2", "tiny", max_depth=20.0), OutputKind.METRIC_DEPTH),
     )
-    for name, cfg, kind in tiny:
-        register(
-            ModelSpec(
-                name=name,
-                family="depth_anything",
-                config=cfg,
-                output_kind=kind,
-                license="Apache-2.0",
-                description="Test-only Depth Anything (width 64, 6 blocks): plumbing tests, no weights.",
-                native_resolution=_NATIVE,
-                test_only=True,
-            )
+    return [
+        FAMILY.preset(
+            name=name,
+            config=cfg,
+            output_kind=kind,
+            license="Apache-2.0",
+            license_class="commercial",
+            description="Test-only Depth Anything (width 64, 6 blocks): plumbing tests, no weights.",
+            native_resolution=_NATIVE,
+            test_only=True,
         )
+        for name, cfg, kind in tiny
+    ]
 
 
-_register_v2_relative()
-_register_v2_metric()
-_register_v1()
-_register_test_presets()
+PRESETS = (*_v2_relative(), *_v2_metric(), *_v1(), *_test_presets())

@@ -17,7 +17,7 @@ and `scratch.output_conv.{0,2,4}` (head). Official checkpoints also hold a few b
 we compute instead (BEiT `relative_position_index`, Swin `attn_mask`; `computed_buffers`):
 `MidasDPT.load_state_dict(..., strict=True)` accepts them (verifying the Swin masks), and
 `drop_computed_keys` removes them for loaders that compare key sets before loading (the
-engine's `strict_load`; see `engine.adapters.midas`). Fixture state dicts, which leave the
+engine's key check; see `convert_official`). Fixture state dicts, which leave the
 Swin masks out, load strictly as they are.
 
 The decoder follows MiDaS 3.x: fusion blocks upsample bilinearly (align_corners=True) to
@@ -32,22 +32,23 @@ official `Resize.get_size`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelSpec, WeightSource, register
+from ..family import DataConfig, Family, KeyMapError, SizeRule, StateDict, WeightSource
 from ..result import OutputKind
+from ..weights.keymaps import midas as keymap
+from ..weights.keymaps.midas import MidasKeyLayout
 from .backbones.beit import COMPUTED_KEYS as BEIT_COMPUTED_KEYS
 from .backbones.beit import Beit, BeitConfig
 from .backbones.resnetv2 import HybridEmbed
 from .backbones.swin2 import Swin2Config, SwinTransformerV2, computed_masks
 from .dpt import Scratch
+from .processing import MapProcessor, official_resize_hw
 from .vit import VisionTransformer, ViTConfig
 
 ResizeMethod = Literal["minimal", "upper_bound", "lower_bound"]
@@ -80,7 +81,7 @@ class MidasDPTConfig:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> Literal["vit", "vit_hybrid", "beit", "swin2"]:
         if isinstance(self.backbone, BeitConfig):
             return "beit"
         if isinstance(self.backbone, Swin2Config):
@@ -96,42 +97,27 @@ class MidasDPTConfig:
         size = net_size or self.net_size
         return midas_resize_hw(height, width, size, size, self.resize_method, self.keep_aspect_ratio, self.multiple_of)
 
+    @property
+    def key_layout(self) -> MidasKeyLayout:
+        """What the key table (`weights.keymaps.midas`) needs to know about this architecture."""
+        bb = self.backbone
+        if isinstance(bb, Swin2Config):
+            return MidasKeyLayout("swin2", 0, bb.stage_dim(len(bb.depths) - 1), bb.depths, (), self.num_classes)
+        return MidasKeyLayout(self.kind, bb.depth, bb.embed_dim, (), self.hybrid_layers, self.num_classes)
+
 
 def midas_resize_hw(
     height: int,
     width: int,
     net_h: int,
     net_w: int,
-    method: str,
+    method: ResizeMethod,
     keep_aspect_ratio: bool,
     multiple_of: int,
 ) -> tuple[int, int]:
-    """Official `midas.transforms.Resize.get_size` -> (new_height, new_width).
-
-    'minimal' scales as little as possible (the side closer to its target decides),
-    'upper_bound' fits inside net size, 'lower_bound' covers it; each side is then
-    rounded to the multiple (numpy round-half-to-even), bounded as the method requires.
-    """
-    scale_h, scale_w = net_h / height, net_w / width
-    if keep_aspect_ratio:
-        if method == "lower_bound":
-            scale_h = scale_w = max(scale_h, scale_w)
-        elif method == "upper_bound":
-            scale_h = scale_w = min(scale_h, scale_w)
-        elif method == "minimal":
-            scale_h = scale_w = scale_w if abs(1 - scale_w) < abs(1 - scale_h) else scale_h
-        else:
-            raise ValueError(f"resize method {method!r} not implemented")
-
-    def constrain(x: float, bound: int) -> int:
-        y = int(np.round(x / multiple_of) * multiple_of)
-        if method == "upper_bound" and y > bound:
-            y = int(math.floor(x / multiple_of) * multiple_of)
-        if method == "lower_bound" and y < bound:
-            y = int(math.ceil(x / multiple_of) * multiple_of)
-        return y
-
-    return constrain(scale_h * height, net_h), constrain(scale_w * width, net_w)
+    """Official `midas.transforms.Resize.get_size` -> (new_height, new_width), in its own argument order."""
+    rule: SizeRule = method if keep_aspect_ratio else "squash"
+    return official_resize_hw(height, width, net_h, net_w, rule, multiple_of)
 
 
 class ProjectReadout(nn.Module):
@@ -338,31 +324,68 @@ DPT_SWIN2_TINY_256 = MidasDPTConfig(
     keep_aspect_ratio=False,
 )
 
-_LICENSE = "MIT (isl-org/MiDaS)"
-_ABOUT = "Relative inverse depth (affine-invariant disparity); MiDaS 3.1 (Ranftl et al., Birkl et al. 2023)."
 
-register(
-    ModelSpec(
+# ----------------------------------------------------------------------------- family
+def data_config(cfg: MidasDPTConfig) -> DataConfig:
+    """Official `run.py` pre/post-processing (see `models.processing`): OpenCV cubic in,
+    bicubic (align_corners=False) out; Swin-V2 squashes to its one 256x256 grid."""
+    return DataConfig(
+        input_size=cfg.net_size,
+        size_rule=cfg.resize_method if cfg.keep_aspect_ratio else "squash",
+        multiple_of=cfg.multiple_of,
+        mean=cfg.mean,
+        std=cfg.std,
+        input_kernel="cv2_cubic",
+        output_kernel="bicubic",
+        output_align_corners=False,
+        input_size_fixed=cfg.fixed_input_size,
+        min_input_size=cfg.multiple_of,
+    )
+
+
+def convert_official(state: StateDict, cfg: MidasDPTConfig) -> StateDict:
+    """Official checkpoints: verify (Swin masks) and drop the buffers the network computes."""
+    try:
+        return drop_computed_keys(cfg, state)
+    except ValueError as exc:
+        raise KeyMapError(f"MiDaS checkpoint: {exc}") from None
+
+
+def convert_hf(state: StateDict, cfg: MidasDPTConfig) -> StateDict:
+    return convert_official(keymap.hf_to_official(state, cfg), cfg)
+
+
+FAMILY = Family[MidasDPTConfig](
+    name="midas",
+    build=MidasDPT,
+    data=data_config,
+    converters={"official": convert_official, "hf": convert_hf},
+    processor=MapProcessor,
+)
+
+LICENSE = "MIT (isl-org/MiDaS)"
+ABOUT = "Relative inverse depth (affine-invariant disparity); MiDaS 3.1 (Ranftl et al., Birkl et al. 2023)."
+
+PRESETS = (
+    FAMILY.preset(
         name="midas-dpt-beit-large-512",
-        family="midas",
         config=DPT_BEIT_LARGE_512,
         output_kind=OutputKind.RELATIVE_DISPARITY,
-        license=_LICENSE,
-        description="MiDaS 3.1 DPT BEiT-L/16 at 512 (the MiDaS default, highest quality). " + _ABOUT,
+        license=LICENSE,
+        license_class="commercial",
+        description="MiDaS 3.1 DPT BEiT-L/16 at 512 (the MiDaS default, highest quality). " + ABOUT,
         sources=(WeightSource("Intel/dpt-beit-large-512", "model.safetensors", layout="hf"),),
         native_resolution="512x512",
         params_millions=345.0,
         aliases=("dpt_beit_large_512",),
-    )
-)
-register(
-    ModelSpec(
+    ),
+    FAMILY.preset(
         name="midas-dpt-large-384",
-        family="midas",
         config=DPT_LARGE_384,
         output_kind=OutputKind.RELATIVE_DISPARITY,
-        license=_LICENSE,
-        description="MiDaS 3.0 DPT-Large (ViT-L/16) at 384. " + _ABOUT,
+        license=LICENSE,
+        license_class="commercial",
+        description="MiDaS 3.0 DPT-Large (ViT-L/16) at 384. " + ABOUT,
         sources=(
             WeightSource("Intel/dpt-large", "model.safetensors", layout="hf"),
             WeightSource(
@@ -376,16 +399,14 @@ register(
         native_resolution="384x384",
         params_millions=344.1,
         aliases=("dpt_large_384",),
-    )
-)
-register(
-    ModelSpec(
+    ),
+    FAMILY.preset(
         name="midas-dpt-hybrid-384",
-        family="midas",
         config=DPT_HYBRID_384,
         output_kind=OutputKind.RELATIVE_DISPARITY,
-        license=_LICENSE,
-        description="MiDaS 3.0 DPT-Hybrid (ResNet-50 + ViT-B/16) at 384. " + _ABOUT,
+        license=LICENSE,
+        license_class="commercial",
+        description="MiDaS 3.0 DPT-Hybrid (ResNet-50 + ViT-B/16) at 384. " + ABOUT,
         sources=(
             WeightSource("Intel/dpt-hybrid-midas", "pytorch_model.bin", layout="hf"),
             WeightSource("lllyasviel/Annotators", "dpt_hybrid-midas-501f0c75.pt", layout="official"),
@@ -393,46 +414,17 @@ register(
         native_resolution="384x384",
         params_millions=123.1,
         aliases=("dpt_hybrid_384",),
-    )
-)
-register(
-    ModelSpec(
+    ),
+    FAMILY.preset(
         name="midas-dpt-swin2-tiny-256",
-        family="midas",
         config=DPT_SWIN2_TINY_256,
         output_kind=OutputKind.RELATIVE_DISPARITY,
-        license=_LICENSE,
-        description="MiDaS 3.1 DPT Swin-V2-T at 256x256 (fast). " + _ABOUT,
+        license=LICENSE,
+        license_class="commercial",
+        description="MiDaS 3.1 DPT Swin-V2-T at 256x256 (fast). " + ABOUT,
         sources=(WeightSource("Intel/dpt-swinv2-tiny-256", "model.safetensors", layout="hf"),),
         native_resolution="256x256",
         params_millions=41.7,
         aliases=("dpt_swin2_tiny_256",),
-    )
+    ),
 )
-
-
-def _register_small() -> None:
-    """MiDaS v2.1 small lives in `midas_small` (another module); register it when that exists."""
-    try:
-        from .midas_small import MIDAS_V21_SMALL_256
-    except ModuleNotFoundError as err:
-        if err.name != f"{__package__}.midas_small":
-            raise
-        return
-    register(
-        ModelSpec(
-            name="midas-v21-small-256",
-            family="midas",
-            config=MIDAS_V21_SMALL_256,
-            output_kind=OutputKind.RELATIVE_DISPARITY,
-            license=_LICENSE,
-            description="MiDaS v2.1 small (EfficientNet-Lite3) at 256, for mobile/real-time. " + _ABOUT,
-            sources=(),
-            native_resolution="256x256",
-            params_millions=21.3,
-            aliases=("midas_v21_small_256",),
-        )
-    )
-
-
-_register_small()

@@ -13,8 +13,8 @@ multiples of 32 in practice) and returns (N, h, w) relative inverse depth ("disp
 non-negative), exactly the official squeezed `forward`. `forward(x, pre_relu=True)` returns
 the (N, 1, h, w) output of the last 1x1 conv before the final ReLU.
 
-Pre-processing the adapter must reproduce (official `load_model` for this model type; all
-exposed as `MidasSmallConfig` fields):
+Pre-processing (official `load_model` for this model type; `data_config` states it as the
+family's `DataConfig`, run by the shared `models.processing.MapProcessor`):
 
 * image: uint8 RGB -> float64 in [0, 1] (`/ 255.0`);
 * resize (`resize_method="upper_bound"`, `keep_aspect_ratio=True`, `multiple_of=32`,
@@ -24,15 +24,14 @@ exposed as `MidasSmallConfig` fields):
   and the short one is smaller: the network is not fed a square. `net_input_hw` computes it;
   the official `resize_target=None` (only the image is resized);
 * interpolation: `cv2.resize(..., interpolation=cv2.INTER_CUBIC)` on the float64 image
-  (`image_interpolation="cv2_inter_cubic"`). For this down-scale torch's
+  (`DataConfig.input_kernel="cv2_cubic"`). For this down-scale torch's
   `F.interpolate(mode="bicubic", align_corners=False, antialias=False)` on float64 gave a
   bit-identical net input in the fixture's reference self-check (both are a=-0.75 cubic
   with half-pixel centres and no antialiasing);
 * normalise `(x - mean) / std` in float64 with ImageNet `mean`/`std`, HWC -> CHW, then
   `astype(float32)`;
 * output: `F.interpolate(pred.unsqueeze(1), size=(H, W), mode="bicubic",
-  align_corners=False)` in float32 back to the image size (`output_interpolation`,
-  `output_align_corners`). Bicubic overshoot can make a few output pixels slightly
+  align_corners=False)` in float32 back to the image size. Bicubic overshoot can make a few output pixels slightly
   negative; the official pipeline leaves them so.
 
 The output is relative disparity (affine-invariant inverse depth), not metric depth.
@@ -47,8 +46,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..family import DataConfig, Family, official_layout
+from ..result import OutputKind
 from .backbones.efficientnet_lite import EFFICIENTNET_LITE3, EfficientNetLite, EfficientNetLiteConfig
 from .dpt import Scratch
+from .processing import MapProcessor
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,8 @@ class MidasSmallConfig:
     resize_method: str = "upper_bound"
     keep_aspect_ratio: bool = True
     multiple_of: int = 32
-    image_interpolation: str = "cv2_inter_cubic"
-    """cv2.INTER_CUBIC on the float64 [0, 1] RGB image."""
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    # --- post-processing (official `run.process`) ---
-    output_interpolation: str = "bicubic"
-    output_align_corners: bool = False
 
     def __post_init__(self) -> None:
         widths = self.backbone.stage_channels()
@@ -190,3 +187,46 @@ class MidasNetSmall(nn.Module):
         if pre_relu:
             return head[:5](path)
         return torch.squeeze(head(path), dim=1)
+
+
+# ----------------------------------------------------------------------------- family
+def data_config(cfg: MidasSmallConfig) -> DataConfig:
+    """Official `run.py` for this model: keep-aspect 'upper_bound' to 256, OpenCV cubic, bicubic back."""
+    return DataConfig(
+        input_size=cfg.net_size,
+        size_rule="upper_bound",
+        multiple_of=cfg.multiple_of,
+        mean=cfg.mean,
+        std=cfg.std,
+        input_kernel="cv2_cubic",
+        output_kernel="bicubic",
+        output_align_corners=False,
+        min_input_size=cfg.multiple_of,
+    )
+
+
+FAMILY = Family[MidasSmallConfig](
+    name="midas_small",
+    build=MidasNetSmall,
+    data=data_config,
+    converters={"official": official_layout},
+    processor=MapProcessor,
+)
+
+PRESETS = (
+    FAMILY.preset(
+        name="midas-v21-small-256",
+        config=MIDAS_V21_SMALL_256,
+        output_kind=OutputKind.RELATIVE_DISPARITY,
+        license="MIT (isl-org/MiDaS)",
+        license_class="commercial",
+        description=(
+            "MiDaS v2.1 small (EfficientNet-Lite3) at 256, for mobile/real-time. Relative inverse depth "
+            "(affine-invariant disparity); MiDaS 3.1 (Ranftl et al., Birkl et al. 2023)."
+        ),
+        sources=(),
+        native_resolution="256x256",
+        params_millions=21.3,
+        aliases=("midas_v21_small_256",),
+    ),
+)

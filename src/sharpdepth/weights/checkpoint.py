@@ -1,14 +1,20 @@
-"""Reading and writing checkpoint files safely.
+"""Reading and writing checkpoint files safely and without copies.
 
 Pickled PyTorch checkpoints can run arbitrary code when loaded, so `.pt`/`.pth`
 files are only ever opened with `torch.load(weights_only=True)`; anything that
-needs more than tensors is refused. `save_safetensors` converts once, after
-which loading is both safe and memory-mapped.
+needs more than tensors is refused. Both formats are memory-mapped (`safetensors`
+always, `.pt` zip archives with `torch.load(mmap=True)`), so loading a 1.9 GB
+checkpoint does not read it into a second buffer: tensors are views of the file's
+pages until the engine assigns (or converts) them into the network.
+
+`sha256_file_cached` keeps a file's verified digest beside it (keyed by size and
+modification time), so a checkpoint is hashed once, not on every load.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 from pathlib import Path
 
@@ -16,6 +22,8 @@ import torch
 
 from ..errors import WeightsError
 from ..io.atomic import atomic_path
+
+DIGEST_SUFFIX = ".sha256.json"
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
 
@@ -28,8 +36,52 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+def _digest_record(path: Path) -> Path:
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def _stat_key(path: Path) -> tuple[int, int]:
+    st = path.stat()  # follows symlinks (HF cache snapshots link to blobs)
+    return st.st_size, st.st_mtime_ns
+
+
+def read_cached_digest(path: str | Path) -> str | None:
+    """The digest recorded beside `path` if the file's size and mtime still match, else None."""
+    path = Path(path)
+    try:
+        record = json.loads(_digest_record(path).read_text(encoding="utf-8"))
+        size, mtime = _stat_key(path)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("size") != size or record.get("mtime_ns") != mtime:
+        return None
+    digest = record.get("sha256")
+    return digest if isinstance(digest, str) and len(digest) == 64 else None
+
+
+def record_digest(path: str | Path, digest: str) -> None:
+    """Remember a verified digest beside the file; silently skipped where the folder is read-only."""
+    path = Path(path)
+    try:
+        size, mtime = _stat_key(path)
+        with atomic_path(_digest_record(path)) as tmp:
+            tmp.write_text(json.dumps({"sha256": digest, "size": size, "mtime_ns": mtime}), encoding="utf-8")
+    except OSError:
+        pass
+
+
+def sha256_file_cached(path: str | Path) -> str:
+    """`sha256_file`, hashed once per (size, mtime) of the file and remembered beside it."""
+    cached = read_cached_digest(path)
+    if cached is not None:
+        return cached
+    digest = sha256_file(path)
+    record_digest(path, digest)
+    return digest
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors / .pt / .pth / .bin file, unwrapped from common containers."""
+    """Tensors of a .safetensors / .pt / .pth / .bin file (memory-mapped), unwrapped from common containers."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
@@ -37,16 +89,44 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            state = load_file(str(path))
+            state: object = load_file(str(path))  # memory-mapped by safetensors
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = _torch_load(path)
     except pickle.UnpicklingError as exc:
         raise WeightsError(
-            f"{path}: refusing to unpickle non-tensor objects (weights_only=True): {str(exc).splitlines()[0]}"
+            f"{path}: refusing to unpickle a checkpoint that holds more than tensors "
+            f"({_unpickling_reason(exc)}); on a trusted machine, save only its state dict (a dict of tensors)"
         ) from None
     except Exception as exc:  # truncated zip, bad safetensors header, ...
-        raise WeightsError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise WeightsError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
     return _unwrap(state, path)
+
+
+def _torch_load(path: Path) -> object:
+    """`torch.load(weights_only=True)`, memory-mapped for zip archives (legacy files: read)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):  # only the legacy (non-zip) format cannot be mapped
+            raise
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _unpickling_reason(exc: BaseException) -> str:
+    """torch's message minus its advice to set weights_only=False (which would run the pickle's code)."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line.startswith("WeightsUnpickler error:"):
+            return line.removeprefix("WeightsUnpickler error:").split(" Please ")[0].strip()[:200]
+    for line in str(exc).splitlines():
+        text = line.strip()
+        if text and "weights_only" not in text and "torch.serialization" not in text:
+            return text[:200]
+    return "non-tensor objects"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:200]
 
 
 def _unwrap(state: object, path: Path) -> dict[str, torch.Tensor]:

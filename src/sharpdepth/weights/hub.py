@@ -16,10 +16,22 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ..errors import WeightsError
-from ..registry import ModelSpec, WeightSource
-from .checkpoint import sha256_file
+from ..family import WeightSource
+from .checkpoint import record_digest, sha256_file
+
+
+class ModelSpec(Protocol):
+    """What weight resolution needs of a `family.ModelSpec`: its name and sources."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def sources(self) -> tuple[WeightSource, ...]: ...
+
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -105,10 +117,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def verify_file(path: Path, expected_sha256: str | None, spec: ModelSpec, source: WeightSource) -> None:
+    """Check a download against its expected digest; a verified digest is remembered beside the file."""
     if expected_sha256 is None:
         return
     actual = sha256_file(path)
-    if actual != expected_sha256.lower():
+    if actual == expected_sha256.lower():
+        record_digest(path, actual)
+    else:
         _evict(path)
         raise WeightsError(
             f"downloaded {source.filename} for {spec.name} is corrupt (sha256 {actual[:12]}… != expected "
@@ -127,6 +142,29 @@ def _evict(path: Path) -> None:
         pass
 
 
+def no_weights_message(spec: ModelSpec) -> str:
+    return f"{spec.name} has no published weights (nothing to download); pass your own with --weights PATH"
+
+
+def find_cached(spec: ModelSpec) -> ResolvedWeights | None:
+    """The first of the spec's sources already in the local cache; never touches the network."""
+    for source in spec.sources:
+        path = cached_path(source)
+        if path is not None and path.is_file():
+            return ResolvedWeights(path, source.layout, "cache", source)
+    return None
+
+
+def locate_cached(spec: ModelSpec) -> Path:
+    """The cached weights file of a model, or a WeightsError saying what to do (download, or none exist)."""
+    if not spec.sources:
+        raise WeightsError(no_weights_message(spec))
+    found = find_cached(spec)
+    if found is None:
+        raise WeightsError(f"weights for {spec.name} are not cached; run `sharpdepth weights download {spec.name}`")
+    return found.path
+
+
 def resolve_weights(spec: ModelSpec, weights: str | Path | None = None, download_ok: bool = True) -> ResolvedWeights:
     """Explicit file > cache > download, in that order."""
     if weights is not None:
@@ -135,11 +173,10 @@ def resolve_weights(spec: ModelSpec, weights: str | Path | None = None, download
             raise WeightsError(f"--weights {path}: no such file")
         return ResolvedWeights(path, "auto", "user")
     if not spec.sources:
-        raise WeightsError(f"{spec.name} has no published weights; pass --weights PATH")
-    for source in spec.sources:
-        path = cached_path(source)
-        if path is not None and path.is_file():
-            return ResolvedWeights(path, source.layout, "cache", source)
+        raise WeightsError(no_weights_message(spec))
+    cached = find_cached(spec)
+    if cached is not None:
+        return cached
     if not download_ok or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         first = spec.sources[0]
         raise WeightsError(

@@ -28,7 +28,7 @@ import re
 
 import torch
 
-from ...errors import WeightsError
+from ...family import KeyMapError, StateDict
 
 OFFICIAL_BLOCK = "pretrained.blocks.{i}."
 HF_BLOCK = "backbone.encoder.layer.{i}."
@@ -124,13 +124,13 @@ def _depth(keys: list[str], pattern: str) -> int:
 
 def _fail(direction: str, keys: list[str]) -> None:
     if keys:
-        raise WeightsError(
+        raise KeyMapError(
             f"Depth Anything {direction}: {len(keys)} key(s) with no counterpart (e.g. {', '.join(sorted(keys)[:3])})"
         )
 
 
-def official_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Official (`pretrained.*`, `depth_head.*`) -> transformers hub-file layout."""
+def official_to_hf(state: StateDict, cfg: object = None) -> StateDict:
+    """Official (`pretrained.*`, `depth_head.*`) -> transformers hub-file layout (`cfg` unused: one table)."""
     depth = _depth(list(state), r"pretrained\.blocks\.(\d+)\.")
     table = dict(key_pairs(depth))
     out: dict[str, torch.Tensor] = {}
@@ -165,14 +165,14 @@ def _from_transformers_v5(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
             halves.setdefault((match.group(1), match.group(3)), {})[match.group(2)] = value
     for (prefix, p), parts in halves.items():
         if set(parts) != {"gate_proj", "up_proj"}:
-            raise WeightsError(f"Depth Anything hf -> official: {prefix} has only {sorted(parts)} ({p})")
+            raise KeyMapError(f"Depth Anything hf -> official: {prefix} has only {sorted(parts)} ({p})")
         # SwiGLU: weights_in = [gate; up] along the output rows (official w12 -> x1, x2).
         out[f"{prefix}weights_in.{p}"] = torch.cat([parts["gate_proj"], parts["up_proj"]], dim=0)
     return out
 
 
-def hf_to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """transformers layout (hub file, or a 5.x in-memory model) -> official keys."""
+def hf_to_official(state: StateDict, cfg: object = None) -> StateDict:
+    """transformers layout (hub file, or a 5.x in-memory model) -> official keys (`cfg` unused: one table)."""
     state = _from_transformers_v5(state)
     depth = _depth(list(state), r"backbone\.encoder\.layer\.(\d+)\.")
     table = {hf: ours for ours, hf in key_pairs(depth)}
@@ -195,7 +195,7 @@ def hf_to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for (block, p), parts in qkv.items():
         missing = [n for n in ("query", "key", "value") if n not in parts]
         if missing:
-            raise WeightsError(f"Depth Anything hf -> official: block {block} lacks attention {missing} ({p})")
+            raise KeyMapError(f"Depth Anything hf -> official: block {block} lacks attention {missing} ({p})")
         fused = torch.cat([parts["query"], parts["key"], parts["value"]], dim=0)
         out[OFFICIAL_BLOCK.format(i=block) + QKV_OFFICIAL.format(p=p)] = fused
     return out

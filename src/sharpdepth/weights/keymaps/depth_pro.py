@@ -32,6 +32,8 @@ from typing import Literal
 
 import torch
 
+from ...family import KeyMapError, StateDict
+
 N_LEVELS = 5
 """Decoder levels of every Depth Pro (3 pyramid levels + 2 hook latents)."""
 
@@ -167,16 +169,14 @@ def _convert(
                 out.update(emit(fields, targets, value))
                 break
         else:
-            raise KeyError(key)
+            raise KeyMapError(f"Depth Pro key map: {key!r} has no counterpart (not a Depth Pro checkpoint?)")
     return out
 
 
 # --------------------------------------------------------------------------- public API
 
 
-def official_to_hf(
-    state: dict[str, torch.Tensor], names: Literal["hub", "transformers5"] = "hub"
-) -> dict[str, torch.Tensor]:
+def official_to_hf(state: StateDict, cfg: object = None, names: Literal["hub", "transformers5"] = "hub") -> StateDict:
     """Official Depth Pro state dict -> transformers layout (tensors shared, qkv split as views)."""
 
     def split(fields: dict[str, str], targets: list[_Template], value: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -194,16 +194,22 @@ def official_to_hf(
     return out
 
 
-def hf_to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def hf_to_official(state: StateDict, cfg: object = None) -> StateDict:
     """transformers layout (hub file or transformers 5 state_dict) -> official keys.
 
-    Raises KeyError on a key the table does not know (e.g. another model's checkpoint)."""
+    `cfg` is unused (every Depth Pro shares one table); it keeps the key-map signature
+    `(state, cfg) -> state` of every family. Raises KeyMapError on a key the table does
+    not know (e.g. another model's checkpoint) or a query without its key/value."""
     state = {_rename(k, [(new, old) for old, new in TRANSFORMERS5_NAMES]): v for k, v in state.items()}
 
     def gather(fields: dict[str, str], targets: list[_Template], value: torch.Tensor) -> dict[str, torch.Tensor]:
         if len(targets) == 1:
             return {targets[0].format(fields): value}
-        parts = [value, *(state[t.format(fields)] for t in targets[1:])]
+        names = [t.format(fields) for t in targets[1:]]
+        missing = [n for n in names if n not in state]
+        if missing:
+            raise KeyMapError(f"Depth Pro key map: {missing[0]!r} is missing (needed with its query projection)")
+        parts = [value, *(state[n] for n in names)]
         return {targets[0].format(fields): torch.cat(parts, dim=0)}
 
     def skip(key: str) -> bool:

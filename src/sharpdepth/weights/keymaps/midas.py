@@ -32,10 +32,36 @@ counterpart(s), so a key nobody expected is an error, never a silent skip. Non-r
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import torch
 
-from ...models.midas import MidasDPTConfig
+from ...family import KeyMapError, StateDict
+
+
+@dataclass(frozen=True)
+class MidasKeyLayout:
+    """The architecture numbers the key table depends on (and nothing else)."""
+
+    kind: Literal["vit", "vit_hybrid", "beit", "swin2"]
+    depth: int
+    """Transformer blocks (ViT / BEiT); unused for Swin."""
+    token_dim: int
+    """Width of the final tokens (Swin: the last stage's width), for the placeholders."""
+    stage_depths: tuple[int, ...] = ()
+    """Blocks per Swin stage."""
+    hybrid_layers: tuple[int, ...] = ()
+    """ResNet stage depths of a ViT-Hybrid patch embedding."""
+    num_classes: int = 1000
+
+
+class HasKeyLayout(Protocol):
+    """A MiDaS config (`models.midas.MidasDPTConfig`): the key map needs only its layout."""
+
+    @property
+    def key_layout(self) -> MidasKeyLayout: ...
+
 
 # (official suffix, hf suffix) inside one ViT block (after "pretrained.model.blocks.{i}." / "<hf>.encoder.layer.{i}.").
 VIT_BLOCK_PAIRS: tuple[tuple[str, str], ...] = (
@@ -105,10 +131,11 @@ SWIN_QKV_HF = ("attention.self.query.weight", "attention.self.key.weight", "atte
 SWIN_DOWNSAMPLE_PARTS = ("downsample.reduction.weight", "downsample.norm.weight", "downsample.norm.bias")
 
 
-def key_table(cfg: MidasDPTConfig) -> list[Entry]:
+def key_table(cfg: HasKeyLayout) -> list[Entry]:
     """Every official key of the model `cfg` describes, with its transformers counterpart(s)."""
-    table = _swin_table(cfg) if cfg.kind == "swin2" else _backbone_table(cfg)
-    first_token_level = {"vit": 1, "beit": 1, "vit_hybrid": 3}.get(cfg.kind, 5)  # Swin: no reassemble weights
+    lay = cfg.key_layout
+    table = _swin_table(lay) if lay.kind == "swin2" else _backbone_table(lay)
+    first_token_level = {"vit": 1, "beit": 1, "vit_hybrid": 3}.get(lay.kind, 5)  # Swin: no reassemble weights
     for n in range(first_token_level, 5):
         for official, hf in REASSEMBLE_PAIRS + ((RESAMPLE_PAIR,) if n in (1, 2, 4) else ()):
             table += [(official.format(n=n, p=p), (hf.format(m=n - 1, p=p),)) for p in ("weight", "bias")]
@@ -122,7 +149,7 @@ def key_table(cfg: MidasDPTConfig) -> list[Entry]:
     return table
 
 
-def _backbone_table(cfg: MidasDPTConfig) -> list[Entry]:
+def _backbone_table(cfg: MidasKeyLayout) -> list[Entry]:
     beit = cfg.kind == "beit"
     root = "backbone." if beit else "dpt."
     emb, enc = root + "embeddings.", root + "encoder.layer."
@@ -135,7 +162,7 @@ def _backbone_table(cfg: MidasDPTConfig) -> list[Entry]:
         table += [(f"{o}patch_embed.proj.{p}", (f"{emb}projection.{p}",)) for p in ("weight", "bias")]
     else:
         table += [(f"{o}patch_embed.proj.{p}", (f"{emb}patch_embeddings.projection.{p}",)) for p in ("weight", "bias")]
-    for i in range(cfg.backbone.depth):
+    for i in range(cfg.depth):
         ob, hb = f"{o}blocks.{i}.", f"{enc}{i}."
         pairs = VIT_BLOCK_PAIRS + (BEIT_BLOCK_EXTRA if beit else ())
         table += [(ob + a, (hb + b,)) for a, b in pairs]
@@ -149,26 +176,25 @@ def _backbone_table(cfg: MidasDPTConfig) -> list[Entry]:
     return table
 
 
-def _swin_table(cfg: MidasDPTConfig) -> list[Entry]:
-    bb = cfg.backbone
+def _swin_table(cfg: MidasKeyLayout) -> list[Entry]:
     o, h = "pretrained.model.", "backbone."
     table: list[Entry] = [
         (f"{o}patch_embed.{part}.{p}", (f"{h}embeddings.{hf}.{p}",))
         for part, hf in (("proj", "patch_embeddings.projection"), ("norm", "norm"))
         for p in ("weight", "bias")
     ]
-    for s, depth in enumerate(bb.depths):
+    for s, depth in enumerate(cfg.stage_depths):
         for b in range(depth):
             ob, hb = f"{o}layers.{s}.blocks.{b}.", f"{h}encoder.layers.{s}.blocks.{b}."
             table += [(ob + a, (hb + c,)) for a, c in SWIN_BLOCK_PAIRS]
             table.append((ob + "attn.qkv.weight", tuple(hb + q for q in SWIN_QKV_HF)))
-        if s < len(bb.depths) - 1:
+        if s < len(cfg.stage_depths) - 1:
             table += [(f"{o}layers.{s}.{part}", (f"{h}encoder.layers.{s}.{part}",)) for part in SWIN_DOWNSAMPLE_PARTS]
     table += [(f"{o}{name}.{p}", ()) for name in ("norm", "head") for p in ("weight", "bias")]
     return table
 
 
-def _resnet_table(cfg: MidasDPTConfig, emb: str) -> list[Entry]:
+def _resnet_table(cfg: MidasKeyLayout, emb: str) -> list[Entry]:
     o, h = "pretrained.model.patch_embed.backbone.", f"{emb}backbone.bit."
     table: list[Entry] = [(o + "stem.conv.weight", (h + "embedder.convolution.weight",))]
     table += [(f"{o}stem.norm.{p}", (f"{h}embedder.norm.{p}",)) for p in ("weight", "bias")]
@@ -180,10 +206,9 @@ def _resnet_table(cfg: MidasDPTConfig, emb: str) -> list[Entry]:
     return table
 
 
-def _placeholder(key: str, cfg: MidasDPTConfig) -> torch.Tensor:
+def _placeholder(key: str, cfg: MidasKeyLayout) -> torch.Tensor:
     """Neutral value for an official key no transformers file stores (never read by the network)."""
-    bb = cfg.backbone
-    dim = bb.stage_dim(len(bb.depths) - 1) if cfg.kind == "swin2" else bb.embed_dim
+    dim = cfg.token_dim
     if key.endswith("head.weight"):
         return torch.zeros(cfg.num_classes, dim)
     if key.endswith("head.bias"):
@@ -195,33 +220,37 @@ _IGNORED_HF = re.compile(r"(relative_position_index|relative_coords_table|attn_m
 """Computed buffers: ignored in transformers files, dropped by `drop_computed_keys` in official ones."""
 
 
-def hf_to_official(state: dict[str, torch.Tensor], cfg: MidasDPTConfig) -> dict[str, torch.Tensor]:
-    """transformers-layout state dict -> official keys. Raises KeyError for a missing or unexpected key."""
+def hf_to_official(state: StateDict, cfg: HasKeyLayout) -> StateDict:
+    """transformers-layout state dict -> official keys. Raises KeyMapError for a missing or unexpected key."""
     table = key_table(cfg)
+    lay = cfg.key_layout
     out: dict[str, torch.Tensor] = {}
     used: set[str] = set()
     for official, hf in table:
         if not hf:
-            out[official] = _placeholder(official, cfg)
+            out[official] = _placeholder(official, lay)
             continue
         missing = [k for k in hf if k not in state]
         if missing:
-            raise KeyError(missing[0])
+            raise KeyMapError(f"MiDaS key map: {missing[0]!r} is missing from the transformers checkpoint")
         out[official] = state[hf[0]] if len(hf) == 1 else torch.cat([state[k] for k in hf], dim=0)
         used.update(hf)
     extra = [k for k in state if k not in used and not _IGNORED_HF.search(k)]
     if extra:
-        raise KeyError(extra[0])
+        raise KeyMapError(f"MiDaS key map: {extra[0]!r} has no official counterpart ({len(extra)} such keys)")
     return out
 
 
-def official_to_hf(state: dict[str, torch.Tensor], cfg: MidasDPTConfig) -> dict[str, torch.Tensor]:
+def official_to_hf(state: StateDict, cfg: HasKeyLayout) -> StateDict:
     """Official state dict -> transformers layout (unused classifier / fc_norm dropped)."""
     table = key_table(cfg)
     known = {official for official, _ in table}
     extra = [k for k in state if k not in known and not _IGNORED_HF.search(k)]
     if extra:
-        raise KeyError(extra[0])
+        raise KeyMapError(f"MiDaS key map: {extra[0]!r} is not an official key of this model")
+    missing = [official for official, hf in table if hf and official not in state]
+    if missing:
+        raise KeyMapError(f"MiDaS key map: official key {missing[0]!r} is missing")
     out: dict[str, torch.Tensor] = {}
     for official, hf in table:
         if not hf:

@@ -1,0 +1,148 @@
+"""Official pre- and post-processing, driven by a family's `DataConfig`.
+
+Depth Anything and MiDaS (and every network that returns one (N, h, w) map) share one
+pipeline, which their official code writes twice (`Resize` + `NormalizeImage` +
+`PrepareForNet`, then `F.interpolate` back):
+
+1. RGB uint8 -> float64 / 255;
+2. the official `Resize.get_size` rule (`official_resize_hw`) to sides that are multiples
+   of the patch/stride;
+3. `cv2.resize(..., INTER_CUBIC)` on the float64 image, reproduced bit for bit by
+   `resize_cubic_cv2` (no OpenCV dependency);
+4. `(x - mean) / std` in float64, HWC -> CHW, float32;
+5. the raw map is resized back to the image with the family's kernel and align_corners.
+
+What differs between models is data (`DataConfig`), so `MapProcessor` has no branches
+per family. Input sizes are validated when the processor is made (at `load`), and an
+image whose network input would be absurdly large (extreme aspect ratios) is refused
+before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Generic, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputImageError, OptionError
+from ..family import DataConfig, ModelSpec, NetworkOutput, Prediction, SizeRule
+from .resize import resize_cubic_cv2
+
+C = TypeVar("C")
+
+
+def official_resize_hw(
+    height: int, width: int, net_h: int, net_w: int, rule: SizeRule, multiple_of: int
+) -> tuple[int, int]:
+    """Official `Resize.get_size` (MiDaS / Depth Anything transforms) -> (new_height, new_width).
+
+    'minimal' scales as little as possible (the side closer to its target decides),
+    'upper_bound' fits inside the net size, 'lower_bound' covers it, 'squash'/'fixed'
+    ignore the aspect ratio (official keep_aspect_ratio=False); each side is then rounded
+    to the multiple (numpy round-half-to-even) and floored / ceiled where the rule bounds it.
+    """
+    scale_h, scale_w = net_h / height, net_w / width
+    if rule == "lower_bound":
+        scale_h = scale_w = max(scale_h, scale_w)
+    elif rule == "upper_bound":
+        scale_h = scale_w = min(scale_h, scale_w)
+    elif rule == "minimal":
+        scale_h = scale_w = scale_w if abs(1 - scale_w) < abs(1 - scale_h) else scale_h
+
+    def constrain(x: float, bound: int) -> int:
+        y = int(np.round(x / multiple_of) * multiple_of)
+        if rule == "upper_bound" and y > bound:
+            y = int(math.floor(x / multiple_of) * multiple_of)
+        if rule == "lower_bound" and y < bound:
+            y = int(math.ceil(x / multiple_of) * multiple_of)
+        return y
+
+    return constrain(scale_h * height, net_h), constrain(scale_w * width, net_w)
+
+
+def validate_input_size(name: str, data: DataConfig, input_size: int | None) -> int:
+    """The network input size to use; OptionError (at load time) for one the model cannot run at."""
+    if input_size is None:
+        return data.input_size
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size <= 0:
+        raise OptionError(f"input size must be a positive number of pixels, got {input_size!r}")
+    if data.input_size_fixed and input_size != data.input_size:
+        size = data.input_size
+        raise OptionError(f"{name} runs at a fixed {size}x{size} input; its input size cannot be changed")
+    if input_size < data.min_input_size:
+        raise OptionError(
+            f"input size {input_size} is too small for {name}: at least {data.min_input_size} pixels "
+            f"(sides are multiples of {data.multiple_of}; the default is {data.input_size})"
+        )
+    return input_size
+
+
+def check_network_size(
+    name: str, height: int, width: int, out_hw: tuple[int, int], data: DataConfig, size: int
+) -> None:
+    """Refuse, before allocating, an image whose network input is empty or absurdly large."""
+    out_h, out_w = out_hw
+    if min(out_h, out_w) < data.multiple_of:
+        raise InputImageError(
+            f"a {width}x{height} image is too elongated for {name} (it would resize to {out_w}x{out_h})"
+        )
+    limit = data.max_area_factor * size * size
+    if out_h * out_w > limit:
+        raise InputImageError(
+            f"a {width}x{height} image is too elongated for {name}: its network input would be "
+            f"{out_w}x{out_h} ({out_h * out_w / 1e6:.1f} Mpx, limit {limit / 1e6:.1f}); crop it to a "
+            f"less extreme aspect ratio"
+        )
+
+
+def check_rgb(rgb: np.ndarray) -> None:
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise InputImageError(f"expected an HxWx3 uint8 RGB image, got {rgb.dtype} {rgb.shape}")
+    if min(rgb.shape[:2]) < 1:
+        raise InputImageError(f"empty image ({rgb.shape[1]}x{rgb.shape[0]})")
+
+
+class MapProcessor(Generic[C]):
+    """The OpenCV-style official pipeline for networks whose forward returns one (N, h, w) map."""
+
+    def __init__(self, spec: ModelSpec[C], input_size: int | None = None) -> None:
+        self.name = spec.name
+        self.data = spec.data
+        self._size = validate_input_size(spec.name, self.data, input_size)
+
+    @property
+    def input_size(self) -> int:
+        return self._size
+
+    def network_size(self, height: int, width: int) -> tuple[int, int]:
+        data = self.data
+        size = self._size
+        out = official_resize_hw(height, width, size, size, data.size_rule, data.multiple_of)
+        check_network_size(self.name, height, width, out, data, self._size)
+        return out
+
+    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+        check_rgb(rgb)
+        out_h, out_w = self.network_size(*rgb.shape[:2])
+        image = resize_cubic_cv2(rgb.astype(np.float64) / 255.0, out_h, out_w)
+        image = (image - np.asarray(self.data.mean)) / np.asarray(self.data.std)
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32))
+
+    def forward(self, net: nn.Module, batch: torch.Tensor) -> list[NetworkOutput]:
+        param = next(net.parameters())
+        with torch.inference_mode():
+            out = net(batch.to(device=param.device, dtype=param.dtype))
+        return [NetworkOutput(map=m.float().cpu()) for m in out]
+
+    def postprocess(self, out: NetworkOutput, height: int, width: int, focal_px: float | None) -> Prediction:
+        """Resize to the image with the official kernel; the focal length passes through."""
+        raw = out.map.float()[None, None]
+        data = self.data
+        resized = F.interpolate(
+            raw, size=(height, width), mode=data.output_kernel, align_corners=data.output_align_corners
+        )
+        return Prediction(map=resized[0, 0].numpy().astype(np.float32), focal_px=focal_px, focal_from_model=False)
