@@ -257,7 +257,7 @@ def _vda_results(
     model: DepthModel, frames: Iterable[Frame], mode: str, stabilizer: StabilizerSettings | None
 ) -> Iterator[DepthResult]:
     """Video Depth Anything through the vda helper's pipeline; frames are matched to maps in order."""
-    from . import vda_video  # type: ignore[attr-defined]  # written by the vda helper
+    from . import vda_video
 
     fed: deque[Frame] = deque()
 
