@@ -92,7 +92,7 @@ def child(config: dict[str, object], clip: str) -> None:
     print(json.dumps({"frames": count, "seconds": elapsed, "peak_mib": peak, "after_load_mib": base_rss}))
 
 
-def measure(config_text: str, clip: Path, timeout: float) -> dict[str, object]:
+def measure(config_text: str, clip: Path, timeout: float) -> dict[str, float | str]:
     cmd = [sys.executable, __file__, "--child", config_text, str(clip)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
@@ -102,7 +102,8 @@ def measure(config_text: str, clip: Path, timeout: float) -> dict[str, object]:
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         return {"error": tail[0][:160]}
-    return json.loads(lines[-1])
+    row: dict[str, float | str] = json.loads(lines[-1])
+    return row
 
 
 def main() -> None:

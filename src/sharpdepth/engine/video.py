@@ -22,6 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
+from typing import Literal
 
 import numpy as np
 
@@ -268,7 +269,8 @@ def _vda_results(
 
     stab = Stabilizer(stabilizer) if stabilizer is not None else None
     waiting: deque[DepthResult] = deque()
-    for depth_map in vda_video.vda_video_maps(model, feed(), mode):
+    vda_mode: Literal["offline", "streaming"] = "streaming" if mode == "streaming" else "offline"
+    for depth_map in vda_video.vda_video_maps(model, feed(), vda_mode):
         frame = fed.popleft()
         result = DepthResult(
             prediction=np.asarray(depth_map, dtype=np.float32),
