@@ -112,3 +112,24 @@ def test_unwritable_output_and_pixel_limit(tmp_path, weights, capsys):
     assert run(weights, clip, "-o", tmp_path / "o", "--max-pixels", "100") == 1
     err = capsys.readouterr().err
     assert "over the limit of 100" in err and len([line for line in err.splitlines() if "c.mp4" in line]) == 1
+
+
+def test_depth_pro_sidecar_records_locked_focal_and_estimates(tmp_path):
+    from conftest import fixture_state_dict
+
+    weights = tmp_path / "dp_tiny.pt"
+    torch.save(fixture_state_dict("depth_pro/tiny"), weights)
+    clip = make_clip(tmp_path / "dp.mp4", n=2, w=64, h=48)
+    code = main(["video", str(clip), "-o", str(tmp_path / "out"), "--model", "depth-pro-tiny", "--weights",
+                 str(weights), "--format", "npz,pfm", "-q"])  # fmt: skip
+    assert code == 0
+    side = sidecar(tmp_path / "out" / "dp")
+    estimates = side["focal"]["per_frame_estimates_px"]
+    assert len(estimates) == 2 and side["focal"]["source"] == "model"
+    assert side["focal"]["locked_px"] == pytest.approx(float(np.median(estimates)))
+    assert side["output_kind"] == "metric_depth" and side["frame_files"]["pfm"] == [
+        "000000_depth.pfm",
+        "000001_depth.pfm",
+    ]
+    saved = read_depth_result(tmp_path / "out" / "dp" / "000001.npz")
+    assert saved.is_metric and saved.focal_px == pytest.approx(side["focal"]["locked_px"])
