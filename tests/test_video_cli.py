@@ -101,6 +101,10 @@ def test_resume_keeps_finished_frames_and_adds_missing_ones(tmp_path, weights):
     for i in range(7):
         assert np.array_equal(read_depth_result(folder / f"{i:06d}.npz").prediction, before[i])
     assert sorted(p.name for p in folder.glob("*.npz")) == [f"{i:06d}.npz" for i in range(10)]
+    # A finished clip is skipped as a whole (nothing rewritten).
+    stamp = (folder / "r.json").stat().st_mtime_ns
+    assert run(weights, clip, "-o", out, "--skip-existing") == 0
+    assert (folder / "r.json").stat().st_mtime_ns == stamp
 
 
 def test_unwritable_output_and_pixel_limit(tmp_path, weights, capsys):

@@ -336,6 +336,21 @@ def _check_writable(folder: Path) -> None:
         raise SharpDepthError(f"cannot write to {folder}: {exc.strerror or exc}") from None
 
 
+def _finished(sidecar: Path, settings: VideoSettings) -> bool:
+    """A clip done by an earlier run with the same selection and formats (every file still there)."""
+    try:
+        done = json.loads(sidecar.read_text())
+        sel = settings.selection
+        same = done["selection"] == {"start_s": sel.start_s, "end_s": sel.end_s, "every": sel.every,
+                                     "max_frames": sel.max_frames}  # fmt: skip
+        same = same and done["formats"] == list(settings.formats) and done["mode"] == settings.mode
+        files = [name for names in done["frame_files"].values() for name in names]
+        files += [name for key, name in done["videos"].items() if key in ("preview", "side_by_side")]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return bool(same) and all((sidecar.parent / name).is_file() for name in files)
+
+
 def run_video(
     source: str | Path | np.ndarray | FrameSource,
     out_dir: Path,
@@ -349,6 +364,11 @@ def run_video(
     stem = stem or opened.info.stem
     folder = Path(out_dir) / stem
     _check_writable(folder)
+    sidecar = folder / f"{stem}.json"
+    if settings.skip_existing and _finished(sidecar, settings):
+        done = json.loads(sidecar.read_text())
+        count = int(done["frame_count"])
+        return VideoSummary(opened.info.source, folder, frames=count, reused=count, sidecar=sidecar)
     model = model or settings.model.load()
     kind = model.spec.output_kind
     job = _ClipJob(opened, folder, stem, settings, kind)
@@ -383,7 +403,6 @@ def run_video(
         "write_thread_s": round(writer.busy_s, 3),
     }
     summary.computed = summary.frames - summary.reused
-    sidecar = folder / f"{stem}.json"
     write_text_atomic(sidecar, json.dumps(job.sidecar(videos, stabilized, timings), indent=2) + "\n")
     summary.sidecar = sidecar
     return summary
