@@ -42,7 +42,7 @@ from ..engine.video import DEFAULT_BATCH_SIZE, is_video_model, predict_video
 from ..errors import OptionError, SharpDepthError
 from ..io.atomic import write_text_atomic
 from ..io.colormap import colorize, lut
-from ..io.depth_files import DEFAULT_PNG16_SCALE_M, output_path, read_depth_result, write_result
+from ..io.depth_files import DEFAULT_PNG16_SCALE_M, Notice, output_path, read_depth_result, write_result
 from ..io.outputs import OutputOptions
 from ..io.video import Frame, FrameSelection, FrameSource, VideoWriter, open_frames
 from ..result import DepthResult, OutputKind
@@ -199,6 +199,7 @@ class _ClipJob:
         self.weights_sha256: str | None = None
         self.focal_locked: float | None = None
         self.focal_source: str | None = None
+        self.notices: dict[str, dict[str, str | int]] = {}
 
     # ---------------------------------------------------------------- files
     def reuse(self, frame: Frame) -> DepthResult | None:
@@ -214,6 +215,11 @@ class _ClipJob:
             return read_depth_result(paths[fmt], kind=self.kind)
         except SharpDepthError:
             return None  # unreadable: compute it again (the rewrite is atomic)
+
+    def _notice(self, notice: Notice) -> None:
+        """Writer notices (e.g. 16-bit PNG saturation), counted per kind for the sidecar."""
+        entry = self.notices.setdefault(notice.kind, {"message": notice.message, "frames": 0})
+        entry["frames"] = int(entry["frames"]) + 1
 
     def already_written(self, result: DepthResult) -> bool:
         """Resuming a video model (which recomputes every frame): keep the files that exist."""
@@ -236,12 +242,13 @@ class _ClipJob:
     def write_frame(self, result: DepthResult, reused: bool) -> None:
         assert result.frame_index is not None
         names = []
+        stem = frame_stem(result.frame_index)
         for fmt in self.settings.formats:
-            options = {"scale_m": self.settings.png16_scale_m} if fmt == "png16" else {}
             if reused:
-                path = output_path(self.folder, frame_stem(result.frame_index), fmt, result.kind)
+                path = output_path(self.folder, stem, fmt, result.kind)
             else:
-                path = write_result(result, self.folder, frame_stem(result.frame_index), fmt, **options)
+                path = write_result(result, self.folder, stem, fmt, scale_m=self.settings.png16_scale_m,
+                                    on_notice=self._notice)  # fmt: skip
             names.append(path.name)
         view = self.view.view(result.disparity)
         if self.preview is not None:
@@ -322,6 +329,7 @@ class _ClipJob:
             "per_frame_stabilizer": [r["stabilizer"] for r in self.records] if stabilized else None,
             "videos": videos,
             "view_encodes": "inverse depth (near = bright), one fixed range for the clip",
+            "notices": self.notices,
             "timings": timings,
         }
 
