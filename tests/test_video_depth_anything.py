@@ -168,23 +168,46 @@ def test_wide_frames_get_the_official_smaller_input_size():
         ("metric_small", "offline", "metric_vits/pipeline_depth.npy"),
     ],
 )
-def test_pipeline_parity(request: pytest.FixtureRequest, frames: np.ndarray, which: str, mode: str, reference: str):
+def test_predict_video_parity(
+    request: pytest.FixtureRequest, frames: np.ndarray, which: str, mode: str, reference: str
+) -> None:
+    """The public API end to end: one DepthResult per frame, in order, equal to the official pipeline."""
     model = request.getfixturevalue(which)
-    trace = VideoTrace()
-    got = np.stack(list(vda_video_maps(model, iter(frames), mode, trace)))
+    results = list(model.predict_video(frames.copy(), mode=mode))
+    assert [r.frame_index for r in results] == list(range(len(frames)))
+    field = "depth" if which == "metric_small" else "disparity"
+    assert all(r.kind is model.spec.output_kind for r in results)
+    got = np.stack([getattr(r, field) for r in results])
     assert got.dtype == np.float32
     assert_close_rel(got, np.load(FX / reference), TOL, f"{which} {mode}")
-    expected = fixture_expected(FOLDER)
-    if mode == "offline":
-        assert trace.windows == expected["pipeline"]["window_frame_indices"]
-        if which == "small":
-            np.testing.assert_allclose(
-                trace.scale_shift, expected["pipeline"]["scale_shift_per_window_after_first"], rtol=1e-5
-            )
-        else:
-            assert trace.scale_shift == [(1.0, 0.0)]  # metric models are never rescaled
-    else:
-        assert trace.windows == expected["stream"]["window_frame_ids"]
+
+
+def test_offline_windows_and_alignment_match_the_fixture(small, frames: np.ndarray):
+    expected = fixture_expected(FOLDER)["pipeline"]
+    assert offline_window_ids(40) == expected["window_frame_indices"]
+    trace = VideoTrace()
+    list(vda_video_maps(small, iter(frames), "offline", trace))
+    assert trace.windows == expected["window_frame_indices"]
+    np.testing.assert_allclose(trace.scale_shift, expected["scale_shift_per_window_after_first"], rtol=1e-5)
+
+
+def test_stream_windows_match_the_fixture_and_the_closed_form():
+    expected = fixture_expected(FOLDER)["stream"]["window_frame_ids"]
+    cache, windows = StreamCache(), []
+    for step in range(120):
+        ids, _ = cache.window()
+        windows.append(ids + [step])
+        cache.push([torch.full((1, 1, 1), float(step))])
+        assert len(cache.entries) <= 42  # bounded: memory does not grow with the clip
+    assert windows[:40] == expected
+    assert windows == [_closed_form_stream_window(k) for k in range(120)]
+    assert windows[42][:3] == [0, 1, 13] and windows[100][:3] == [0, 59, 71]
+
+
+def test_metric_offline_is_never_rescaled(metric_small, frames: np.ndarray):
+    trace = VideoTrace()
+    list(vda_video_maps(metric_small, iter(frames[:23]), "offline", trace))
+    assert trace.scale_shift == [(1.0, 0.0)]
 
 
 # ----------------------------------------------------------------- general rules (tiny network)
@@ -292,15 +315,6 @@ def test_streaming_general_rule_past_the_steady_state(tiny):
             depth, states[k] = net.forward_frames(x, past)
         ref.append(torch.nn.functional.interpolate(depth, (20, 36), mode="bilinear", align_corners=True)[0, 0].numpy())
     assert _rel(got, np.stack(ref)) < 1e-5
-
-
-def test_streaming_cache_is_bounded():
-    cache = StreamCache()
-    for _ in range(100):
-        cache.window()
-        cache.push([torch.zeros(1, 1, 1)])
-        assert len(cache.entries) <= 42
-    assert [frame for frame, _ in cache.entries][:2] == [0, 100 - 41]
 
 
 class _Counting:

@@ -74,7 +74,7 @@ class VideoTrace:
 
 
 def vda_video_maps(
-    model: DepthModel, frames: Iterable[np.ndarray], mode: Mode = "offline", trace: VideoTrace | None = None
+    model: DepthModel, frames: Iterable[np.ndarray], mode: Mode | str = "offline", trace: VideoTrace | None = None
 ) -> Iterator[np.ndarray]:
     """Per-frame maps of a clip with a Video Depth Anything model, as the official code computes them.
 
