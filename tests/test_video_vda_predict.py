@@ -1,9 +1,5 @@
-"""Video Depth Anything through `predict_video` (the public path): the official pipeline outputs.
-
-The fixture frames were made by the official code with stand-in weights (see the fixture README);
-`predict_video` must reproduce its offline and streaming outputs within the fixtures' tolerance,
-and must not apply the stabiliser to a video model unless asked to.
-"""
+"""Video Depth Anything through `predict_video`: no stabiliser by default (the official pipeline's
+output, whose parity `test_video_depth_anything.py` checks through this same call), one on request."""
 
 from __future__ import annotations
 
@@ -19,38 +15,17 @@ FX = fixtures_dir() / "video_depth_anything"
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
+def model(tmp_path_factory):
     path = tmp_path_factory.mktemp("w") / "vda_vits.pt"
     torch.save(fixture_state_dict("video_depth_anything/vits"), path)
-    return path
+    return sharpdepth.load("video-depth-anything-small", weights=path, input_size=70)
 
 
-@pytest.fixture(scope="module")
-def frames() -> np.ndarray:
-    return np.load(FX / "vits/frames.npy")
-
-
-@pytest.mark.parametrize(
-    "name, mode, reference",
-    [
-        ("video-depth-anything-small", "offline", "vits/pipeline_depth.npy"),
-        pytest.param(
-            "video-depth-anything-small", "streaming", "vits/stream_depth.npy", marks=pytest.mark.slow
-        ),  # 40 passes over a 32-frame window (the offline case covers the dispatch)
-        ("video-depth-anything-metric-small", "offline", "metric_vits/pipeline_depth.npy"),
-    ],
-)
-def test_predict_video_matches_the_official_pipeline(weights, frames, name, mode, reference):
-    model = sharpdepth.load(name, weights=weights, input_size=70)
-    results = list(model.predict_video(frames, mode=mode))
-    assert [r.frame_index for r in results] == list(range(len(frames)))
-    assert all("stabilizer" not in r.extra for r in results)  # parity: no stabiliser by default
-    got = np.stack([r.depth if r.is_metric else r.disparity for r in results])
-    assert_close_rel(got, np.load(FX / reference), 1e-4, f"{name} {mode}")
-
-
-def test_stabiliser_can_be_asked_for(weights, frames):
-    model = sharpdepth.load("video-depth-anything-small", weights=weights, input_size=70)
-    plain = np.stack([r.disparity for r in model.predict_video(frames[:12])])
-    stab = np.stack([r.disparity for r in model.predict_video(frames[:12], stabilize=True)])
-    assert stab.shape == plain.shape and not np.allclose(stab, plain)
+def test_video_model_is_not_stabilised_unless_asked(model):
+    frames = np.load(FX / "vits/frames.npy")
+    plain = list(model.predict_video(frames))
+    assert all("stabilizer" not in r.extra for r in plain)
+    assert_close_rel(np.stack([r.disparity for r in plain]), np.load(FX / "vits/pipeline_depth.npy"), 1e-4)
+    stab = list(model.predict_video(frames, stabilize=True))
+    assert [r.frame_index for r in stab] == list(range(len(frames)))
+    assert not np.allclose(np.stack([r.disparity for r in stab]), np.stack([r.disparity for r in plain]))
