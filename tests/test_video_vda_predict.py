@@ -27,5 +27,5 @@ def test_video_model_is_not_stabilised_unless_asked(model):
     assert all("stabilizer" not in r.extra for r in plain)
     assert_close_rel(np.stack([r.disparity for r in plain]), np.load(FX / "vits/pipeline_depth.npy"), 1e-4)
     stab = list(model.predict_video(frames, stabilize=True))
-    assert [r.frame_index for r in stab] == list(range(len(frames)))
+    assert [r.frame_index for r in stab] == list(range(len(frames))) and all("stabilizer" in r.extra for r in stab)
     assert not np.allclose(np.stack([r.disparity for r in stab]), np.stack([r.disparity for r in plain]))

@@ -30,7 +30,7 @@ from ..errors import OptionError
 from ..io.video import Frame, FrameSelection, FrameSource, VideoInput, open_frames
 from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
 from .model import DepthModel
-from .stabilize import MODES, Stabilizer, StabilizerSettings
+from .stabilize import MODES, Stabilized, Stabilizer, StabilizerSettings
 
 DEFAULT_BATCH_SIZE = 4
 DEFAULT_FOCAL_FRAMES = 8
@@ -238,20 +238,19 @@ class _ImageModelVideo:
         for out in self.stab.push(_to_disparity(result), result.image):
             yield self._finish(out)
 
-    def _finish(self, out: object) -> DepthResult:
-        from .stabilize import Stabilized
-
-        assert isinstance(out, Stabilized)
-        result = self.waiting.popleft()
-        extra = dict(result.extra)
-        extra["stabilizer"] = {"scale": out.scale, "shift": out.shift, "cut": out.cut}
-        return replace(result, prediction=_from_disparity(result, out.disparity), extra=extra)
+    def _finish(self, out: Stabilized) -> DepthResult:
+        return _stabilised(self.waiting.popleft(), out)
 
     def _flush(self) -> Iterator[DepthResult]:
         yield from self._release_unlocked()
         if self.stab is not None:
             for out in self.stab.flush():
                 yield self._finish(out)
+
+
+def _stabilised(result: DepthResult, out: Stabilized) -> DepthResult:
+    extra = {**result.extra, "stabilizer": {"scale": out.scale, "shift": out.shift, "cut": out.cut}}
+    return replace(result, prediction=_from_disparity(result, out.disparity), extra=extra)
 
 
 def _vda_results(
@@ -287,11 +286,11 @@ def _vda_results(
         waiting.append(result)
         for out in stab.push(result.disparity, frame.rgb):
             done = waiting.popleft()
-            yield replace(done, prediction=_from_disparity(done, out.disparity))
+            yield _stabilised(done, out)
     if stab is not None:
         for out in stab.flush():
             done = waiting.popleft()
-            yield replace(done, prediction=_from_disparity(done, out.disparity))
+            yield _stabilised(done, out)
 
 
 def predict_video(
