@@ -141,3 +141,13 @@ def test_writer_copies_audio_and_is_atomic(tmp_path):
         w2.write(pattern(0, 48, 64))
         raise RuntimeError("boom")
     assert list(out.parent.iterdir()) == [out]
+
+
+def test_writer_keeps_variable_frame_timing(tmp_path):
+    times = [0.0, 0.02, 0.06, 0.08, 0.12, 0.14]
+    out = tmp_path / "vfr.mp4"
+    with VideoWriter(out, 64, 48, Fraction(25)) as writer:
+        for i, t in enumerate(times):
+            writer.write(pattern(i, 48, 64), t + 1.0)  # the first frame's time becomes 0
+    got = [f.timestamp_s for f in open_frames(out).frames()]
+    assert np.allclose(got, times, atol=1e-3)
