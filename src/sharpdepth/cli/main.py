@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         sys.stderr.write(f"error: {_os_error_line(exc)}\n")
         return 1
+    if code == 130:  # typer turns Ctrl-C inside a command into a silent Exit(130)
+        return _interrupted()
     return code if isinstance(code, int) else 0
 
 

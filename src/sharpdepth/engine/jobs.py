@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from ..errors import OptionError, SharpDepthError
 from ..geometry.camera import Camera
 from ..geometry.normals import normals_to_rgb, surface_normals
@@ -146,6 +145,12 @@ def render_normals(result: DepthResult) -> np.ndarray:
     return normals_to_rgb(surface_normals(result.depth, Camera.from_result(result)))
 
 
+def _version() -> str:
+    import sharpdepth  # the package root (always imported already): its version, no subpackage edge
+
+    return str(getattr(sharpdepth, "__version__", "unknown"))
+
+
 def run_record(model: DepthModel, settings: PredictSettings) -> dict[str, Any]:
     """Sidecar fields that say how a result was made: version, device, precision, input size, job."""
     dtype = str(model.dtype).removeprefix("torch.")
@@ -155,7 +160,7 @@ def run_record(model: DepthModel, settings: PredictSettings) -> dict[str, Any]:
         getattr(adapter, "input_size", None),
     )
     return {
-        "sharpdepth_version": __version__,
+        "sharpdepth_version": _version(),
         "device": str(model.device),
         "precision": _PRECISION_NAMES.get(dtype, dtype),
         "input_size": effective,
