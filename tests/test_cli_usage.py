@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from sharpdepth.cli.main import _command, _walk, main
+from sharpdepth.cli.main import _command, main
 
 
 def _leaf_commands() -> list[tuple[tuple[str, ...], object]]:

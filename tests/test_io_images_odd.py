@@ -1,4 +1,4 @@
-"""Issue 13: odd and absurd EXIF never cost the picture, API arrays follow one rule, animations and HEIF say what was done."""
+"""Issue 13: odd/absurd EXIF never cost the picture; arrays follow one rule; animations and HEIF say what was done."""
 
 from __future__ import annotations
 

@@ -187,3 +187,26 @@ def test_threads_option_sets_torch_threads(tmp_path, stand_in, monkeypatch):
 def test_empty_format_is_an_error(tmp_path, stand_in, capsys):
     assert _predict(_photos(tmp_path / "in", ("a.jpg",)), "-o", tmp_path / "out", "--format", "") == 2
     assert "--format needs at least one" in capsys.readouterr().err and stand_in.models == []
+
+
+def test_settings_refuse_bad_values_without_loading_torch_models():
+    from sharpdepth.engine.settings import FocalSettings, ModelSettings
+    from sharpdepth.errors import OptionError
+
+    for bad in ({"focal_px": 0.0}, {"fov_deg": 180.0}, {"focal_px": 10.0, "fov_deg": 50.0}):
+        with pytest.raises(OptionError):
+            FocalSettings(**bad)
+    for bad in ({"threads": 0}, {"precision": "fp8"}, {"input_size": -1}, {"name": ""}):
+        with pytest.raises(OptionError):
+            ModelSettings(**bad)
+
+
+def test_weights_convert_onto_an_unwritable_output_is_one_line(tmp_path, capsys):
+    import torch
+
+    torch.save({"w": torch.zeros(2)}, tmp_path / "c.pt")
+    (tmp_path / "afile").write_text("x")
+    assert main(["weights", "convert", str(tmp_path / "c.pt"), str(tmp_path / "afile" / "c.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert main(["weights", "convert", str(tmp_path / "c.pt"), str(tmp_path / "c.safetensors")]) == 0

@@ -167,9 +167,7 @@ def _orientation(value: Any, notes: list[str]) -> int:
     return int(number)
 
 
-def focal_from_exif(
-    tags: dict[str, Any], width: int, height: int, notes: list[str] | None = None
-) -> FocalInfo | None:
+def focal_from_exif(tags: dict[str, Any], width: int, height: int, notes: list[str] | None = None) -> FocalInfo | None:
     """Focal length in pixels for the upright image of size width x height, if EXIF gives a plausible one.
 
     1. `FocalLengthIn35mmFilm`: the official Depth Pro rule, matching the image
@@ -200,9 +198,7 @@ def _number(value: Any) -> float | None:
     return None if isinstance(value, str) else _rational(value)
 
 
-def _focal_from_plane_resolution(
-    tags: dict[str, Any], width: int, height: int, notes: list[str]
-) -> FocalInfo | None:
+def _focal_from_plane_resolution(tags: dict[str, Any], width: int, height: int, notes: list[str]) -> FocalInfo | None:
     f_mm = _number(tags.get("FocalLength"))
     density = _number(tags.get("FocalPlaneXResolution"))
     raw_unit = tags.get("FocalPlaneResolutionUnit", 2)
