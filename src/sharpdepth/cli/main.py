@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sharpdepth.cli.geometry",
     "sharpdepth.cli.effects",
     "sharpdepth.cli.evaluate",
+    "sharpdepth.cli.export",
 )
 
 PROG = "sharpdepth"
