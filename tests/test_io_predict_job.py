@@ -210,3 +210,9 @@ def test_weights_convert_onto_an_unwritable_output_is_one_line(tmp_path, capsys)
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err
     assert main(["weights", "convert", str(tmp_path / "c.pt"), str(tmp_path / "c.safetensors")]) == 0
+
+
+def test_weights_path_of_a_model_without_published_weights(capsys):
+    assert main(["weights", "path", "depth-pro-tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "no published weights" in err and "download" not in err

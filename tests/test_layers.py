@@ -124,3 +124,16 @@ def test_command_line_starts_without_torch():
     code = "import sys, sharpdepth.cli.main; print(sorted(m for m in ('torch', 'scipy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert "torch" not in out.stdout, out.stdout
+
+
+@pytest.mark.timeout(60)
+def test_info_runs_without_torch(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 6)).save(tmp_path / "p.jpg")
+    code = (
+        "import sys; from sharpdepth.cli.main import main; "
+        f"code = main(['info', {str(tmp_path / 'p.jpg')!r}]); print('torch' in sys.modules, code)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False 0", out.stdout + out.stderr
