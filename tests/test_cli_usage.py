@@ -141,3 +141,36 @@ def test_errors_and_interrupts_from_commands(capsys, monkeypatch):
     monkeypatch.setattr(predict_cli, "load_image", disk_full)
     assert main(["info", "x.jpg"]) == 1
     assert capsys.readouterr().err == "error: /out/x.png: No space left on device\n"
+
+
+@pytest.mark.timeout(120)
+def test_sigint_exits_130_and_says_interrupted(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fifo = tmp_path / "never.jpg"
+    os.mkfifo(fifo)  # opening it blocks: the command is busy when the signal comes
+    code = (
+        "import sys; from sharpdepth.cli.main import main; print('ready', flush=True); "
+        f"sys.exit(main(['info', {str(fifo)!r}]))"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err

@@ -147,7 +147,14 @@ def _usage_error(chain: list[object], message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    """Run the command line on `argv` (default: sys.argv) and return the exit status; never raises."""
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:  # also while the command tree is being built or an error printed
+        return _interrupted()
+
+
+def _main(args: list[str]) -> int:
     command = _command()
     chain, rest = _resolve(command, args)
     problem = _flag_with_value(chain, rest)
