@@ -216,3 +216,18 @@ def test_weights_path_of_a_model_without_published_weights(capsys):
     assert main(["weights", "path", "depth-pro-tiny"]) == 2
     err = capsys.readouterr().err
     assert "no published weights" in err and "download" not in err
+
+
+def test_an_image_too_large_for_memory_does_not_end_the_batch(tmp_path, stand_in, monkeypatch, capsys):
+    src = _photos(tmp_path / "in", ("a.jpg", "b.jpg"))
+    original = StandIn.predict_batch
+
+    def predict_batch(self, loaded, **kwargs):
+        if loaded and loaded[0].path.endswith("a.jpg"):
+            raise MemoryError("Unable to allocate 24.0 GiB for an array")
+        return original(self, loaded, **kwargs)
+
+    monkeypatch.setattr(StandIn, "predict_batch", predict_batch)
+    assert _predict(src, "-o", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "not enough memory" in err and "wrote 1 result(s)" in err and "Traceback" not in err

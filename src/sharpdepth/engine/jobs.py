@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import OptionError, SharpDepthError
 from ..geometry.camera import Camera
@@ -39,6 +40,12 @@ Aligner = Callable[[DepthResult], DepthResult]
 CLAMPED_WARNING_SHARE = 0.5
 """Warn when more than this share of a metric map sits at its maximum (the network's clamp)."""
 _PRECISION_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+_OUT_OF_MEMORY: tuple[type[BaseException], ...] = (MemoryError, torch.OutOfMemoryError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,10 @@ def predict_items(
         except SharpDepthError as exc:
             for it in ok_items:
                 fail(it.path, str(exc))
+            results = []
+        except _OUT_OF_MEMORY as exc:  # one image too large for this machine must not end the batch
+            for it in ok_items:
+                fail(it.path, f"not enough memory to run {model.name} on it ({_first_line(exc)})")
             results = []
         for item, image, result in zip(ok_items, loaded, results, strict=False):
             sink = tell(item.path)
