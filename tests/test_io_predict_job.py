@@ -231,3 +231,13 @@ def test_an_image_too_large_for_memory_does_not_end_the_batch(tmp_path, stand_in
     assert _predict(src, "-o", tmp_path / "out") == 1
     err = capsys.readouterr().err
     assert "not enough memory" in err and "wrote 1 result(s)" in err and "Traceback" not in err
+
+
+def test_threads_is_also_a_global_option(tmp_path, monkeypatch):
+    import torch
+
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    Image.new("RGB", (8, 6)).save(tmp_path / "p.jpg")
+    assert main(["--threads", "2", "info", str(tmp_path / "p.jpg")]) == 0
+    assert seen == [2]

@@ -25,6 +25,7 @@ from pathlib import Path
 import typer
 
 from ..errors import SharpDepthError
+from .options import ThreadsOpt, apply_threads
 
 # Each module defines `register(app)`. Listed explicitly so the command set is visible here.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -64,6 +65,12 @@ def build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
+
+    @app.callback()
+    def _root(threads: ThreadsOpt = None) -> None:
+        """Sharp monocular depth: metric depth, focal length and what you do with them."""
+        apply_threads(threads)  # `sharpdepth --threads N <command>`: for every command that runs a network
+
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(app)
     return app
