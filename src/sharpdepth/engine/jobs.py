@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ from ..io.atomic import clean_stale_parts, ensure_writable_dir
 from ..io.depth_files import Notice, NoticeSink
 from ..io.images import LoadedImage, load_image
 from ..io.inputs import InputItem, expand_inputs
-from ..io.outputs import planned_files, sidecar_path, write_outputs
+from ..io.outputs import OutputOptions, planned_files, sidecar_path, write_outputs
 from ..maps import share_at_maximum, valid_depth_mask
 from ..result import DepthResult, OutputKind
 from .model import DepthModel
@@ -158,6 +158,13 @@ def _version() -> str:
     return str(getattr(sharpdepth, "__version__", "unknown"))
 
 
+def write_result_files(
+    result: DepthResult, out_dir: Path, stem: PurePath, output: OutputOptions, on_notice: NoticeSink | None = None
+) -> list[Path]:
+    """`io.outputs.write_outputs` with the engine's normal renderer: what every front end should call."""
+    return write_outputs(result, out_dir, stem, output, normals_view=render_normals, on_notice=on_notice)
+
+
 def run_record(model: DepthModel, settings: PredictSettings) -> dict[str, Any]:
     """Sidecar fields that say how a result was made: version, device, precision, input size, job."""
     dtype = str(model.dtype).removeprefix("torch.")
@@ -256,7 +263,7 @@ def predict_items(
                 clamped = _clamp_notice(result)
                 if clamped is not None:
                     sink(clamped)
-                write_outputs(result, out_dir, item.stem, output, normals_view=render_normals, on_notice=sink)
+                write_result_files(result, out_dir, item.stem, output, on_notice=sink)
                 summary.written += 1
             except SharpDepthError as exc:
                 fail(item.path, str(exc))
