@@ -33,6 +33,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from ..apps.dof import DofSettings
 from ..engine.settings import FocalSettings, ModelSettings
 from ..errors import OptionError, SharpDepthError
+from ..io.colormap import COLORMAPS
 from ..io.images import LoadedImage
 from ..io.outputs import OutputOptions, parse_formats
 from ..registry import get_spec, list_specs
@@ -269,6 +270,8 @@ def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one place t
         return {
             "served": served,
             "ready": service.ready,
+            "colormaps": list(COLORMAPS),
+            "default_colormap": OutputOptions().colormap,
             "models": [
                 {
                     "name": s.name, "output_kind": str(s.output_kind), "description": s.description,
