@@ -134,8 +134,9 @@ function formatMetres(m) {
 
 function onHover(event) {
   if (!state.depth || $("depthview").hidden) return;
-  const [x, y] = pixelAt(event);
-  const value = state.depth[Math.round(y) * state.width + Math.round(x)];
+  const [x, y] = pixelAt(event).map(Math.round);
+  const value = state.depth[y * state.width + x];
+  $("readout").dataset.pixel = `${x},${y}`; // which pixel the number is for
   if (!Number.isFinite(value) || (state.metric && value <= 0)) {
     $("readout").textContent = "no depth here";
   } else if (state.metric) {
@@ -158,7 +159,9 @@ async function onPick(event) {
     $("distance").textContent = "needs a metric model (this one predicts relative depth)";
     return;
   }
-  const points = state.picks.map(([x, y]) => `points=${x.toFixed(1)},${y.toFixed(1)}`).join("&");
+  const pixels = state.picks.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`);
+  $("distance").dataset.pixels = pixels.join(" ");
+  const points = pixels.map((p) => `points=${p}`).join("&");
   try {
     const answer = await (await api(`/v1/measure?${points}`, { depth: state.npz })).json();
     $("distance").textContent = formatMetres(answer.distance_m);
