@@ -77,7 +77,9 @@ class Server:
             self.proc.wait(5)
         self.log.close()
 
-    def post(self, path: str, params: dict | list | None = None, timeout: float = 300.0, **files: tuple) -> httpx.Response:
+    def post(
+        self, path: str, params: dict | list | None = None, timeout: float = 300.0, **files: tuple
+    ) -> httpx.Response:
         return httpx.post(f"{self.url}{path}", params=params, files=files or None, timeout=timeout)
 
 
@@ -290,9 +292,10 @@ def test_metrics_count_requests_and_readiness(server):
     models = httpx.get(f"{server.url}/v1/models", timeout=10).json()
     assert models["served"] == "depth-pro-tiny" and models["ready"] is True
     assert [m["name"] for m in models["models"] if m["served"]] == ["depth-pro-tiny"]
-    assert "access-control-allow-origin" not in httpx.get(
-        f"{server.url}/v1/models", headers={"Origin": "http://elsewhere.test"}, timeout=10
-    ).headers  # CORS is off unless asked for
+    assert (
+        "access-control-allow-origin"
+        not in httpx.get(f"{server.url}/v1/models", headers={"Origin": "http://elsewhere.test"}, timeout=10).headers
+    )  # CORS is off unless asked for
 
 
 def test_nothing_is_left_on_disk(server):
@@ -343,9 +346,15 @@ def test_unloadable_weights_stop_the_server_with_one_line(tmp_path):
 
 def test_bad_flags_fail_before_loading_anything(capsys, monkeypatch):
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
-    for flags, word in ((["--max-queue", "0"], "--max-queue"), (["--port", "70000"], "--port"),
-                        (["--cors-origin", "app.test"], "--cors-origin"), (["--api-key-env", "NOPE_NOT_SET"], "NOPE"),
-                        (["--model", "no-such-model"], "no-such-model"), (["--timeout", "0"], "--timeout")):  # fmt: skip
+    cases = [
+        (["--max-queue", "0"], "--max-queue"),
+        (["--port", "70000"], "--port"),
+        (["--cors-origin", "app.test"], "--cors-origin"),
+        (["--api-key-env", "NOPE_NOT_SET"], "NOPE"),
+        (["--model", "no-such-model"], "no-such-model"),
+        (["--timeout", "0"], "--timeout"),
+    ]
+    for flags, word in cases:
         capsys.readouterr()
         assert main(["serve", *flags]) == 2, flags  # returns before any server or model exists
         err = capsys.readouterr().err

@@ -48,8 +48,11 @@ class GatedModel:
         self.batches.append(len(images))
         return [
             DepthResult(
-                prediction=np.full(im.rgb.shape[:2], 1.0 + im.rgb.mean(), np.float32), kind=OutputKind.METRIC_DEPTH,
-                focal_px=f, focal_source=FocalSource.USER, model_name="stand-in",
+                prediction=np.full(im.rgb.shape[:2], 1.0 + im.rgb.mean(), np.float32),
+                kind=OutputKind.METRIC_DEPTH,
+                focal_px=f,
+                focal_source=FocalSource.USER,
+                model_name="stand-in",
             )  # fmt: skip
             for im, f in zip(images, focal_px, strict=True)
         ]

@@ -21,9 +21,9 @@ from PIL import Image
 
 from sharpdepth.geometry.io import load_depth_result
 from sharpdepth.geometry.measure import measure_distance
+from test_serve_api import Server
 
 from conftest import REPO, fixture_state_dict
-from test_serve_api import Server
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -15,7 +15,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -177,7 +177,7 @@ async def _read_form(request: Request, service: Service) -> FormData:
         chunks.append(chunk)
     body = b"".join(chunks)
 
-    async def replay() -> AsyncIterator[bytes]:
+    async def replay() -> AsyncGenerator[bytes, None]:
         yield body
 
     parser = _InMemoryParser(request.headers, replay(), max_files=2, max_fields=20)
