@@ -30,9 +30,11 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from ..apps.dof import DofSettings
+from ..apps.settings import DofSettings, PortraitSettings
 from ..engine.settings import FocalSettings, ModelSettings
 from ..errors import OptionError, SharpDepthError
+from ..geometry.measure import parse_pixel
+from ..geometry.settings import MeasureSettings, PointCloudSettings
 from ..io.colormap import COLORMAPS
 from ..io.images import LoadedImage
 from ..io.outputs import OutputOptions, parse_formats
@@ -202,6 +204,12 @@ async def _file(form: FormData, name: str) -> Upload | None:
     return Upload(await value.read(), value.filename)
 
 
+def _saved_result(image: Upload | None, depth: Upload, focal_px: float | None, max_pixels: int) -> DepthResult:
+    """A result the client sent back, with its photo (if sent) decoded and attached."""
+    photo = None if image is None else decode_image(image.data, max_pixels).rgb
+    return read_depth_upload(depth.data, depth.filename, photo, focal_px, max_pixels)
+
+
 def _stem(upload: Upload | None) -> str:
     name = Path(upload.filename).stem if upload is not None and upload.filename else "image"
     cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip("._")[:64]
@@ -209,11 +217,10 @@ def _stem(upload: Upload | None) -> str:
 
 
 def _download(encoded: Encoded) -> Response:
-    return Response(
-        encoded.body,
-        media_type=encoded.media_type,
-        headers={"Content-Disposition": f'attachment; filename="{encoded.filename}"'},
-    )
+    headers = {"Content-Disposition": f'attachment; filename="{encoded.filename}"'}
+    if encoded.notices:  # what the CLI would print, e.g. depth beyond a 16-bit PNG's range
+        headers["X-Sharpdepth-Notice"] = " | ".join(encoded.notices).encode("ascii", "replace").decode()
+    return Response(encoded.body, media_type=encoded.media_type, headers=headers)
 
 
 # ---------------------------------------------------------------- routes
@@ -231,17 +238,11 @@ def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one place t
         if depth is not None:
             if focal.fov_deg is not None:
                 raise ApiError(400, "fov_deg applies when predicting; with a saved result give focal_px")
-            photo = None
-            if image is not None:
-                photo = cast(LoadedImage, await service.in_thread(decode_image, image.data, max_pixels))
-            result = await service.in_thread(
-                read_depth_upload, depth.data, depth.filename, None if photo is None else photo.rgb,
-                focal.focal_px, max_pixels,
-            )  # fmt: skip
+            result = await service.new_work(_saved_result, image, depth, focal.focal_px, max_pixels)
             return cast(DepthResult, result), _stem(image or depth)
         assert image is not None
         service.refuse_if_full()
-        loaded = cast(LoadedImage, await service.in_thread(decode_image, image.data, max_pixels))
+        loaded = cast(LoadedImage, await service.new_work(decode_image, image.data, max_pixels))
         return await service.predict(loaded, focal, request.state.arrived), _stem(image)
 
     @app.get("/", include_in_schema=False)
@@ -331,7 +332,7 @@ def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one place t
         fmt = effects.check_picture_format(format)
         settings = DofSettings(
             **effects.given(
-                focus_m=focus_m, focus_px=effects.pixel_or_none(focus_px), f_number=f_number,
+                focus_m=focus_m, focus_px=_pixel(focus_px), f_number=f_number,
                 focal_length_mm=focal_mm, sensor_width_mm=sensor_mm, max_blur_px=max_blur, shape=bokeh,
                 highlight_boost=highlights,
             )
@@ -345,6 +346,7 @@ def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one place t
         subject: Annotated[str | None, Query(description="a pixel x,y on the subject")] = None,
         f_number: float | None = None,
         focal_mm: float | None = None,
+        sensor_mm: float | None = None,
         max_blur: float | None = None,
         bokeh: str | None = None,
         highlights: float | None = None,
@@ -354,9 +356,11 @@ def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one place t
     ) -> Response:
         """Portrait mode (as `sharpdepth portrait`)."""
         fmt = effects.check_picture_format(format)
-        options = effects.PortraitRequest(
-            subject=effects.pixel_or_none(subject), f_number=f_number, max_blur_px=max_blur, shape=bokeh,
-            highlight_boost=highlights, focal_length_mm=focal_mm,
+        options = PortraitSettings(
+            **effects.given(
+                subject_px=_pixel(subject), f_number=f_number, max_blur_px=max_blur, shape=bokeh,
+                highlight_boost=highlights, focal_length_mm=focal_mm, sensor_width_mm=sensor_mm,
+            )
         )  # fmt: skip
         result, stem = await obtain(request, FocalSettings(focal_px=focal_px, fov_deg=fov_deg), need_photo=True)
         return _download(cast(Encoded, await service.in_thread(effects.make_portrait, result, options, stem, fmt)))
@@ -370,32 +374,37 @@ def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one place t
         fov_deg: float | None = None,
     ) -> Response:
         """Metres: distance from the camera to one pixel, or the 3D distance between two."""
-        for p in points:
-            effects.pixel_or_none(p)  # bad syntax is a 400 before any work
+        settings = MeasureSettings(pixels=tuple(parse_pixel(p) for p in points), **effects.given(window=window))
         result, _ = await obtain(request, FocalSettings(focal_px=focal_px, fov_deg=fov_deg), need_photo=False)
-        return JSONResponse(await service.in_thread(effects.measure, result, points, window))
+        return JSONResponse(await service.in_thread(effects.measurement, result, settings))
 
     @app.post("/v1/pointcloud")
     async def pointcloud(
         request: Request,
-        format: str = "glb",
-        mesh: bool = False,
+        format: str = effects.DEFAULT_3D_FORMAT,
+        mesh: bool | None = None,
         stride: int | None = None,
         voxel: float | None = None,
         max_jump: float | None = None,
         max_grazing: float | None = None,
         normals: bool | None = None,
-        axes: str = "opengl",
+        axes: str | None = None,
         focal_px: float | None = None,
         fov_deg: float | None = None,
     ) -> Response:
         """Coloured point cloud or mesh in metres, PLY or GLB (as `sharpdepth pointcloud`)."""
-        options = effects.CloudRequest(
-            file_type=format.lower(), mesh=mesh, stride=stride, voxel_size=voxel, max_rel_jump=max_jump,
-            max_grazing_deg=max_grazing, normals=normals, axes=axes,
+        options = PointCloudSettings(
+            **effects.given(
+                file_type=format.lower(), mesh=mesh, stride=stride, voxel_m=voxel, max_rel_jump=max_jump,
+                max_grazing_deg=max_grazing, normals=normals, axes=axes,
+            )
         )  # fmt: skip
         result, stem = await obtain(request, FocalSettings(focal_px=focal_px, fov_deg=fov_deg), need_photo=False)
         return _download(cast(Encoded, await service.in_thread(effects.cloud, result, options, stem)))
+
+
+def _pixel(text: str | None) -> tuple[float, float] | None:
+    return None if text is None else parse_pixel(text)
 
 
 def _one_format(text: str) -> str:

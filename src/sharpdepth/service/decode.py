@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import SharpDepthError
-from ..geometry.io import load_depth_result
+from ..io.depth_files import read_depth_result
 from ..io.images import LoadedImage, as_loaded_image
 from ..result import DepthResult
 from .errors import ApiError, status_for
@@ -78,7 +78,7 @@ def read_depth_upload(
         with tempfile.TemporaryDirectory(prefix="sharpdepth-serve-") as tmp:
             path = Path(tmp) / name
             path.write_bytes(data)
-            result = load_depth_result(path, image=image, focal_px=focal_px)
+            result = read_depth_result(path, focal_px=focal_px, image=image)
     except SharpDepthError as exc:
         raise ApiError(status_for(exc), f"the depth upload: {_strip_path(str(exc), name)}") from None
     if result.prediction.size > max_pixels:

@@ -4,7 +4,7 @@ Each writer is called with a private temporary folder (removed before
 returning) and the file it wrote is returned as bytes: the depth formats via
 `io.depth_files.write_result`, the colour view via `io.outputs.write_outputs`,
 the sidecar fields via `io.depth_files.write_sidecar`, effect pictures via
-`geometry.io.save_image`, 3D files via `geometry.pointcloud`.
+`io.photos.save_image`, 3D files via `geometry.pointcloud`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ..geometry.io import save_image
-from ..io.depth_files import write_result, write_sidecar
+from ..io.depth_files import Notice, write_result, write_sidecar
 from ..io.outputs import OutputOptions, write_outputs
+from ..io.photos import save_image
 from ..result import DepthResult
 
 MEDIA_TYPES = {
@@ -44,6 +44,8 @@ class Encoded:
     body: bytes
     media_type: str
     filename: str
+    notices: tuple[str, ...] = ()
+    """What the CLI would print about this file (e.g. depth beyond a 16-bit PNG's range)."""
 
 
 @contextmanager
@@ -54,10 +56,10 @@ def _scratch() -> Iterator[Path]:
 
 def depth_file(result: DepthResult, fmt: str, stem: str, options: OutputOptions) -> Encoded:
     """Exactly the file `sharpdepth predict -f FMT` writes for this result."""
-    extra = {"scale_m": options.png16_scale_m} if fmt == "png16" else {}
+    notices: list[Notice] = []
     with _scratch() as tmp:
-        path = write_result(result, tmp, stem, fmt, **extra)
-        return Encoded(path.read_bytes(), MEDIA_TYPES[fmt], path.name)
+        path = write_result(result, tmp, stem, fmt, scale_m=options.png16_scale_m, on_notice=notices.append)
+        return Encoded(path.read_bytes(), MEDIA_TYPES[fmt], path.name, tuple(n.message for n in notices))
 
 
 def sidecar_fields(result: DepthResult) -> dict[str, Any]:

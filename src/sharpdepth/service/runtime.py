@@ -113,6 +113,16 @@ class Service:
         """Run CPU work (decode, encode, effects) off the event loop and off the model thread."""
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
 
+    async def new_work(self, fn: Callable[..., object], *args: object) -> object:
+        """`in_thread` for a request's first piece of work: refused with 429 when --max-queue are waiting.
+
+        Work that finishes an admitted request (encoding a model result) uses `in_thread` and is never refused.
+        """
+        if self.limiter.statistics().tasks_waiting >= self.settings.max_queue:
+            self.metrics.rejected.labels(reason="busy").inc()
+            raise ApiError(429, "the service is busy; retry later", {"Retry-After": self.retry_after()})
+        return await self.in_thread(fn, *args)
+
     def retry_after(self) -> str:
         """Seconds until the queue has likely drained enough to admit one more request."""
         per_batch = self.worker.batch_seconds if self.worker is not None else 1.0
