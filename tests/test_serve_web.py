@@ -19,8 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sharpdepth.geometry.io import load_depth_result
 from sharpdepth.geometry.measure import measure_distance
+from sharpdepth.io.depth_files import read_depth_result
 from test_serve_api import Server
 
 from conftest import REPO, fixture_state_dict
@@ -67,7 +67,7 @@ def test_page_upload_hover_measure_refocus_and_3d(tmp_path):
                 page.get_by_test_id("download-npz").click()
             npz = tmp_path / "download.npz"
             info.value.save_as(npz)
-            result = load_depth_result(npz)
+            result = read_depth_result(npz)
             height, width = result.depth.shape
             assert (width, height) == Image.open(REPO / "examples" / "room.jpg").size
 
