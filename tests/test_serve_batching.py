@@ -175,3 +175,42 @@ def test_settings_are_validated_on_construction():
     assert api_key_from_env(None, {}) is None
     with pytest.raises(OptionError):
         api_key_from_env("MINE", {})
+
+
+def test_cpu_work_beyond_workers_plus_queue_is_refused_at_once(monkeypatch, tmp_path):
+    from sharpdepth.io.depth_files import write_npz
+    from sharpdepth.service import app as app_module
+
+    gate = threading.Event()
+    real = app_module._saved_result
+
+    def slow(*args: Any) -> DepthResult:
+        assert gate.wait(30)
+        return real(*args)
+
+    monkeypatch.setattr(app_module, "_saved_result", slow)
+    depth = DepthResult(prediction=np.full((6, 8), 2.0, np.float32), kind=OutputKind.METRIC_DEPTH, focal_px=10.0)
+    write_npz(tmp_path / "d.npz", depth)
+    npz = (tmp_path / "d.npz").read_bytes()
+    app = create_app(
+        ServeSettings(workers=1, max_queue=1), ModelSettings(name="depth-pro-tiny"),
+        loader=lambda: cast(DepthModel, GatedModel()),
+    )  # fmt: skip
+    with TestClient(app) as client:
+        while client.get("/readyz").status_code != 200:
+            time.sleep(0.02)
+
+        def call(_: int) -> int:
+            files = {"depth": ("d.npz", npz, "application/octet-stream")}
+            return client.post("/v1/depth", params={"format": "npy"}, files=files).status_code
+
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(call, i) for i in range(4)]
+            deadline = time.monotonic() + 20
+            while sum(f.done() for f in futures) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            early = sorted(f.result() for f in futures if f.done())
+            gate.set()
+            codes = sorted(f.result() for f in futures)
+    assert early == [429, 429]  # one running + one waiting (workers 1 + queue 1); the rest refused at once
+    assert codes == [200, 200, 429, 429]

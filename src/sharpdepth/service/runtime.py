@@ -60,6 +60,8 @@ class Service:
         self.metrics = Metrics(queue_depth=lambda: len(self.queue), ready=lambda: 1.0 if self.ready else 0.0)
         self.limiter = anyio.CapacityLimiter(settings.workers)
         """Threads for decoding, encoding and effects: bounded, so a burst cannot start 40 decoders."""
+        self._new_work = 0
+        """Requests decoding (or reading a sent-back result): running plus waiting for a thread."""
         self._shapes: dict[tuple[int, int], Hashable] = {}
         self._shapes_lock = threading.Lock()
 
@@ -118,10 +120,14 @@ class Service:
 
         Work that finishes an admitted request (encoding a model result) uses `in_thread` and is never refused.
         """
-        if self.limiter.statistics().tasks_waiting >= self.settings.max_queue:
+        if self._new_work >= self.settings.workers + self.settings.max_queue:
             self.metrics.rejected.labels(reason="busy").inc()
             raise ApiError(429, "the service is busy; retry later", {"Retry-After": self.retry_after()})
-        return await self.in_thread(fn, *args)
+        self._new_work += 1  # counted on the event loop's thread: no race between check and increment
+        try:
+            return await self.in_thread(fn, *args)
+        finally:
+            self._new_work -= 1
 
     def retry_after(self) -> str:
         """Seconds until the queue has likely drained enough to admit one more request."""
