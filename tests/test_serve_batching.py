@@ -214,3 +214,11 @@ def test_cpu_work_beyond_workers_plus_queue_is_refused_at_once(monkeypatch, tmp_
             codes = sorted(f.result() for f in futures)
     assert early == [429, 429]  # one running + one waiting (workers 1 + queue 1); the rest refused at once
     assert codes == [200, 200, 429, 429]
+
+
+def test_json_answers_never_carry_nan():
+    from sharpdepth.service.app import _finite
+
+    assert _finite({"a": float("nan"), "b": [1.5, float("inf")], "c": {"d": -float("inf"), "e": "x"}}) == {
+        "a": None, "b": [1.5, None], "c": {"d": None, "e": "x"},
+    }  # fmt: skip

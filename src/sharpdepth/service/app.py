@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -216,6 +217,21 @@ def _stem(upload: Upload | None) -> str:
     return re.sub(r"_(depth|disparity)$", "", cleaned) or "image"
 
 
+def _finite(value: object) -> object:
+    """JSON has no NaN or infinity (an unknown focal, an empty map): they become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(content: object) -> JSONResponse:
+    return JSONResponse(_finite(content))
+
+
 def _download(encoded: Encoded) -> Response:
     headers = {"Content-Disposition": f'attachment; filename="{encoded.filename}"'}
     if encoded.notices:  # what the CLI would print, e.g. depth beyond a 16-bit PNG's range
@@ -301,7 +317,7 @@ def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one place t
         focal = FocalSettings(focal_px=focal_px, fov_deg=fov_deg)
         result, stem = await obtain(request, focal, need_photo=False)
         if fmt == "json":
-            return JSONResponse(await service.in_thread(sidecar_fields, result))
+            return _json(await service.in_thread(sidecar_fields, result))
         return _download(cast(Encoded, await service.in_thread(depth_file, result, fmt, stem, options)))
 
     @app.post("/v1/view")
@@ -376,7 +392,7 @@ def _routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one place t
         """Metres: distance from the camera to one pixel, or the 3D distance between two."""
         settings = MeasureSettings(pixels=tuple(parse_pixel(p) for p in points), **effects.given(window=window))
         result, _ = await obtain(request, FocalSettings(focal_px=focal_px, fov_deg=fov_deg), need_photo=False)
-        return JSONResponse(await service.in_thread(effects.measurement, result, settings))
+        return _json(await service.in_thread(effects.measurement, result, settings))
 
     @app.post("/v1/pointcloud")
     async def pointcloud(
