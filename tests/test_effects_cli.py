@@ -216,3 +216,23 @@ def test_effects_decode_the_photo_once(scene, monkeypatch, tmp_path, capsys):
     code = main(["measure", str(photo), "32,24", "--model", "depth-anything-v2-metric-tiny", "--focal-px", "60"])
     assert code == 0, capsys.readouterr().err
     assert len(opened) == 1, opened
+
+
+def test_stereo_pair_is_written_whole_or_not_at_all(scene, monkeypatch, capsys, tmp_path):
+    """The disk fills up between the two eyes: the left eye alone is not left behind."""
+    import sharpdepth.cli.effects as effects
+    from sharpdepth.cli.depth_source import write_failed
+
+    photo, npz = scene
+    real_save = effects.save_rgb
+
+    def failing_save(path, rgb):
+        if path.stem.endswith("_right"):
+            raise write_failed(path, OSError(28, "No space left on device"))
+        return real_save(path, rgb)
+
+    monkeypatch.setattr(effects, "save_rgb", failing_save)
+    out = tmp_path / "view.png"
+    assert main(["stereo", str(photo), "--depth", str(npz), "--format", "pair", "-o", str(out)]) == 2
+    assert "No space left" in _one_line_error(capsys)
+    assert not (tmp_path / "view_left.png").exists() and not (tmp_path / "view_right.png").exists()

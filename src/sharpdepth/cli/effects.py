@@ -121,7 +121,15 @@ def run_stereo(source: DepthSource, settings: StereoSettings, output: Path | Non
     out = output or _default(source.image, settings.layout if settings.layout != "pair" else "stereo", ".jpg")
     paths = [check_image_output(p) for p in stereo_outputs(out, settings)]
     pair = stereo_pair(source.obtain(), settings)
-    return [save_rgb(p, picture) for p, picture in zip(paths, stereo_images(pair, settings), strict=True)]
+    written: list[Path] = []
+    try:
+        for p, picture in zip(paths, stereo_images(pair, settings), strict=True):
+            written.append(save_rgb(p, picture))
+    except OptionError:
+        for p in written:  # a left eye without its right one is a half-written result
+            p.unlink(missing_ok=True)
+        raise
+    return written
 
 
 # ---------------------------------------------------------------- typer commands
