@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sharpdepth.cli.effects",
     "sharpdepth.cli.evaluate",
     "sharpdepth.cli.export",
+    "sharpdepth.cli.serve",
 )
 
 PROG = "sharpdepth"
