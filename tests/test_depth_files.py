@@ -107,7 +107,7 @@ def test_atomic_write_uses_normal_permissions(tmp_path):
 
 
 def test_npz_bytes_do_not_depend_on_the_time_of_writing(tmp_path, monkeypatch) -> None:
-    """The CLI, the HTTP service and a Ray job must hand out the same bytes for the same result."""
+    """The CLI, the HTTP service and a Ray job hand out the same bytes for one result (numpy fixes zip dates)."""
     import time
     import zipfile
 

@@ -28,7 +28,6 @@ and their share is stored in the metadata and reported to the caller.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
@@ -115,27 +114,8 @@ def write_npz(path: Path, result: DepthResult) -> None:
         "fov_deg": np.array(np.nan if result.fov_deg is None else result.fov_deg, dtype=np.float64),
         "focal_source": np.array(str(result.focal_source)),
     }
-    with atomic_path(path) as tmp:
-        _save_npz_reproducible(tmp, arrays)
-
-
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-
-
-def _save_npz_reproducible(path: Path, arrays: dict[str, Any]) -> None:
-    """`np.savez_compressed`, but the same result always gives the same bytes.
-
-    numpy stamps each zip member with the time it was written, so two runs (the CLI and
-    the HTTP service, a local and a Ray job) would differ in their bytes though not in
-    their arrays; members are written here with a fixed date instead.
-    """
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, value in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.asanyarray(value), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, buffer.getvalue())
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 def write_png16(
