@@ -119,12 +119,12 @@ def register(app: typer.Typer) -> None:
         ),
         weights: Annotated[Path | None, typer.Option(help="Checkpoint file (.pt/.pth/.safetensors).")] = None,
         device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = DEFAULT_DEVICE,
-        precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU only).")] = (
-            DEFAULT_PRECISION
-        ),
+        precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU only).")] = (DEFAULT_PRECISION),
         focal_px: Annotated[float | None, typer.Option(help="Focal length in pixels (overrides EXIF/model).")] = None,
         fov_deg: Annotated[float | None, typer.Option(help="Horizontal field of view in degrees.")] = None,
-        format: Annotated[str, typer.Option("--format", "-f", help="npy,npz,png16,exr,pfm (comma list).")] = "npz",
+        format: Annotated[str, typer.Option("--format", "-f", help="npy,npz,png16,exr,pfm (comma list).")] = (
+            ",".join(OutputOptions.formats)
+        ),
         colormap: Annotated[str, typer.Option(help="inferno, turbo, viridis, magma, plasma, spectral, gray.")] = (
             OutputOptions.colormap
         ),
@@ -206,7 +206,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(data, indent=2))
             return
         out = Console(soft_wrap=True, highlight=False)
-        out.print(f"{image}  {loaded.format} {loaded.original_mode}  {loaded.width}x{loaded.height} (upright)", markup=False)
+        size = f"{loaded.width}x{loaded.height}"
+        out.print(f"{image}  {loaded.format} {loaded.original_mode}  {size} (upright)", markup=False)
         out.print(f"EXIF orientation: {loaded.orientation}; applied: {loaded.orientation_applied}", markup=False)
         for key, value in loaded.exif.items():
             out.print(f"  {key}: {value}", markup=False)
