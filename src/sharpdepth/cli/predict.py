@@ -77,6 +77,15 @@ def register(app: typer.Typer) -> None:
         ] = None,
         align_method: Annotated[str, typer.Option(help="lstsq, lstsq-robust or median (with --align-to).")] = ("lstsq"),
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+        ray: Annotated[bool, typer.Option("--ray", help="Run on a local Ray instance (Ray Data).")] = False,
+        ray_address: Annotated[
+            str | None, typer.Option(help="Run on a Ray cluster: 'auto' or ray://head:10001 (implies --ray).")
+        ] = None,
+        ray_actors: Annotated[int, typer.Option(help="Model replicas (Ray actors).")] = 2,
+        ray_gpus_per_actor: Annotated[float, typer.Option(help="GPUs per Ray actor.")] = 0.0,
+        ray_cpus_per_actor: Annotated[
+            float | None, typer.Option(help="CPUs per Ray actor (default: leave one core).")
+        ] = (None),
     ) -> None:
         """Predict depth for images and write depth files, views and a JSON sidecar per image."""
         options = OutputOptions(
@@ -99,7 +108,14 @@ def register(app: typer.Typer) -> None:
             align_to=align_to,
             align_method=align_method,
         )  # fmt: skip
-        done, failures = run_predict(inputs, output, settings, show_progress=not quiet)
+        if ray or ray_address is not None:
+            from .distributed_predict import run_predict_ray
+
+            done, failures = run_predict_ray(
+                inputs, output, settings, ray_address, ray_actors, ray_cpus_per_actor, ray_gpus_per_actor, not quiet
+            )
+        else:
+            done, failures = run_predict(inputs, output, settings, show_progress=not quiet)
         console.print(f"wrote {done} result(s) to {output}")
         if failures:
             # One plain line per failure (no table): greppable, never wrapped mid-path.
