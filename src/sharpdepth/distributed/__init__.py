@@ -4,6 +4,7 @@
 as the CLI and writes exactly the files a local `sharpdepth predict` writes.
 """
 
-from .ray_predict import RaySettings, predict_dataset
+from .ray_predict import predict_dataset, predict_items_on_ray
+from .settings import RaySettings
 
-__all__ = ["RaySettings", "predict_dataset"]
+__all__ = ["RaySettings", "predict_dataset", "predict_items_on_ray"]

@@ -25,57 +25,28 @@ import logging
 import os
 import pickle
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..engine.jobs import Failure, PredictSummary, make_aligner, plan_predict
+from ..engine.jobs import Failure, PredictSummary, job_output, make_aligner, make_failure, plan_predict, write_item
 from ..engine.settings import PredictSettings
 from ..errors import OptionError, SharpDepthError
+from ..io.depth_files import Notice, NoticeSink
 from ..io.images import LoadedImage, load_image
-from ..io.outputs import write_outputs
+from ..io.inputs import InputItem
+from ..io.outputs import OutputOptions
 from ..registry import get_spec
 from ..result import DepthResult
+from .settings import INSTALL_HINT, RaySettings
 
 if TYPE_CHECKING:
     import ray.data
 
-INSTALL_HINT = 'Ray is not installed: pip install "sharpdepth[ray]"'
-
 Row = dict[str, object]
 Batch = dict[str, np.ndarray]
-
-
-@dataclass(frozen=True, kw_only=True)
-class RaySettings:
-    """Where and how wide the job runs; the predict settings themselves are the local run's."""
-
-    address: str | None = None
-    """None: start a local Ray instance on this machine (127.0.0.1); "auto" or "ray://head:10001": join a cluster."""
-    actors: int = 2
-    cpus_per_actor: float | None = None
-    """None: leave a core for decoding and writing on this machine (at most 1 CPU per actor)."""
-    gpus_per_actor: float = 0.0
-    threads: int | None = None
-    """torch threads per actor; None: what a local run on this machine uses (identical arrays)."""
-
-    def __post_init__(self) -> None:
-        if self.actors < 1:
-            raise OptionError(f"--ray-actors must be at least 1, got {self.actors}")
-        if self.cpus_per_actor is not None and not self.cpus_per_actor > 0:
-            raise OptionError(f"--ray-cpus-per-actor must be positive, got {self.cpus_per_actor}")
-        if self.threads is not None and self.threads < 1:
-            raise OptionError(f"threads per actor must be at least 1, got {self.threads}")
-        if self.gpus_per_actor < 0:
-            raise OptionError(f"--ray-gpus-per-actor must not be negative, got {self.gpus_per_actor}")
-
-    def actor_cpus(self, cluster_cpus: float) -> float:
-        if self.cpus_per_actor is not None:
-            return self.cpus_per_actor
-        spare = max(cluster_cpus - 1.0, 0.5)
-        return min(1.0, spare / self.actors)
 
 
 def _import_ray():  # -> the ray module
@@ -131,6 +102,7 @@ class _Predictor:
         self.settings = settings
         self.model = settings.model.load()
         self.aligner = make_aligner(settings, self.model.output_kind, self.model.name)
+        self.output = pickle.dumps(job_output(self.model, settings))  # the run record, as a local run writes it
 
     def __call__(self, batch: Batch) -> Batch:
         n = len(batch["index"])
@@ -147,11 +119,11 @@ class _Predictor:
             for i in todo:
                 errors[i] = str(exc)
             predicted = []
-        for i, result in zip(todo, predicted, strict=False):
+        for i, image, result in zip(todo, loaded, predicted, strict=False):
             try:
                 if self.aligner is not None:
                     result = self.aligner(result)
-                results[i] = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+                results[i] = pickle.dumps((result, image.notes), protocol=pickle.HIGHEST_PROTOCOL)
             except SharpDepthError as exc:
                 errors[i] = str(exc)
         return {
@@ -159,23 +131,38 @@ class _Predictor:
             "path": batch["path"],
             "stem": batch["stem"],
             "result": np.array(results, dtype=object),
+            "output": np.array([self.output] * n, dtype=object),
             "error": np.array(errors, dtype=object),
         }
 
 
-def _write(row: Row, out_dir: str, settings: PredictSettings) -> Row:
-    """CPU stage: the local run's writer (atomic files, sidecar last)."""
-    base = {"index": row["index"], "path": row["path"], "error": str(row["error"])}
+def _write(row: Row, out_dir: str) -> Row:
+    """CPU stage: the local run's per-image tail (`write_item`: notes, atomic files, sidecar last)."""
+    base: Row = {"index": row["index"], "path": row["path"], "error": str(row["error"]), "notices": b""}
     if base["error"]:
         return base
-    result: DepthResult = pickle.loads(row["result"])  # type: ignore[arg-type]
+    result, notes = _unpickle_result(row["result"])
+    output: OutputOptions = pickle.loads(_as_bytes(row["output"]))
+    notices: list[Notice] = []
     try:
-        write_outputs(result, Path(out_dir), PurePath(str(row["stem"])), settings.output)
+        write_item(result, notes, Path(out_dir), PurePath(str(row["stem"])), output, on_notice=notices.append)
     except SharpDepthError as exc:
         base["error"] = str(exc)
     except OSError as exc:
-        base["error"] = f"could not write outputs: {exc}"
+        base["error"] = f"could not write outputs: {exc.strerror or exc}"
+    base["notices"] = pickle.dumps(notices)
     return base
+
+
+def _as_bytes(value: object) -> bytes:
+    if not isinstance(value, bytes):
+        raise TypeError(f"expected pickled bytes in a Ray row, got {type(value).__name__}")
+    return value
+
+
+def _unpickle_result(value: object) -> tuple[DepthResult, list[str]]:
+    result, notes = pickle.loads(_as_bytes(value))
+    return result, list(notes)
 
 
 # ----------------------------------------------------------------- the driver
@@ -206,12 +193,52 @@ def _pipeline(
             num_cpus=ray_settings.actor_cpus(cluster_cpus),
             num_gpus=ray_settings.gpus_per_actor or None,
         )
-        .map(_write, fn_kwargs={"out_dir": str(out_dir), "settings": settings}, num_cpus=stage_cpus)
+        .map(_write, fn_kwargs={"out_dir": str(out_dir)}, num_cpus=stage_cpus)
     )
 
 
 def _finished_rows(dataset: ray.data.Dataset) -> Iterator[Row]:
     yield from dataset.iter_rows()
+
+
+def predict_items_on_ray(
+    items: Sequence[InputItem],
+    out_dir: Path,
+    settings: PredictSettings,
+    ray_settings: RaySettings,
+    on_failure: Callable[[Failure], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    on_notice: NoticeSink | None = None,
+) -> PredictSummary:
+    """`engine.jobs.predict_items` on Ray: same files, failures (in input order) and notices."""
+    summary = PredictSummary()
+    if not items:
+        return summary
+    if settings.align_to is not None:  # option errors before any cluster work
+        make_aligner(settings, get_spec(settings.model.name).output_kind, settings.model.name)
+    started = _connect(ray_settings)
+    try:
+        rows = [(str(it.path), str(it.stem)) for it in items]
+        failed: list[tuple[int, Failure]] = []
+        for done, row in enumerate(_finished_rows(_pipeline(rows, out_dir, settings, ray_settings)), start=1):
+            notices: list[Notice] = pickle.loads(row["notices"]) if row.get("notices") else []  # type: ignore[arg-type]
+            for notice in notices:
+                if on_notice is not None:
+                    on_notice(replace(notice, source=str(row["path"])))
+            if row["error"]:
+                failure = make_failure(row["path"], str(row["error"]))
+                failed.append((int(str(row["index"])), failure))
+                if on_failure is not None:
+                    on_failure(failure)
+            else:
+                summary.written += 1
+            if on_progress is not None:
+                on_progress(done, len(rows))
+    finally:
+        if started:
+            _import_ray().shutdown()
+    summary.failures.extend(failure for _, failure in sorted(failed, key=lambda pair: pair[0]))  # input order
+    return summary
 
 
 def predict_dataset(
@@ -223,39 +250,18 @@ def predict_dataset(
     on_progress: Callable[[int, int], None] | None = None,
     on_failure: Callable[[Failure], None] | None = None,
 ) -> PredictSummary:
-    """Run the predict job over `inputs` on Ray; same outputs and failures as a local run.
+    """The whole predict job on Ray (input listing, resuming, writing): what a local run writes.
 
-    `on_progress(done, total)` is called as images finish; `on_failure` as each failure arrives.
+    >>> summary = predict_dataset(["photos/"], "out/", PredictSettings(), actors=8)  # doctest: +SKIP
     """
-    ray_settings = ray_settings or RaySettings(actors=actors)
     out = Path(out_dir)
     plan = plan_predict([str(p) for p in inputs], out, settings)
-    summary = PredictSummary(skipped=plan.skipped, failures=list(plan.failures))
     for failure in plan.failures:
         if on_failure is not None:
             on_failure(failure)
-    if not plan.items:
-        return summary
-    if settings.align_to is not None:  # option errors before any cluster work
-        make_aligner(settings, get_spec(settings.model.name).output_kind, settings.model.name)
-    started = _connect(ray_settings)
-    try:
-        items = [(str(it.path), str(it.stem)) for it in plan.items]
-        failed: list[tuple[int, Failure]] = []
-        done = 0
-        for row in _finished_rows(_pipeline(items, out, settings, ray_settings)):
-            done += 1
-            if row["error"]:
-                failure = Failure(str(row["path"]), str(row["error"]))
-                failed.append((int(str(row["index"])), failure))
-                if on_failure is not None:
-                    on_failure(failure)
-            else:
-                summary.written += 1
-            if on_progress is not None:
-                on_progress(done, len(items))
-    finally:
-        if started:
-            _import_ray().shutdown()
-    summary.failures.extend(failure for _, failure in sorted(failed, key=lambda pair: pair[0]))  # input order
+    summary = predict_items_on_ray(
+        plan.items, out, settings, ray_settings or RaySettings(actors=actors), on_failure, on_progress
+    )
+    summary.skipped = plan.skipped
+    summary.failures[:0] = plan.failures
     return summary
