@@ -69,9 +69,8 @@ def test_ray_run_equals_local_run_and_reports_the_bad_file(tmp_path, inputs, wei
     files = _files(tmp_path / "local")
     assert files == _files(tmp_path / "ray")
     assert len([f for f in files if f.endswith("_depth.npy")]) == len(PHOTOS)
-    for rel in files:
-        if rel.endswith(".npy"):
-            np.testing.assert_array_equal(np.load(tmp_path / "local" / rel), np.load(tmp_path / "ray" / rel))
+    for rel in files:  # every file byte for byte: arrays, npz, views and sidecars (run record included)
+        assert (tmp_path / "local" / rel).read_bytes() == (tmp_path / "ray" / rel).read_bytes(), rel
 
 
 def test_interrupted_ray_job_resumes_without_duplicates(tmp_path, inputs, weights) -> None:
@@ -91,8 +90,11 @@ def test_interrupted_ray_job_resumes_without_duplicates(tmp_path, inputs, weight
         _cmd(inputs, out, weights, "--ray", "--ray-actors", "2", "--skip-existing"),
         capture_output=True, text=True, env=_env(),
     )  # fmt: skip
-    assert resumed.returncode == 1, (resumed.stdout + resumed.stderr)[-2000:]
-    files = [f for f in _files(out) if ".part" not in f]
+    text = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 1, text[-2000:]
+    assert f"skipped {len(done_before)} image(s)" in text
+    files = _files(out)
+    assert not [f for f in files if ".part" in f], "a temporary file of the killed run was left behind"
     stems = sorted(Path(f).name.removesuffix(".json") for f in files if f.endswith(".json"))
     assert stems == sorted(Path(p).stem for p in PHOTOS)
     assert len([f for f in files if f.endswith("_depth.npy")]) == len(PHOTOS)
