@@ -187,6 +187,34 @@ def _chunks(items: Sequence[InputItem], size: int) -> Iterator[Sequence[InputIte
         yield items[start : start + size]
 
 
+def job_output(model: DepthModel, settings: PredictSettings) -> OutputOptions:
+    """The job's output options with the run record (version, device, precision, ...) for every sidecar."""
+    return replace(settings.output, extra_sidecar={**settings.output.extra_sidecar, **run_record(model, settings)})
+
+
+def write_item(
+    result: DepthResult,
+    input_notes: Sequence[str],
+    out_dir: Path,
+    stem: PurePath,
+    output: OutputOptions,
+    on_notice: NoticeSink | None = None,
+) -> list[Path]:
+    """Everything after the network for one image: notes, the clamp warning, the files (sidecar last).
+
+    Local and distributed runs both end here, so they write the same files.
+    """
+    sink: NoticeSink = on_notice or (lambda _notice: None)
+    for note in input_notes:
+        sink(Notice("input_note", note))
+    if input_notes:
+        result.extra["input_notes"] = list(input_notes)
+    clamped = _clamp_notice(result)
+    if clamped is not None:
+        sink(clamped)
+    return write_result_files(result, out_dir, stem, output, on_notice=sink)
+
+
 def _clamp_notice(result: DepthResult) -> Notice | None:
     if not result.is_metric:
         return None
@@ -214,7 +242,7 @@ def predict_items(
 ) -> PredictSummary:
     """Run a loaded model over `items` and write every image's files."""
     summary = PredictSummary()
-    output = replace(settings.output, extra_sidecar={**settings.output.extra_sidecar, **run_record(model, settings)})
+    output = job_output(model, settings)
 
     def fail(source: object, reason: str) -> None:
         failure = make_failure(source, reason)
@@ -252,18 +280,10 @@ def predict_items(
                 fail(it.path, f"not enough memory to run {model.name} on it ({_first_line(exc)})")
             results = []
         for item, image, result in zip(ok_items, loaded, results, strict=False):
-            sink = tell(item.path)
             try:
                 if aligner is not None:
                     result = aligner(result)
-                for note in image.notes:
-                    sink(Notice("input_note", note))
-                if image.notes:
-                    result.extra["input_notes"] = list(image.notes)
-                clamped = _clamp_notice(result)
-                if clamped is not None:
-                    sink(clamped)
-                write_result_files(result, out_dir, item.stem, output, on_notice=sink)
+                write_item(result, image.notes, out_dir, item.stem, output, on_notice=tell(item.path))
                 summary.written += 1
             except SharpDepthError as exc:
                 fail(item.path, str(exc))
