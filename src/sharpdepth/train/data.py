@@ -179,9 +179,15 @@ class Batch:
         return Batch(*(t.to(device) for t in (self.image, self.depth, self.mask, self.focal_px, self.width)))
 
 
-def to_item(view: View, adapter: ModelAdapter) -> Batch:
-    """One view through the family's pre-processing; targets resized to the network input."""
+def to_item(view: View, adapter: ModelAdapter, size: tuple[int, int] | None = None) -> Batch:
+    """One view through the family's pre-processing; targets resized to the network input.
+
+    `size` forces the network input size (bilinear resize after the family's own), for
+    families whose resize follows the aspect ratio of each (cropped) image.
+    """
     image = adapter.preprocess(np.ascontiguousarray(view.image))
+    if size is not None and tuple(image.shape[-2:]) != size:
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
     h, w = image.shape[-2:]
     depth = np.where(view.valid, view.depth, np.nan).astype(np.float32)
     depth_t = F.interpolate(torch.from_numpy(np.ascontiguousarray(depth))[None, None], size=(h, w), mode="nearest")
@@ -198,8 +204,8 @@ def to_item(view: View, adapter: ModelAdapter) -> Batch:
 
 
 def collate(items: list[Batch]) -> Batch:
-    """Stack items; inputs of another size (families whose resize keeps the aspect ratio)
-    are resized to the first item's size (bilinear input, nearest targets)."""
+    """Stack items (a safety net: `SampleStream` already gives all items one size); inputs
+    of another size are resized to the first item's (bilinear input, nearest targets)."""
     size = tuple(items[0].image.shape[-2:])
     fixed = []
     for it in items:
@@ -238,6 +244,20 @@ class SampleStream:
         self.augment = augment
         self.seed = seed
         self._perms: dict[int, np.ndarray] = {}
+        self._size: tuple[int, int] | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Network input size of every item: the family's size for the first entry, un-augmented.
+
+        Fixed per run (not per batch), so a batch's content never depends on how the global
+        batch is divided among processes or micro-steps.
+        """
+        if self._size is None:
+            first = sample_view(self.dataset.load(self.entries[0]))
+            shape = self.adapter.preprocess(np.ascontiguousarray(first.image)).shape
+            self._size = (int(shape[-2]), int(shape[-1]))
+        return self._size
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -255,7 +275,7 @@ class SampleStream:
         view = sample_view(sample)
         if self.augment is not None:
             view = augment_view(view, self.augment, np.random.default_rng([self.seed, 1, draw]))
-        return to_item(view, self.adapter)
+        return to_item(view, self.adapter, self.size)
 
     def batch(self, draws: list[int]) -> Batch:
         return collate([self.item(k) for k in draws])

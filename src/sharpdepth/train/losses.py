@@ -91,7 +91,8 @@ def align_least_squares(pred: torch.Tensor, target: torch.Tensor, mask: torch.Te
     b0 = (m * p * g).flatten(1).sum(1)
     b1 = (m * g).flatten(1).sum(1)
     det = a00 * a11 - a01 * a01
-    ok = det.abs() > EPS * (a00 * a11).clamp_min(EPS)
+    # Degenerate when det vanishes next to the rounding error of its two terms.
+    ok = det.abs() > 16 * torch.finfo(pred.dtype).eps * (a00 * a11).clamp_min(torch.finfo(pred.dtype).tiny)
     safe = torch.where(ok, det, torch.ones_like(det))
     scale = torch.where(ok, (a11 * b0 - a01 * b1) / safe, torch.zeros_like(det))
     shift = torch.where(ok, (-a01 * b0 + a00 * b1) / safe, b1 / a11.clamp_min(1))

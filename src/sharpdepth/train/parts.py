@@ -57,13 +57,13 @@ def part_of(family: str, key: str) -> str:
 
 
 def trainable_parts(family: str, train: str, freeze: tuple[str, ...]) -> frozenset[str]:
+    if train == "fov" and family != "depth_pro":
+        raise OptionError("--train fov: only Depth Pro has a FOV head")
     parts = TRAINED_BY[train] - set(freeze)
     if "fov" in parts and family != "depth_pro":
         parts = parts - {"fov"}
     if not parts:
-        raise OptionError(f"--train {train} with --freeze {','.join(freeze)} leaves nothing to train")
-    if train == "fov" and family != "depth_pro":
-        raise OptionError("--train fov: only Depth Pro has a FOV head")
+        raise OptionError(f"--train {train} with --freeze {','.join(freeze) or '-'} leaves nothing to train")
     return parts
 
 
