@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sharpdepth.train import losses as L
+import sharpdepth.train.losses as L
 
 
 def _t(rows: list[list[float]]) -> torch.Tensor:

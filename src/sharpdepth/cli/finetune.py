@@ -55,7 +55,9 @@ def register(app: typer.Typer) -> None:
         weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
         warmup_steps: Annotated[int | None, typer.Option(help="Linear warm-up steps (default 5 %).")] = None,
         clip_grad: Annotated[float, typer.Option(help="Max gradient norm (0: off).")] = 1.0,
-        freeze: Annotated[list[str] | None, typer.Option(help="Part to keep fixed: encoder, decoder, head, fov.")] = None,
+        freeze: Annotated[
+            list[str] | None, typer.Option(help="Part to keep fixed: encoder, decoder, head, fov.")
+        ] = None,
         train: Annotated[str, typer.Option(help="head, decoder, fov or all.")] = "all",
         lora_rank: Annotated[int, typer.Option(help="LoRA rank on attention projections (0: off).")] = 0,
         lora_alpha: Annotated[float | None, typer.Option(help="LoRA alpha (default: the rank).")] = None,
@@ -124,10 +126,12 @@ def register(app: typer.Typer) -> None:
         from ..train.loop import run_finetune
 
         summary = run_finetune(settings, echo=lambda msg: typer.echo(msg, err=True))
-        if not quiet:
+        if summary.is_main and not quiet:
             for tag, metrics in (("before", summary.val_before), ("after", summary.val_after)):
                 if metrics:
                     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                     typer.echo(f"validation {tag}: {shown}", err=True)
             written = [p for p in (summary.final, summary.best, output / "last") if p is not None]
-            typer.echo(f"{summary.steps} steps in {summary.seconds:.0f} s; wrote " + ", ".join(map(str, written)), err=True)
+            typer.echo(
+                f"{summary.steps} steps in {summary.seconds:.0f} s; wrote " + ", ".join(map(str, written)), err=True
+            )

@@ -37,11 +37,11 @@ def save_weights(state: dict[str, torch.Tensor], dest: Path, metadata: dict[str,
 
 
 def rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
+    _, keys, pos, *_ = np.random.get_state(legacy=True)
     return {
         "torch": torch.get_rng_state(),
-        "numpy_keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-        "numpy_pos": int(np_state[2]),
+        "numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "numpy_pos": int(pos),
         "python": list(random.getstate()[1]),
         "python_version": int(random.getstate()[0]),
     }

@@ -24,7 +24,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,9 @@ def dist_from_env() -> DistContext:
         return DistContext()
     ctx = DistContext(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and os.environ.get("SHARPDEPTH_DIST_BACKEND") != "gloo" else "gloo"
+        backend = (
+            "nccl" if torch.cuda.is_available() and os.environ.get("SHARPDEPTH_DIST_BACKEND") != "gloo" else "gloo"
+        )
         dist.init_process_group(backend=backend)
     return ctx
 
@@ -101,7 +103,8 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
 
 def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: weight decay on matrices and kernels, none on biases, norms and tokens."""
-    decay, plain = [], []
+    decay: list[nn.Parameter] = []
+    plain: list[nn.Parameter] = []
     for _, param in net.named_parameters():
         if param.requires_grad:
             (decay if param.ndim >= 2 else plain).append(param)
@@ -120,6 +123,8 @@ class FinetuneSummary:
     train_samples: int = 0
     val_samples: int = 0
     seconds: float = 0.0
+    is_main: bool = True
+    """False on the non-zero ranks of a distributed run (they write and report nothing)."""
 
 
 class MetricsLog:
@@ -167,7 +172,7 @@ def validate(
     was_training = net.training
     net.eval()
     method, space = resolve_alignment(model.spec.output_kind, protocol, EvalOptions(), model.name)
-    rows = []
+    rows: list[Mapping[str, Any]] = []
     try:
         for entry in entries:
             sample = dataset.load(entry)
@@ -330,7 +335,7 @@ class Trainer:
             with ctx:
                 with self._autocast():
                     raw = self.model(batch.image)
-                out = split_outputs(raw, tuple(batch.depth.shape[-2:]))
+                out = split_outputs(raw, (int(batch.depth.shape[-2]), int(batch.depth.shape[-1])))
                 loss, parts = self.objective(out, batch)
                 (loss / s.accumulate).backward()
             loss_sum += float(loss.detach()) / s.accumulate
@@ -342,7 +347,7 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        record = {"event": "train", "step": self.step, "loss": self._mean_over_ranks(loss_sum)}
+        record: dict[str, float] = {"step": self.step, "loss": self._mean_over_ranks(loss_sum)}
         record.update({k: self._mean_over_ranks(v) for k, v in totals.items()})
         record.update({"lr": lr, "grad_norm": grad_norm})
         record["seconds"] = time.perf_counter() - started
@@ -428,7 +433,7 @@ def run_finetune(settings: TrainSettings, echo: Callable[[str], None] | None = N
         (out / "settings.json").write_text(settings.to_json() + "\n")
     log = MetricsLog(out / "metrics.jsonl", enabled=main)
     summary = FinetuneSummary(
-        0, out, None, None, train_samples=len(trainer.stream), val_samples=len(trainer.val_entries)
+        0, out, None, None, train_samples=len(trainer.stream), val_samples=len(trainer.val_entries), is_main=main
     )
     say = echo if (echo is not None and main and not settings.quiet) else (lambda _msg: None)
     say(
@@ -456,7 +461,7 @@ def run_finetune(settings: TrainSettings, echo: Callable[[str], None] | None = N
     try:
         for _ in _steps(trainer, settings.stop_after):
             record = trainer.train_step()
-            log.write(record)
+            log.write({"event": "train", **record})
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4g}", lr=f"{record['lr']:.2e}")
