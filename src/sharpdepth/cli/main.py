@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "sharpdepth.cli.geometry",
     "sharpdepth.cli.effects",
     "sharpdepth.cli.evaluate",
+    "sharpdepth.cli.export",
     "sharpdepth.cli.finetune",
 )
 

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .traceable import is_exporting, resize_bicubic_scale, resize_bilinear_size
+
 
 @dataclass(frozen=True)
 class ViTConfig:
@@ -165,6 +167,8 @@ class VisionTransformer(nn.Module):
         """The stored position grid stretched to rows x cols patches, cls entry first."""
         stored = self.cfg.grid_size
         pos = self.pos_embed
+        if is_exporting():
+            return self._traceable_position_embedding(rows, cols)
         if rows == stored and cols == stored:
             return pos
         cls_pos, grid = pos[:, :1], pos[:, 1:]
@@ -181,6 +185,31 @@ class VisionTransformer(nn.Module):
             raise RuntimeError(f"position grid resized to {tuple(grid.shape[-2:])}, wanted {(rows, cols)}")
         grid = grid.permute(0, 2, 3, 1).reshape(1, rows * cols, dim).to(pos.dtype)
         return torch.cat([cls_pos, grid], dim=1)
+
+    def _traceable_position_embedding(self, rows: int, cols: int) -> torch.Tensor:
+        """`position_embedding` with shape-dependent tensor ops only, for exported graphs.
+
+        A trace records `rows`/`cols` as functions of the input shape; Python
+        arithmetic and `if` on them would be frozen at the export size (see
+        `sharpdepth.models.traceable`). The stored-size shortcut becomes a `where`.
+        """
+        stored = self.cfg.grid_size
+        pos = self.pos_embed
+        cls_pos, grid = pos[:, :1], pos[:, 1:]
+        dim = grid.shape[-1]
+        grid = grid.float().reshape(1, stored, stored, dim).permute(0, 3, 1, 2)
+        rows_t, cols_t = torch.as_tensor(rows), torch.as_tensor(cols)
+        if self.cfg.pos_interp == "dinov2":
+            scale_r = (rows_t.to(torch.float64) + 0.1) / stored
+            scale_c = (cols_t.to(torch.float64) + 0.1) / stored
+            resized = resize_bicubic_scale(grid, rows_t, cols_t, scale_r, scale_c)
+            same = (rows_t == stored) & (cols_t == stored)
+            identity = resize_bilinear_size(grid, rows_t, cols_t)  # exact copy when sizes match
+            resized = torch.where(same, identity, resized)
+        else:
+            resized = resize_bilinear_size(grid, rows_t, cols_t)
+        resized = resized.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos.dtype)
+        return torch.cat([cls_pos, resized], dim=1)
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Image -> token sequence [cls, (registers), patches] with position embeddings."""
