@@ -42,6 +42,7 @@ from ..eval.harness import EvalOptions, resolve_alignment, score_frame
 from ..eval.metrics import mean_metrics
 from ..eval.protocols import Protocol as EvalProtocol
 from ..eval.protocols import default_protocol
+from ..io.atomic import atomic_path
 from ..registry import ModelSpec
 from ..result import OutputKind
 from . import checkpoint as ckpt
@@ -84,11 +85,13 @@ def dist_from_env() -> DistContext:
 
 
 def _device(settings: TrainSettings, ctx: DistContext) -> str:
-    if settings.device == "auto" and torch.cuda.is_available():
-        return f"cuda:{ctx.local_rank}" if ctx.active else "cuda"
-    if settings.device == "auto":
-        return "cpu"
-    return settings.device
+    """The device of this process: under torchrun each rank takes GPU `LOCAL_RANK`."""
+    name = settings.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and ctx.active:
+        return f"cuda:{ctx.local_rank}"
+    return name
 
 
 # ------------------------------------------------------------------ schedule
@@ -430,7 +433,8 @@ def run_finetune(settings: TrainSettings, echo: Callable[[str], None] | None = N
     out = settings.output
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "settings.json").write_text(settings.to_json() + "\n")
+        with atomic_path(out / "settings.json") as tmp:
+            tmp.write_text(settings.to_json() + "\n")
     log = MetricsLog(out / "metrics.jsonl", enabled=main)
     summary = FinetuneSummary(
         0, out, None, None, train_samples=len(trainer.stream), val_samples=len(trainer.val_entries), is_main=main
