@@ -128,6 +128,16 @@ def test_resume_equals_an_uninterrupted_run(rgbd: Path, tmp_path: Path) -> None:
         assert_same_weights(halfway, weights_of(full.final), atol=1e-6)
 
 
+def test_lora_run_resumes_exactly(rgbd: Path, tmp_path: Path) -> None:
+    # LoRA adapts the encoder (adapters only, no biases) while decoder and head train in full.
+    common = dict(steps=3, model=EXACT["model"], loss="silog", lora_rank=2, train="decoder")
+    full = run_finetune(settings(rgbd, tmp_path / "full", **common))
+    run_finetune(settings(rgbd, tmp_path / "part", stop_after=1, **common))
+    resumed = run_finetune(settings(rgbd, tmp_path / "part", resume=tmp_path / "part" / "last", **common))
+    assert full.final is not None and resumed.final is not None
+    assert_same_weights(weights_of(resumed.final), weights_of(full.final), atol=1e-6)
+
+
 def test_resume_refuses_a_different_global_batch(rgbd: Path, tmp_path: Path) -> None:
     run_finetune(settings(rgbd, tmp_path / "a", stop_after=1))
     with pytest.raises(OptionError, match="global batch"):
