@@ -74,9 +74,9 @@ def test_predict_every_format_and_view(tmp_path, tiny_weights):
     for name in ("a.npz", "a_depth.exr", "a_depth.pfm"):
         np.testing.assert_array_equal(read_depth_result(out / name).prediction, ref)
     png = read_depth_result(out / "a_depth.png").prediction
-    near = ref < 65.5  # millimetre PNGs saturate at 65.535 m (documented; fraction in metadata)
+    near = ref < 65.5  # millimetre PNGs hold 0..65.535 m; deeper pixels are written as invalid (issue 13)
     np.testing.assert_allclose(png[near], ref[near], atol=6e-4)
-    np.testing.assert_allclose(png[~near], 65.535, atol=1e-4)
+    assert np.isnan(png[ref > 65.5355]).all() and (ref > 65.5355).any()
     with Image.open(out / "a_sbs.png") as sbs:
         assert sbs.size == (320, 120)
 

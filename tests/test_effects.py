@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import av
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from sharpdepth.apps.common import srgb_to_linear
 from sharpdepth.apps.dof import DofSettings, depth_of_field
 from sharpdepth.apps.parallax import PATHS, CameraPath, parallax_video, plan_parallax, render_frames
 from sharpdepth.apps.portrait import find_subject, portrait, refine_matte
+from sharpdepth.apps.settings import ParallaxSettings, PortraitSettings, StereoSettings
 from sharpdepth.apps.stereo import anaglyph, side_by_side, stereo_pair
 from sharpdepth.apps.warp import render_view
 from sharpdepth.cli.main import main
@@ -58,7 +61,7 @@ def test_background_blur_grows_with_depth_as_the_thin_lens_predicts():
     img = np.zeros((h, w, 3), np.uint8)
     img[:, w // 2 :] = 255
     f_mm, n, s = 100.0, 2.0, 1.0  # 100 mm f/2 focused at 1 m
-    pitch = 36.0 / w
+    pitch = math.hypot(36.0, 24.0) / math.hypot(w, h)  # full-frame diagonal (43.27 mm) over the image diagonal
     measured, predicted = [], []
     for z in (1.25, 2.0, 5.0, 20.0):
         settings = DofSettings(focus_m=s, f_number=n, focal_length_mm=f_mm, max_blur_px=1e4, highlight_boost=0)
@@ -70,7 +73,97 @@ def test_background_blur_grows_with_depth_as_the_thin_lens_predicts():
     predicted, measured = np.array(predicted), np.array(measured)
     assert np.all(np.diff(measured) > 0)
     assert np.allclose(measured, predicted, rtol=0.06), (measured, predicted)
-    assert predicted[-1] > 4 * predicted[0]  # a wide range: radius ~4.6 px to ~22 px
+    assert predicted[-1] > 4 * predicted[0]  # a wide range: radius ~3.9 px to ~18 px
+
+
+def test_blur_does_not_depend_on_the_orientation():
+    """Issue 13: one lens, one focal length in pixels, the photo upright or on its side: the same blur.
+
+    Expected value written out independently: the 35 mm-equivalent focal length
+    is defined on the diagonal, so the pixel pitch is 43.27 mm over the image
+    diagonal and f = f_px * pitch (26.0 mm for the 4032x3024 photo of the issue)."""
+    from sharpdepth.apps.dof import thin_lens_coc_px
+
+    f_px, s, z, n = 3028.7, 2.0, 4.0, 2.0
+    pitch = math.hypot(36.0, 24.0) / math.hypot(4032, 3024)
+    f_mm = f_px * pitch
+    expected = (f_mm / n) * f_mm / (s * 1000 - f_mm) * (z - s) / z / pitch
+    assert f_mm == pytest.approx(26.0, abs=0.05)
+    landscape = thin_lens_coc_px(np.array([z]), s, n, f_px, (3024, 4032))
+    portrait_ = thin_lens_coc_px(np.array([z]), s, n, f_px, (4032, 3024))
+    assert landscape[0] == pytest.approx(expected, rel=1e-5) and portrait_[0] == pytest.approx(expected, rel=1e-5)
+    # the whole refocus on a small rotated photo: identical blur radii, transposed pictures
+    img = texture(40, 72, seed=9)
+    depth = np.tile(np.linspace(1.0, 9.0, 72), (40, 1))
+    settings = DofSettings(focus_m=2.0, f_number=1.4, highlight_boost=0)
+    land = depth_of_field(metric(depth, img, 300.0), settings)
+    port = depth_of_field(metric(depth.T.copy(), np.ascontiguousarray(img.transpose(1, 0, 2)), 300.0), settings)
+    assert np.abs(land.coc_px).max() > 3
+    assert np.array_equal(land.coc_px.T, port.coc_px)
+    assert np.abs(land.image.transpose(1, 0, 2).astype(int) - port.image).max() <= 1
+
+
+def test_portrait_blur_does_not_depend_on_the_orientation():
+    """Portrait mode renders through the same lens function: rotated photo, identical blur radii."""
+    h, w = 60, 90
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = texture(h, w, seed=3)
+    person = (xx - 45) ** 2 / 12**2 + (yy - 30) ** 2 / 18**2 <= 1
+    depth = np.where(person, 1.5, 6.0)
+    land = portrait(metric(depth, img, 300.0), PortraitSettings(f_number=4, highlight_boost=0, subject_px=(45, 30)))
+    port = portrait(metric(depth.T.copy(), np.ascontiguousarray(img.transpose(1, 0, 2)), 300.0),
+                    PortraitSettings(f_number=4, highlight_boost=0, subject_px=(30, 45)))  # fmt: skip
+    assert np.array_equal(land.subject.T, port.subject)
+    assert np.allclose(land.coc_px.T, port.coc_px, atol=1e-4)
+    # the background's blur is the thin lens's (diagonal pitch), below the cap of 8 % of the longer side
+    pitch = math.hypot(36.0, 24.0) / math.hypot(w, h)
+    f_mm = 300.0 * pitch
+    expected = (f_mm / 4) * f_mm / (1500 - f_mm) * (6.0 - 1.5) / 6.0 / pitch
+    assert expected < 0.08 * w
+    assert land.coc_px[0, 0] == pytest.approx(expected, rel=1e-4)
+    assert port.coc_px[0, 0] == pytest.approx(expected, rel=1e-4)
+
+
+def test_settings_are_validated_on_construction():
+    for bad in (
+        dict(focus_m=2.0, shape="star"),
+        dict(focus_m=2.0, f_number=0),
+        dict(),
+        dict(focus_m=2.0, focus_px=(1, 1)),
+        dict(focus_m=-1.0),
+        dict(focus_m=2.0, max_blur_px=-1),
+        dict(focus_m=0.05, focal_length_mm=85),
+        dict(focus_m=float("nan")),
+        dict(focus_px=(1, 1), focus_window=0),
+    ):
+        with pytest.raises(OptionError):
+            DofSettings(**bad)
+    for bad in (dict(fps=0), dict(duration_s=0), dict(path="spiral"), dict(amplitude=-0.1), dict(max_size_px=8),
+                dict(pivot_m=0)):  # fmt: skip
+        with pytest.raises(OptionError):
+            ParallaxSettings(**bad)
+    for bad in (dict(layout="mpo"), dict(anaglyph="blue"), dict(baseline_m=-1), dict(convergence_m=0),
+                dict(max_disparity_px=5, baseline_m=0.1)):  # fmt: skip
+        with pytest.raises(OptionError):
+            StereoSettings(**bad)
+    with pytest.raises(OptionError):
+        PortraitSettings(f_number=0)
+    with pytest.raises(TypeError):
+        DofSettings(2.0)  # type: ignore[misc]  # keyword-only
+    settings = ParallaxSettings(duration_s=0.7, fps=10)
+    assert settings.frames == 7  # computed in one place
+    with pytest.raises(AttributeError):
+        settings.fps = 5  # type: ignore[misc]  # frozen
+    assert PortraitSettings().f_number == 1.8 and DofSettings(focus_m=1).sensor_width_mm == 36.0
+    # built from a request's JSON: lists become the documented tuples; strings are not numbers or flags
+    assert DofSettings(focus_px=[3, 4]).focus_px == (3.0, 4.0)
+    for bad_kwargs in (dict(focus_m="2"), dict(focus_px="3,4"), dict(focus_px=[1, 2, 3])):
+        with pytest.raises(OptionError):
+            DofSettings(**bad_kwargs)
+    with pytest.raises(OptionError, match="true or false"):
+        ParallaxSettings(loop="false")  # type: ignore[arg-type]
+    with pytest.raises(OptionError, match="true or false"):
+        StereoSettings(center="no")  # type: ignore[arg-type]
 
 
 def _halo_scene():
@@ -150,7 +243,7 @@ def test_portrait_finds_subject_and_keeps_it_sharp():
     assert iou > 0.95, iou  # the floor, as near as the person, is not taken for the subject
     pointed = find_subject(result, point=(10, 10))
     assert pointed[10, 10] and not pointed[person].any()
-    out = portrait(result, f_number=1.4, focal_length_mm=85)
+    out = portrait(result, PortraitSettings(f_number=1.4, focal_length_mm=85))
     core = ndimage.binary_erosion(person, iterations=4)  # beyond the matte's soft band
     assert np.abs(out.image[core].astype(int) - img[core]).max() <= 2
     bg = (ndimage.distance_transform_edt(~person) > 8) & (depth > 5)
@@ -196,7 +289,7 @@ def test_zero_motion_reproduces_the_input():
     img, depth, _ = _two_plane_scene()
     result = metric(depth, img, 100.0)
     for kind in PATHS:
-        plan = plan_parallax(result, CameraPath(kind, amplitude=0.0), frames=3, max_size=None)
+        plan = plan_parallax(result, ParallaxSettings(path=kind, amplitude=0.0, duration_s=3, fps=1, max_size_px=None))
         for frame in render_frames(plan):
             assert np.abs(frame.astype(int) - img).max() <= 1, kind
 
@@ -223,7 +316,8 @@ def test_parallax_is_inverse_to_depth():
 def test_dolly_zoom_keeps_the_pivot_plane_and_paths_loop():
     img = texture(48, 64, seed=5)
     result = metric(np.full((48, 64), 3.0), img, 60.0)
-    plan = plan_parallax(result, CameraPath("dolly-zoom", amplitude=0.3), frames=4, max_size=None, crop=False)
+    settings = ParallaxSettings(path="dolly-zoom", amplitude=0.3, duration_s=4, fps=1, max_size_px=None, crop=False)
+    plan = plan_parallax(result, settings)
     assert plan.pivot == pytest.approx(3.0)
     frames = list(render_frames(plan))
     assert plan.poses[2][0][2] > 0.4  # the camera really moved forward (metres)
@@ -250,8 +344,8 @@ def test_edge_pixels_move_with_the_foreground():
 
 def test_mp4_has_the_right_frames(tmp_path):
     img, depth, _ = _two_plane_scene(48, 64)
-    out, n = parallax_video(metric(depth, img, 60.0), tmp_path / "v.mp4", CameraPath("circle"), duration_s=0.7,
-                            fps=10)  # fmt: skip
+    out, n = parallax_video(metric(depth, img, 60.0), tmp_path / "v.mp4",
+                            ParallaxSettings(path="circle", duration_s=0.7, fps=10))  # fmt: skip
     assert n == 7
     with av.open(str(out)) as container:
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
@@ -263,13 +357,13 @@ def test_mp4_has_the_right_frames(tmp_path):
 def test_stereo_disparity_is_f_b_over_z():
     img, depth, _ = _two_plane_scene()
     f, baseline = 100.0, 0.12
-    pair = stereo_pair(metric(depth, img, f), baseline_m=baseline)
+    pair = stereo_pair(metric(depth, img, f), StereoSettings(baseline_m=baseline))
     for rows, cols, z, x0 in ((slice(50, 58), slice(5, 40), 8.0, 20.5), (slice(20, 40), slice(55, 75), 2.0, 64.5)):
         left = _stripe_centre(pair.left, rows, cols)
         right = _stripe_centre(pair.right, rows, cols)
         assert left - right == pytest.approx(f * baseline / z, abs=0.05)  # 1.5 px and 6 px
         assert (left + right) / 2 == pytest.approx(x0, abs=0.05)  # the photo is the middle view
-    as_left = stereo_pair(metric(depth, img, f), baseline_m=baseline, center=False)
+    as_left = stereo_pair(metric(depth, img, f), StereoSettings(baseline_m=baseline, center=False))
     assert np.array_equal(as_left.left, img)
     ana = anaglyph(pair.left, pair.right, "color")
     assert np.array_equal(ana[..., 0], pair.left[..., 0]) and np.array_equal(ana[..., 1:], pair.right[..., 1:])
@@ -277,10 +371,30 @@ def test_stereo_disparity_is_f_b_over_z():
     assert side_by_side(pair.left, pair.right, half_width=True).shape == (60, 120, 3)
     rel = DepthResult(1.0 / depth, OutputKind.RELATIVE_DISPARITY, image=img, model_name="da-v2-small")
     with pytest.raises(RelativeDepthError):
-        stereo_pair(rel, baseline_m=0.1)
-    rel_pair = stereo_pair(rel, max_disparity_px=6.0)
+        stereo_pair(rel, StereoSettings(baseline_m=0.1))
+    rel_pair = stereo_pair(rel, StereoSettings(max_disparity_px=6.0))
     near = slice(20, 40), slice(55, 75)
     assert _stripe_centre(rel_pair.left, *near) - _stripe_centre(rel_pair.right, *near) == pytest.approx(6.0, abs=0.1)
+
+
+def test_parallel_cameras_give_crossed_parallax_and_convergence_moves_the_screen():
+    """Parallel cameras: every finite depth is seen further right by the left eye (crossed parallax, in
+    front of the screen), f*B/z px, shrinking toward 0 at infinity. Converged at c: f*B*(1/z - 1/c), so
+    what is farther than c has uncrossed (negative) parallax, behind the screen."""
+    img, depth, _ = _two_plane_scene()
+    f, baseline, c = 100.0, 0.12, 4.0
+    far, near = (slice(50, 58), slice(5, 40), 8.0), (slice(20, 40), slice(55, 75), 2.0)
+
+    def parallax(pair, rows, cols):
+        return _stripe_centre(pair.left, rows, cols) - _stripe_centre(pair.right, rows, cols)
+
+    parallel = stereo_pair(metric(depth, img, f), StereoSettings(baseline_m=baseline))
+    p_far, p_near = parallax(parallel, *far[:2]), parallax(parallel, *near[:2])
+    assert 0 < p_far < p_near  # both crossed; the nearer one more
+    converged = stereo_pair(metric(depth, img, f), StereoSettings(baseline_m=baseline, convergence_m=c))
+    for rows, cols, z in (far, near):
+        assert parallax(converged, rows, cols) == pytest.approx(f * baseline * (1 / z - 1 / c), abs=0.05)
+    assert parallax(converged, *far[:2]) < 0 < parallax(converged, *near[:2])
 
 
 # ---------------------------------------------------------------- CLI

@@ -18,6 +18,7 @@ from sharpdepth.errors import OptionError
 from sharpdepth.eval.datasets import open_dataset
 from sharpdepth.eval.harness import EvalOptions, Evaluator, model_fingerprint
 from sharpdepth.eval.protocols import get_protocol
+from sharpdepth.eval.settings import EvalJob, EvalSettings
 from sharpdepth.eval.temporal import flicker, reproject_depth, temporal_alignment_error, temporal_change_error
 from sharpdepth.result import DepthResult, OutputKind
 
@@ -42,8 +43,8 @@ class GroundTruthPredictor:
 
     def __init__(self, name, samples, transform, kind=OutputKind.METRIC_DEPTH, focal_scale=None):
         self.name = name
-        self.cache_id = name
-        self.kind = kind
+        self.fingerprint = name
+        self.output_kind = kind
         self.transform = transform
         self.focal_scale = focal_scale
         self.truth = {_key(s.image): (s.depth, s.focal_px) for s in samples}
@@ -56,7 +57,7 @@ class GroundTruthPredictor:
         rng = np.random.default_rng(int(_key(image)[:8], 16))
         pred = self.transform(filled, rng)
         f = None if self.focal_scale is None or focal is None else focal * self.focal_scale
-        return DepthResult(pred.astype(np.float32), self.kind, focal_px=f, model_name=self.name)
+        return DepthResult(pred.astype(np.float32), self.output_kind, focal_px=f, model_name=self.name)
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +145,8 @@ def test_end_to_end_writes_table_json_csv_and_resumes(middlebury, tmp_path):
     metric = GroundTruthPredictor("metric-x1.1", all_samples, lambda d, r: 1.1 * d)
     relative = GroundTruthPredictor("relative", all_samples, lambda d, r: 3.0 / d + 0.2, OutputKind.RELATIVE_DISPARITY)
     buf = Console(record=True, width=160, file=open("/dev/null", "w"))  # noqa: SIM115
-    reports, paths = run_eval([metric, relative], "middlebury", MIDDLEBURY, tmp_path, limit=4,
-                              show_progress=False, out_console=buf)  # fmt: skip
+    job = EvalJob(dataset="middlebury", root=MIDDLEBURY, output=tmp_path, scoring=EvalSettings(limit=4))
+    reports, paths = run_eval([metric, relative], job, show_progress=False, out_console=buf)
     text = buf.export_text()
     assert "middlebury · protocol middlebury · 4 images" in text and "AbsRel" in text and "δ1" in text
     assert "metric-x1.1" in text and "relative" in text
@@ -164,8 +165,7 @@ def test_end_to_end_writes_table_json_csv_and_resumes(middlebury, tmp_path):
     assert len(cached) == 4
     # second run: every prediction comes from the cache, numbers unchanged
     calls = metric.calls
-    reports2, _ = run_eval([metric], "middlebury", MIDDLEBURY, tmp_path, limit=4, show_progress=False,
-                           out_console=QUIET)  # fmt: skip
+    reports2, _ = run_eval([metric], job, show_progress=False, out_console=QUIET)
     assert metric.calls == calls and reports2[0].cache_hits == 4
     assert reports2[0].summary["abs_rel"] == reports[0].summary["abs_rel"]
 
@@ -174,8 +174,8 @@ def test_harness_on_real_tum_and_sun_frames(tmp_path):
     for name, match in (("tum", "TUM_*"), ("sun-rgbd", "SUN_*")):
         ds = open_dataset(name, FRAMES, match=match)
         model = GroundTruthPredictor(f"{name}-x0.9", list(ds), lambda d, r: 0.9 * d)
-        reports, paths = run_eval([model], name, FRAMES, tmp_path, dataset_options={"match": match},
-                                  show_progress=False, out_console=QUIET)  # fmt: skip
+        job = EvalJob(dataset=name, root=FRAMES, output=tmp_path, dataset_options={"match": match})
+        reports, paths = run_eval([model], job, show_progress=False, out_console=QUIET)
         s = reports[0].summary
         assert s["n_images"] == 1 and s["abs_rel"] == pytest.approx(0.1, rel=1e-4) and s["delta1"] == 1.0
         assert json.loads(paths["json"].read_text())["protocol"]["max_depth"] == 10.0

@@ -10,9 +10,8 @@ import pytest
 import trimesh
 
 from sharpdepth.cli.main import main
-from sharpdepth.errors import OptionError, RelativeDepthError
+from sharpdepth.errors import InputImageError, OptionError, RelativeDepthError
 from sharpdepth.geometry.camera import Camera
-from sharpdepth.geometry.io import load_depth_result
 from sharpdepth.geometry.measure import measure_distance, measure_point, parse_pixel
 from sharpdepth.geometry.normals import normals_to_rgb, surface_normals
 from sharpdepth.geometry.pointcloud import (
@@ -23,6 +22,7 @@ from sharpdepth.geometry.pointcloud import (
     save_mesh,
     save_point_cloud,
 )
+from sharpdepth.io.depth_files import read_depth_result as load_depth_result
 from sharpdepth.result import DepthResult, OutputKind
 
 H, W, F = 48, 64, 60.0
@@ -261,7 +261,10 @@ def test_load_npz_npy_and_resize(tmp_path):
     np.save(tmp_path / "p_disparity.npy", depth)
     assert not load_depth_result(tmp_path / "p_disparity.npy").is_metric
     np.save(tmp_path / "q.npy", depth)
-    bare = load_depth_result(tmp_path / "q.npy", focal_px=42.0)
+    # One rule for bare arrays (issue 8): the caller says what they hold, else they are refused.
+    with pytest.raises(InputImageError, match="bare array"):
+        load_depth_result(tmp_path / "q.npy", focal_px=42.0)
+    bare = load_depth_result(tmp_path / "q.npy", focal_px=42.0, default_kind="metric_depth")
     assert bare.is_metric and bare.focal_px == 42.0
     with pytest.raises(Exception, match="aspect"):
         load_depth_result(tmp_path / "p.npz", image=np.zeros((H, H, 3), np.uint8))
@@ -319,3 +322,38 @@ def test_cli_predicts_when_no_depth_file_is_given(tmp_path, capsys, monkeypatch)
     assert np.isfinite(point["depth_m"]) and point["depth_m"] > 0
     cam = Camera.from_focal(60.0, W, H)
     assert point["distance_from_camera_m"] == pytest.approx(point["depth_m"] * cam.ray_length_factor(32, 24))
+
+
+def test_geometry_settings_are_validated_on_construction():
+    from sharpdepth.geometry.settings import MeasureSettings, PointCloudSettings
+
+    defaults = PointCloudSettings()
+    assert (defaults.stride, defaults.max_rel_jump, defaults.max_grazing_deg, defaults.axes) == (
+        1,
+        0.05,
+        88.0,
+        "opengl",
+    )
+    for bad in (dict(stride=0), dict(stride=1.5), dict(voxel_m=0.0), dict(voxel_m=0.1, mesh=True), dict(axes="up"),
+                dict(file_type="obj"), dict(max_rel_jump=0), dict(max_grazing_deg=91), dict(mesh="yes")):  # fmt: skip
+        with pytest.raises(OptionError):
+            PointCloudSettings(**bad)
+    assert MeasureSettings(pixels=[[1, 2], [3, 4]]).pixels == ((1.0, 2.0), (3.0, 4.0))
+    for bad in (dict(pixels=()), dict(pixels=((1, 1),) * 3), dict(pixels=((1, "a"),)), dict(pixels="1,1"),
+                dict(pixels=((1, 1),), window=0)):  # fmt: skip
+        with pytest.raises(OptionError):
+            MeasureSettings(**bad)
+
+
+def test_camera_resizing_and_subsampling_keep_pixel_centres():
+    cam = Camera.from_focal(F, W, H)
+    half = cam.resized(W // 2, H // 2)
+    assert half == cam.scaled(0.5)
+    # a pixel's area maps onto the same area: the image corner (-0.5, -0.5) stays the corner
+    u, v, _ = half.project(cam.unproject(np.array(2.0), np.array(-0.5), np.array(-0.5)))
+    assert (float(u), float(v)) == pytest.approx((-0.5, -0.5))
+    # subsampling keeps every 3rd pixel centre: source pixel (3j, 3i) is pixel (j, i) of the subsampled grid
+    sub = cam.subsampled(3)
+    assert (sub.width, sub.height) == (np.zeros((H, W))[::3, ::3].shape[1], np.zeros((H, W))[::3, ::3].shape[0])
+    u, v, _ = sub.project(cam.unproject(np.array(2.0), np.array(9.0), np.array(6.0)))
+    assert (float(u), float(v)) == pytest.approx((3.0, 2.0))

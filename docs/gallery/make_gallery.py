@@ -25,8 +25,9 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from sharpdepth.apps.dof import DofSettings, depth_of_field
-from sharpdepth.apps.parallax import CameraPath, plan_parallax, render_frames
+from sharpdepth.apps.parallax import plan_parallax, render_frames
 from sharpdepth.apps.portrait import portrait, refine_matte
+from sharpdepth.apps.settings import ParallaxSettings, PortraitSettings, StereoSettings
 from sharpdepth.apps.stereo import anaglyph, stereo_pair
 from sharpdepth.apps.warp import splat
 from sharpdepth.geometry.camera import Camera
@@ -147,20 +148,19 @@ def main() -> None:
     )
     save("dof_moon.jpg", row(moon.image, moon_dof.image))
 
-    pr = portrait(moto, f_number=1.4, focal_length_mm=85)
+    pr = portrait(moto, PortraitSettings(f_number=1.4, focal_length_mm=85))
     matte = np.repeat((pr.matte[..., None] * 255).astype(np.uint8), 3, axis=2)
     save("portrait_motorcycle.jpg", row(moto.image, matte, pr.image))
 
     frames = []
     for kind, t in (("circle", (0.0, 0.25, 0.5)), ("dolly-zoom", (0.5,))):
-        path = CameraPath(kind)
-        plan = plan_parallax(moon, path, frames=8, max_size=None)
+        plan = plan_parallax(moon, ParallaxSettings(path=kind, duration_s=8, fps=1, max_size_px=None))
         rendered = list(render_frames(plan))
         frames += [rendered[round(x * 8) % 8] for x in t]
     save("parallax_moon.jpg", np.concatenate([row(*frames[:2]), np.full((4, 2 * 700 + 4, 3), 255, np.uint8),
                                               row(*frames[2:])]), width=560)  # fmt: skip
 
-    pair = stereo_pair(moto, baseline_m=0.12, convergence_m=3.0)
+    pair = stereo_pair(moto, StereoSettings(baseline_m=0.12, convergence_m=3.0))
     save("stereo_anaglyph_motorcycle.jpg", anaglyph(pair.left, pair.right, "half-color"), width=600)
 
     # point clouds: the measured depth is crisp, so soften its edges like a network's (3 px) to show flying pixels

@@ -26,3 +26,7 @@ class OptionError(SharpDepthError):
 
 class RelativeDepthError(SharpDepthError):
     """Metric quantities were asked of a model that only predicts relative disparity."""
+
+
+class DatasetError(InputImageError):
+    """A dataset folder is missing, incomplete, inconsistent or not in the layout its loader reads."""

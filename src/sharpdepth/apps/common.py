@@ -16,9 +16,7 @@ import math
 import numpy as np
 import scipy.fft as sfft
 
-from ..errors import OptionError
-
-KERNEL_SHAPES = ("disc", "hexagon")
+from .settings import KERNEL_SHAPES, check_choice
 
 
 # ---------------------------------------------------------------- colour
@@ -88,8 +86,7 @@ def pull_push(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- bokeh kernels
 def bokeh_kernel(radius: float, shape: str = "disc") -> np.ndarray:
     """Normalised (2R+1)^2 aperture kernel with anti-aliased rim; radius < 0.5 -> identity."""
-    if shape not in KERNEL_SHAPES:
-        raise OptionError(f"unknown bokeh shape {shape!r}; choose from {', '.join(KERNEL_SHAPES)}")
+    check_choice(shape, KERNEL_SHAPES, "bokeh shape")
     if radius < 0.5:
         return np.ones((1, 1), dtype=np.float32)
     size = int(math.ceil(radius + 0.5))
@@ -110,8 +107,9 @@ def convolve(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
         return x * kernel[0, 0]
     ph, pw = kh // 2, kw // 2
     c, h, w = x.shape
-    mode = "reflect" if ph < h and pw < w else "edge"
-    padded = np.pad(x, ((0, 0), (ph, ph), (pw, pw)), mode=mode)
+    pad = ((0, 0), (ph, ph), (pw, pw))
+    # mirror the borders; a kernel larger than the image cannot be mirrored, so its edge is repeated
+    padded = np.pad(x, pad, mode="reflect") if ph < h and pw < w else np.pad(x, pad, mode="edge")
     shape = (sfft.next_fast_len(h + 2 * ph + kh, real=True), sfft.next_fast_len(w + 2 * pw + kw, real=True))
     spectrum = sfft.rfft2(padded, s=shape, workers=-1) * sfft.rfft2(kernel, s=shape, workers=-1)
     full = sfft.irfft2(spectrum, s=shape, workers=-1)

@@ -8,12 +8,16 @@ distance s images a point at depth z as a disc of diameter on the sensor
     c = A * f / (s - f) * |z - s| / z          (all in mm)
 
 Converting to pixels needs the pixel pitch. Depth Pro and EXIF give the focal
-length in *pixels* (`focal_px`); with an assumed sensor width (default 36 mm,
-full frame) the pitch is `sensor_width_mm / image_width_px` and the lens's focal
-length `focal_px * pitch` — the photo's 35 mm-equivalent focal length. A
-different `focal_length_mm` may be given to simulate another lens on the same
-picture (it scales the blur, not the framing). Focus is a distance in metres,
-or a pixel whose (robust) depth is used.
+length in *pixels* (`focal_px`); the pitch is the simulated sensor's diagonal
+over the image's diagonal (43.27 mm for the default full-frame 36 x 24 mm
+sensor), and the lens's focal length `focal_px * pitch` — the photo's 35
+mm-equivalent focal length, defined on the diagonal exactly as the EXIF rule
+derives `focal_px` from it. A portrait and a landscape shot of one scene with
+one lens therefore blur alike (dividing the sensor *width* by the upright
+width would blur the portrait 1.34x more). A different `focal_length_mm` may
+be given to simulate another lens on the same picture (it scales the blur, not
+the framing). Focus is a distance in metres, or a pixel whose (robust) depth
+is used.
 
 Since c is proportional to |1/s - 1/z|, blur is linear in *disparity*; relative
 disparity (Depth Anything, MiDaS) therefore also works, with a blur strength
@@ -49,12 +53,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import OptionError
-from ..geometry.camera import valid_depth_mask
+from ..errors import OptionError, RelativeDepthError
+from ..geometry.camera import require_metric
 from ..geometry.measure import robust_depth
+from ..maps import check_focal_px, fill_invalid_as_far, percentile_range, valid_mask
 from ..result import DepthResult
 from .common import (
-    KERNEL_SHAPES,
     bokeh_kernel,
     convolve,
     linear_to_srgb,
@@ -62,34 +66,49 @@ from .common import (
     resize_plane,
     srgb_to_linear,
 )
+from .settings import (
+    FULL_FRAME_WIDTH_MM,
+    KERNEL_SHAPES,
+    DofSettings,
+    LensSettings,
+    check_choice,
+    check_non_negative,
+    check_positive,
+)
 
-DEFAULT_SENSOR_WIDTH_MM = 36.0
-DEFAULT_MAX_BLUR_FRACTION = 0.08  # cap: blur diameter at most 8 % of the image width
+__all__ = ["DofOutput", "DofSettings", "coc_for_result", "depth_of_field", "pixel_pitch_mm", "thin_lens_coc_px"]
+
 _LEVEL_RATIO = 0.3  # successive layer radii differ by 30 % (at least 1 px)
 
 
 # ---------------------------------------------------------------- blur size
+def pixel_pitch_mm(height_px: int, width_px: int, sensor_width_mm: float = FULL_FRAME_WIDTH_MM) -> float:
+    """Millimetres per pixel: the (3:2) sensor's diagonal over the image diagonal (see module doc)."""
+    if height_px < 1 or width_px < 1:
+        raise OptionError(f"the image is empty ({width_px}x{height_px} pixels)")
+    return LensSettings(sensor_width_mm=sensor_width_mm).sensor_diagonal_mm / math.hypot(width_px, height_px)
+
+
 def thin_lens_coc_px(
     depth_m: np.ndarray,
     focus_m: float,
     f_number: float,
-    focal_px: float,
-    width_px: int,
+    focal_px: float | None,
+    image_size: tuple[int, int],
     focal_length_mm: float | None = None,
-    sensor_width_mm: float = DEFAULT_SENSOR_WIDTH_MM,
+    sensor_width_mm: float = FULL_FRAME_WIDTH_MM,
 ) -> np.ndarray:
-    """Signed circle-of-confusion *diameter* in pixels: > 0 behind the focus plane, < 0 in front."""
-    if not (f_number and f_number > 0):
-        raise OptionError(f"f-number must be positive, got {f_number}")
-    if not (sensor_width_mm and sensor_width_mm > 0):
-        raise OptionError(f"sensor width must be positive millimetres, got {sensor_width_mm}")
-    if not (focal_px and focal_px > 0):
-        raise OptionError("depth of field needs the focal length in pixels; pass --focal-px")
-    pitch_mm = sensor_width_mm / width_px
+    """Signed circle-of-confusion *diameter* in pixels: > 0 behind the focus plane, < 0 in front.
+
+    `image_size` is (height, width) of the picture `focal_px` belongs to; only
+    its diagonal matters, so the result does not depend on the orientation.
+    """
+    check_positive(f_number, "f-number")
+    focal_px = check_focal_px(focal_px)
+    pitch_mm = pixel_pitch_mm(image_size[0], image_size[1], sensor_width_mm)
     f_mm = focal_length_mm if focal_length_mm is not None else focal_px * pitch_mm
-    if not f_mm > 0:
-        raise OptionError(f"focal length must be positive millimetres, got {f_mm}")
-    s_mm = focus_m * 1000.0
+    check_positive(f_mm, "focal length (mm)")
+    s_mm = check_positive(focus_m, "focus distance (metres)") * 1000.0
     if not s_mm > f_mm:
         raise OptionError(f"focus distance {focus_m:g} m is inside the lens's focal length ({f_mm:.1f} mm)")
     z_mm = np.asarray(depth_m, dtype=np.float64) * 1000.0
@@ -104,21 +123,10 @@ def disparity_coc_px(disparity: np.ndarray, focus_disparity: float, max_blur_px:
     The range is the 1st..99th percentile of valid disparity, so one outlier
     pixel does not set the scale.
     """
-    if not max_blur_px >= 0:
-        raise OptionError(f"blur strength must be >= 0 pixels, got {max_blur_px}")
+    check_non_negative(max_blur_px, "maximum blur (pixels)")
     disparity = np.asarray(disparity, dtype=np.float64)
-    valid = np.isfinite(disparity)
-    lo, hi = np.percentile(disparity[valid], [1, 99]) if valid.any() else (0.0, 1.0)
-    span = max(hi - lo, 1e-12)
-    return (max_blur_px * (focus_disparity - disparity) / span).astype(np.float32)
-
-
-def fill_invalid_as_far(depth: np.ndarray) -> np.ndarray:
-    """Invalid depth (NaN, inf, <= 0: sky or unknown) becomes the farthest valid depth."""
-    valid = valid_depth_mask(depth)
-    if not valid.any():
-        raise OptionError("the depth map has no valid pixel")
-    return np.where(valid, depth, np.max(depth[valid])).astype(np.float32)
+    lo, hi = percentile_range(disparity)
+    return (max_blur_px * (focus_disparity - disparity) / (hi - lo)).astype(np.float32)
 
 
 # ---------------------------------------------------------------- layered renderer
@@ -180,8 +188,7 @@ def render_layered_blur(image_linear: np.ndarray, radius: np.ndarray, shape: str
     """
     from scipy.ndimage import distance_transform_edt
 
-    if shape not in KERNEL_SHAPES:
-        raise OptionError(f"unknown bokeh shape {shape!r}; choose from {', '.join(KERNEL_SHAPES)}")
+    check_choice(shape, KERNEL_SHAPES, "bokeh shape")
     radius = np.nan_to_num(np.asarray(radius, dtype=np.float64), nan=0.0)
     levels = blur_levels(float(radius.min()), float(radius.max()))
     if len(levels) == 1:
@@ -235,25 +242,6 @@ def boost_highlights(image_linear: np.ndarray, radius: np.ndarray, gain: float, 
 
 
 # ---------------------------------------------------------------- public API
-@dataclass(frozen=True)
-class DofSettings:
-    """What the user chose; everything optional has a documented default."""
-
-    focus_m: float | None = None
-    """Focus distance in metres (metric results)."""
-    focus_px: tuple[float, float] | None = None
-    """Or focus on the surface at this pixel (x, y)."""
-    f_number: float = 2.0
-    focal_length_mm: float | None = None
-    """Simulated lens; default: the photo's 35 mm-equivalent focal length."""
-    sensor_width_mm: float = DEFAULT_SENSOR_WIDTH_MM
-    max_blur_px: float | None = None
-    """Blur cap (diameter); for relative results the blur at the far end. Default 8 % of the width."""
-    shape: str = "disc"
-    highlight_boost: float = 1.0
-    focus_window: int = 9
-
-
 @dataclass
 class DofOutput:
     image: np.ndarray
@@ -262,51 +250,47 @@ class DofOutput:
     """Signed blur diameter per pixel (after the cap)."""
     focus: float
     """Focus distance in metres (metric) or the focus disparity (relative)."""
+    metric: bool = True
+    """Whether `focus` is in metres."""
+
+    @property
+    def focus_text(self) -> str:
+        """The focus with its unit, for messages: "2.24 m" or "disparity 0.53"."""
+        return f"{self.focus:.3g} m" if self.metric else f"disparity {self.focus:.3g}"
 
 
 def coc_for_result(result: DepthResult, settings: DofSettings) -> tuple[np.ndarray, float]:
     """(signed blur diameter in pixels, focus) for a result, metric or relative."""
-    cap = settings.max_blur_px if settings.max_blur_px is not None else DEFAULT_MAX_BLUR_FRACTION * result.width
-    if not cap >= 0:
-        raise OptionError(f"maximum blur must be >= 0 pixels, got {cap}")
-    if settings.focus_m is not None and settings.focus_px is not None:
-        raise OptionError("give either a focus distance or a focus pixel, not both")
+    cap = settings.blur_cap_px(result.height, result.width)
     if result.is_metric:
+        require_metric(result)  # and a focal length
         depth = fill_invalid_as_far(result.depth)
-        if settings.focus_px is not None:
-            focus = robust_depth(result.depth, settings.focus_px, settings.focus_window)[0]
-        elif settings.focus_m is not None:
+        if settings.focus_m is not None:
             focus = float(settings.focus_m)
         else:
-            raise OptionError("choose what to focus on: a distance in metres (--focus-m) or a pixel (--focus-px)")
-        if not focus > 0:
-            raise OptionError(f"focus distance must be positive metres, got {focus}")
-        if result.focal_px is None:
-            raise OptionError("this result has no focal length; pass --focal-px")
+            focus = robust_depth(result.depth, settings.focus_px, settings.focus_window)[0]  # type: ignore[arg-type]
         coc = thin_lens_coc_px(
-            depth, focus, settings.f_number, result.focal_px, result.width,
+            depth, focus, settings.f_number, result.focal_px, (result.height, result.width),
             settings.focal_length_mm, settings.sensor_width_mm,
         )  # fmt: skip
         return np.clip(coc, -cap, cap), focus
-    if settings.focus_m is not None:
-        from ..errors import RelativeDepthError
-
+    if settings.focus_m is not None or settings.focus_px is None:
         raise RelativeDepthError(
             f"model '{result.model_name or 'unknown'}' predicts relative disparity: focus on a pixel "
             "(--focus-px) and set the blur strength (--max-blur) instead of metres"
         )
     disparity = result.disparity.astype(np.float64)
-    valid = np.isfinite(disparity)
-    disparity = np.where(valid, disparity, np.min(disparity[valid]) if valid.any() else 0.0)
-    if settings.focus_px is None:
-        raise OptionError("relative disparity: choose the focus with a pixel (--focus-px x,y)")
+    valid = valid_mask(disparity, result.kind)
+    if not valid.any():
+        raise OptionError("the disparity map has no valid pixel")
+    disparity = np.where(valid, disparity, np.min(disparity[valid]))  # unknown = farthest
     focus = _robust_disparity(disparity, settings.focus_px, settings.focus_window)
     return np.clip(disparity_coc_px(disparity, focus, cap), -cap, cap), focus
 
 
-def _robust_disparity(disparity: np.ndarray, pixel, window: int) -> float:
+def _robust_disparity(disparity: np.ndarray, pixel: tuple[float, float], window: int) -> float:
     shifted = disparity - np.min(disparity) + 1.0  # robust_depth wants positive values
-    return robust_depth(shifted, pixel, window)[0] + np.min(disparity) - 1.0
+    return robust_depth(shifted, pixel, window)[0] + float(np.min(disparity)) - 1.0
 
 
 def render_dof(image: np.ndarray, coc_px: np.ndarray, shape: str = "disc", highlight_boost: float = 1.0) -> np.ndarray:
@@ -324,4 +308,4 @@ def depth_of_field(result: DepthResult, settings: DofSettings, image: np.ndarray
     if image is None:
         raise OptionError("depth of field needs the photo")
     coc, focus = coc_for_result(result, settings)
-    return DofOutput(render_dof(image, coc, settings.shape, settings.highlight_boost), coc, focus)
+    return DofOutput(render_dof(image, coc, settings.shape, settings.highlight_boost), coc, focus, result.is_metric)

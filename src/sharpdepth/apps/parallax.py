@@ -36,21 +36,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OptionError
-from ..geometry.camera import Camera, valid_depth_mask
-from ..geometry.io import atomic_output
+from ..geometry.camera import Camera
+from ..io.atomic import atomic_path
+from ..maps import fill_invalid_as_far, normalize_percentile, require_valid
 from ..result import DepthResult, focal_from_fov
 from .common import linear_to_srgb, resize_plane, srgb_to_linear
+from .settings import DEFAULT_AMPLITUDE, PATHS, ParallaxSettings, check_camera_path, check_positive
 from .warp import render_view
 
-PATHS = ("zoom-in", "dolly-zoom", "circle", "swing", "horizontal", "vertical")
-DEFAULT_AMPLITUDE = {
-    "zoom-in": 0.15,
-    "dolly-zoom": 0.3,
-    "circle": 0.03,
-    "swing": 0.04,
-    "horizontal": 0.04,
-    "vertical": 0.03,
-}
+__all__ = ["PATHS", "CameraPath", "ParallaxPlan", "ParallaxSettings", "parallax_video", "plan_parallax"]
+
 DEFAULT_FOV_DEG = 60.0  # assumed for results without a focal length
 MAX_CROP = 0.25
 
@@ -63,10 +58,11 @@ class CameraPath:
     loop: bool = True
 
     def __post_init__(self) -> None:
-        if self.kind not in PATHS:
-            raise OptionError(f"unknown camera path {self.kind!r}; choose from {', '.join(PATHS)}")
-        if self.amplitude is not None and not (math.isfinite(self.amplitude) and self.amplitude >= 0):
-            raise OptionError(f"amplitude must be a non-negative number, got {self.amplitude}")
+        check_camera_path(self.kind, self.amplitude)
+
+    @classmethod
+    def from_settings(cls, settings: ParallaxSettings) -> CameraPath:
+        return cls(settings.path, settings.amplitude, settings.loop)
 
     @property
     def amp(self) -> float:
@@ -100,22 +96,18 @@ class CameraPath:
 
 
 def motion_depth(result: DepthResult) -> tuple[np.ndarray, float, bool]:
-    """(depth for warping, focal_px, metric?) — metres, or the pseudo-depth of a relative result."""
+    """(depth for warping, focal_px, metric?) — metres, or the pseudo-depth of a relative result.
+
+    Unknown depth is treated as the farthest depth (it moves like the background).
+    """
     if result.is_metric:
-        depth = result.depth.astype(np.float64)
-        valid = valid_depth_mask(depth)
-        if not valid.any():
-            raise OptionError("the depth map has no valid pixel")
-        depth = np.where(valid, depth, np.max(depth[valid]))
+        depth = fill_invalid_as_far(result.depth).astype(np.float64)
         metric = True
     else:
         disp = result.disparity.astype(np.float64)
         finite = np.isfinite(disp)
-        if not finite.any():
-            raise OptionError("the disparity map has no valid pixel")
-        lo, hi = np.percentile(disp[finite], [1, 99])
-        d = np.clip((np.where(finite, disp, lo) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-        depth = 1.0 / (0.1 + 0.9 * d)
+        require_valid(finite, "disparity map")
+        depth = 1.0 / (0.1 + 0.9 * normalize_percentile(disp, finite, fill=0.0).astype(np.float64))
         metric = False
     focal = result.focal_px or focal_from_fov(DEFAULT_FOV_DEG, result.width)
     return depth, float(focal), metric
@@ -142,45 +134,35 @@ class ParallaxPlan:
         return Camera(f, f, cx, cy, cam.width, cam.height)
 
 
-def plan_parallax(
-    result: DepthResult,
-    path: CameraPath,
-    frames: int,
-    max_size: int | None = 1024,
-    pivot_m: float | None = None,
-    crop: bool = True,
-    image: np.ndarray | None = None,
-) -> ParallaxPlan:
+def plan_parallax(result: DepthResult, settings: ParallaxSettings, image: np.ndarray | None = None) -> ParallaxPlan:
+    """Working-size photo, depth and camera, and the poses of every frame (nothing rendered yet)."""
     image = result.image if image is None else image
     if image is None:
         raise OptionError("the parallax video needs the photo")
+    path = CameraPath.from_settings(settings)
     depth, focal, _ = motion_depth(result)
     h, w = depth.shape
+    max_size = settings.max_size_px
     scale = 1.0 if not max_size or max(h, w) <= max_size else max_size / max(h, w)
     out_h, out_w = _even(round(h * scale)), _even(round(w * scale))
     camera = Camera.from_focal(focal, w, h)
     if (out_h, out_w) != (h, w):
-        sx, sy = out_w / w, out_h / h
-        camera = Camera(
-            focal * sx, focal * sy, (camera.cx + 0.5) * sx - 0.5, (camera.cy + 0.5) * sy - 0.5, out_w, out_h
-        )
+        camera = camera.resized(out_w, out_h)
         depth = resize_plane(depth, (out_h, out_w), nearest=True).astype(np.float64)
         image = np.stack([resize_plane(c, (out_h, out_w)) for c in image.transpose(2, 0, 1)], -1)
         image = np.clip(image + 0.5, 0, 255).astype(np.uint8)
     near = float(np.percentile(depth, 1))
-    if pivot_m is None:
+    if settings.pivot_m is None:
         pivot = float(np.percentile(depth, 20 if path.kind in ("zoom-in", "dolly-zoom") else 50))
     else:
-        if not pivot_m > 0:
-            raise OptionError(f"pivot depth must be positive, got {pivot_m}")
-        pivot = float(pivot_m)
-    poses = [path.pose(t) for t in path.times(frames)]
+        pivot = float(settings.pivot_m)
+    poses = [path.pose(t) for t in path.times(settings.frames)]
     # never drive the camera into (or past) the nearest surface: forward motion at most half the way
     max_forward = max(p[0][2] for p in poses) * pivot
     shrink = min(1.0, 0.5 * near / max_forward) if max_forward > 0 else 1.0
     poses = [(t * pivot * shrink, 1.0 - (1.0 - f) * shrink) for t, f in poses]
     plan = ParallaxPlan(srgb_to_linear(image), depth, camera, pivot, poses, 0.0)
-    if crop:
+    if settings.crop:
         plan.crop = _border_crop(plan)
     return plan
 
@@ -232,9 +214,8 @@ def write_mp4(
     import av
 
     path = Path(path)
-    if not fps > 0:
-        raise OptionError(f"fps must be positive, got {fps}")
-    with atomic_output(path) as tmp:
+    check_positive(fps, "fps (frames per second)")
+    with atomic_path(path) as tmp:
         container = av.open(str(tmp), mode="w", format="mp4")
         try:
             stream = None
@@ -263,18 +244,10 @@ def _fps_fraction(fps: float):
 def parallax_video(
     result: DepthResult,
     output: str | Path,
-    path: CameraPath,
-    duration_s: float = 3.0,
-    fps: float = 30.0,
-    max_size: int | None = 1024,
-    pivot_m: float | None = None,
-    crop: bool = True,
+    settings: ParallaxSettings,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[Path, int]:
     """Render and write the MP4; returns (path, number of frames)."""
-    if not duration_s > 0:
-        raise OptionError(f"duration must be positive seconds, got {duration_s}")
-    frames = max(1, round(duration_s * fps))
-    plan = plan_parallax(result, path, frames, max_size, pivot_m, crop)
-    write_mp4(output, render_frames(plan, progress), fps)
-    return Path(output), frames
+    plan = plan_parallax(result, settings)
+    write_mp4(output, render_frames(plan, progress), settings.fps)
+    return Path(output), settings.frames

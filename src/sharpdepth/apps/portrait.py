@@ -25,15 +25,13 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import OptionError
+from ..maps import normalize_percentile, require_valid, valid_mask
 from ..result import DepthResult
 from .common import guided_coefficients, linear_to_srgb, pull_push, resize_plane, srgb_to_linear
-from .dof import (
-    DEFAULT_MAX_BLUR_FRACTION,
-    DofSettings,
-    boost_highlights,
-    coc_for_result,
-    render_layered_blur,
-)
+from .dof import boost_highlights, coc_for_result, render_layered_blur
+from .settings import PortraitSettings
+
+__all__ = ["PortraitOutput", "PortraitSettings", "find_subject", "portrait", "refine_matte"]
 
 MIN_SUBJECT_FRACTION = 0.01
 
@@ -41,13 +39,9 @@ MIN_SUBJECT_FRACTION = 0.01
 def normalized_disparity(result: DepthResult) -> np.ndarray:
     """Disparity mapped to [0, 1] (1st..99th percentile; near = 1); invalid pixels -> 0 (far)."""
     disparity = result.disparity.astype(np.float64)
-    valid = np.isfinite(disparity) & (disparity > 0 if result.is_metric else np.isfinite(disparity))
-    if not valid.any():
-        raise OptionError("the depth map has no valid pixel")
-    lo, hi = np.percentile(disparity[valid], [1, 99])
-    out = np.clip((disparity - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-    out[~valid] = 0.0
-    return out
+    valid = valid_mask(result.prediction, result.kind)
+    require_valid(valid)
+    return normalize_percentile(disparity, valid, fill=0.0).astype(np.float64)
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -153,34 +147,25 @@ class PortraitOutput:
 
 
 def portrait(
-    result: DepthResult,
-    point: tuple[float, float] | None = None,
-    f_number: float = 1.8,
-    max_blur_px: float | None = None,
-    shape: str = "disc",
-    highlight_boost: float = 1.0,
-    focal_length_mm: float | None = None,
-    image: np.ndarray | None = None,
+    result: DepthResult, settings: PortraitSettings | None = None, image: np.ndarray | None = None
 ) -> PortraitOutput:
-    """Portrait-mode picture of `result`'s photo (metric: thin lens at f/`f_number`; relative: `max_blur_px`)."""
+    """Portrait-mode picture of `result`'s photo (metric: thin lens at the settings' f-number; relative:
+    their blur strength)."""
+    settings = settings or PortraitSettings()
     image = result.image if image is None else image
     if image is None:
         raise OptionError("portrait mode needs the photo")
-    subject = find_subject(result, point)
+    subject = find_subject(result, settings.subject_px, settings.subject_tolerance)
     matte = refine_matte(image, subject)
     # focus on the subject: its median depth (metric) or disparity (relative), via a pixel at that value
     disp = normalized_disparity(result)
     focus_pixel = _pixel_at_median(disp, subject)
-    cap = max_blur_px if max_blur_px is not None else DEFAULT_MAX_BLUR_FRACTION * result.width
-    settings = DofSettings(
-        focus_px=focus_pixel, f_number=f_number, max_blur_px=cap, shape=shape, focal_length_mm=focal_length_mm,
-        focus_window=1,
-    )  # fmt: skip
-    coc, _ = coc_for_result(result, settings)
+    dof = settings.dof(focus_pixel, settings.blur_cap_px(result.height, result.width))
+    coc, _ = coc_for_result(result, dof)
     coc = _background_coc_behind_matte(coc, matte)
     radius = coc.astype(np.float64) / 2.0
-    linear = boost_highlights(srgb_to_linear(image), radius, highlight_boost)
-    blurred = render_layered_blur(linear, radius, shape)
+    linear = boost_highlights(srgb_to_linear(image), radius, settings.highlight_boost)
+    blurred = render_layered_blur(linear, radius, settings.shape)
     sharp = srgb_to_linear(image)
     out = matte[None] * sharp + (1.0 - matte[None]) * blurred
     return PortraitOutput(linear_to_srgb(out), matte, subject, coc)

@@ -7,10 +7,14 @@ synthesised view uncovers only half as much) or as the left eye. Views are
 rendered by `warp.render_view` (z-buffered splatting, holes filled from the
 background side).
 
-`convergence_m` puts the zero-parallax ("screen") plane at that depth by
-shifting the views' principal points: nearer things then pop out of the
-screen, farther ones sit behind it. Without it the cameras are parallel and
-everything is behind the screen (disparity exactly f * B / z).
+The sign: a point at depth z sits f * B / z pixels further *right* in the left
+view than in the right one — crossed parallax, which a viewer sees *in front
+of* the screen. With parallel cameras (no convergence) that holds for every
+finite depth; only infinity has zero parallax, i.e. lies at the screen plane.
+`convergence_m` = c moves the zero-parallax ("screen") plane to depth c by
+shifting the views' principal points: the parallax becomes f * B * (1/z - 1/c),
+so nearer things pop out of the screen (crossed) and farther ones sit behind
+it (uncrossed, negative).
 
 Relative results have no metres: give `max_disparity_px` instead of a
 baseline — the nearest things get that disparity, the farthest none.
@@ -27,10 +31,10 @@ from ..geometry.camera import Camera
 from ..result import DepthResult
 from .common import linear_to_srgb, srgb_to_linear
 from .parallax import motion_depth
+from .settings import ANAGLYPH_MODES, StereoSettings, check_choice
 from .warp import render_view
 
-DEFAULT_BASELINE_M = 0.063
-ANAGLYPH_MODES = ("color", "half-color", "gray")
+__all__ = ["StereoPair", "StereoSettings", "anaglyph", "side_by_side", "stereo_images", "stereo_pair"]
 
 
 @dataclass
@@ -43,37 +47,28 @@ class StereoPair:
 
 
 def stereo_pair(
-    result: DepthResult,
-    baseline_m: float | None = None,
-    center: bool = True,
-    convergence_m: float | None = None,
-    max_disparity_px: float | None = None,
-    image: np.ndarray | None = None,
+    result: DepthResult, settings: StereoSettings | None = None, image: np.ndarray | None = None
 ) -> StereoPair:
     """Left and right views of the photo (see module doc)."""
+    settings = settings or StereoSettings()
     image = result.image if image is None else image
     if image is None:
         raise OptionError("a stereo pair needs the photo")
     depth, focal, metric = motion_depth(result)
+    convergence_m = settings.convergence_m
     if metric:
-        if max_disparity_px is not None:
+        if settings.max_disparity_px is not None:
             raise OptionError("give a baseline in metres for a metric result, not --max-disparity")
-        baseline = DEFAULT_BASELINE_M if baseline_m is None else float(baseline_m)
+        baseline = settings.metric_baseline_m
     else:
-        if baseline_m is not None or convergence_m is not None:
+        if settings.baseline_m is not None or convergence_m is not None:
             raise RelativeDepthError(
                 f"model '{result.model_name or 'unknown'}' predicts relative disparity: a baseline or convergence "
                 "in metres needs metric depth; use --max-disparity PX"
             )
-        disparity_px = 0.03 * result.width if max_disparity_px is None else float(max_disparity_px)
-        if not disparity_px >= 0:
-            raise OptionError(f"maximum disparity must be >= 0 pixels, got {disparity_px}")
-        # pseudo-depth spans 1 (nearest) .. 10: scale the baseline so the nearest gets disparity_px
-        baseline = disparity_px * float(np.min(depth)) / focal
-    if not baseline >= 0:
-        raise OptionError(f"baseline must be >= 0 metres, got {baseline}")
-    if convergence_m is not None and not convergence_m > 0:
-        raise OptionError(f"convergence distance must be positive metres, got {convergence_m}")
+        # pseudo-depth spans 1 (nearest) .. 10: scale the baseline so the nearest gets the disparity asked for
+        baseline = settings.relative_disparity_px(result.width) * float(np.min(depth)) / focal
+    center = settings.center
     h, w = depth.shape
     cam = Camera.from_focal(focal, w, h)
     linear = srgb_to_linear(image)
@@ -98,8 +93,7 @@ def anaglyph(left: np.ndarray, right: np.ndarray, mode: str = "half-color") -> n
     "half-color" uses the left eye's luminance for red (the usual compromise),
     "gray" uses luminance for all channels.
     """
-    if mode not in ANAGLYPH_MODES:
-        raise OptionError(f"unknown anaglyph mode {mode!r}; choose from {', '.join(ANAGLYPH_MODES)}")
+    check_choice(mode, ANAGLYPH_MODES, "anaglyph mode")
 
     def luma(rgb: np.ndarray) -> np.ndarray:
         return np.clip(rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32), 0, 255)
@@ -127,3 +121,12 @@ def side_by_side(left: np.ndarray, right: np.ndarray, half_width: bool = False, 
         h, w = left.shape[:2]
         pair = np.asarray(Image.fromarray(pair).resize((w - w % 2, h), Image.Resampling.LANCZOS))
     return pair
+
+
+def stereo_images(pair: StereoPair, settings: StereoSettings) -> list[np.ndarray]:
+    """The pictures to write for the settings' layout: one (anaglyph, sbs) or two (pair: left, right)."""
+    if settings.layout == "anaglyph":
+        return [anaglyph(pair.left, pair.right, settings.anaglyph)]
+    if settings.layout == "sbs":
+        return [side_by_side(pair.left, pair.right, settings.half_width)]
+    return [pair.left, pair.right]

@@ -32,6 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..geometry.camera import Camera
+from ..maps import valid_depth_mask
 from .common import pull_push
 
 Z_TOLERANCE = 0.03
@@ -139,7 +140,7 @@ def grow_foreground(depth: np.ndarray, pixels: int, max_rel_jump: float = 0.05) 
     """
     if pixels <= 0:
         return depth
-    valid = np.isfinite(depth) & (depth > 0)
+    valid = valid_depth_mask(depth)
     nearest = ndimage.minimum_filter(np.where(valid, depth, np.inf), size=2 * pixels + 1)
     behind_edge = valid & (depth > nearest * (1.0 + max_rel_jump))
     return np.where(behind_edge, nearest, depth)
@@ -152,7 +153,7 @@ def default_edge_growth(shape: tuple[int, int]) -> int:
 
 def magnification(depth: np.ndarray, src: Camera, translation: np.ndarray, dst: Camera) -> float:
     """Largest local scale factor of the warp (> 1: samples spread apart, sub-sampling needed)."""
-    z = depth[np.isfinite(depth) & (depth > 0)]
+    z = depth[valid_depth_mask(depth)]
     if z.size == 0:
         return 1.0
     z_new = z - translation[2]

@@ -4,17 +4,29 @@ Every command that works from depth takes the photo plus either `--depth FILE`
 (a result written by `sharpdepth predict`; no network, so an effect can be
 re-run in seconds with other settings) or `--model NAME [--weights PATH]` to
 predict now. Without either, the default model predicts.
+
+Order of work, so that nothing expensive happens before a mistake is found:
+the job's settings are built (and validated) first, then the output location
+is checked, then the photo is decoded — once: the same pixels go to the
+network and to the effect — and only then is a network loaded.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from ..errors import OptionError
-from ..geometry.io import load_depth_result, load_photo, match_result_to_image, result_with_focal
+from ..io.depth_files import match_result_to_image, read_depth_result, result_with_focal
+from ..io.images import DEFAULT_MAX_PIXELS, LoadedImage, load_image
+from ..io.photos import save_image
+from ..maps import check_focal_px
 from ..result import DepthResult
 
 DEFAULT_MODEL = "depth-pro"
@@ -31,30 +43,99 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto
 FocalOpt = Annotated[
     float | None, typer.Option("--focal-px", help="Focal length in pixels (overrides the file's / EXIF / model's).")
 ]
+MaxPixelsOpt = Annotated[int, typer.Option("--max-pixels", help="Refuse photos larger than this many pixels.")]
 
 
-def obtain_result(
-    image_path: Path,
-    depth: Path | None = None,
-    model: str | None = None,
-    weights: Path | None = None,
-    focal_px: float | None = None,
-    device: str = "cpu",
-) -> DepthResult:
-    """The depth result for `image_path`, with the upright photo attached at matching size."""
-    if depth is not None and (model is not None or weights is not None):
-        raise OptionError("give either --depth (a saved result) or --model/--weights (predict), not both")
-    rgb = load_photo(image_path)
-    if depth is not None:
-        return load_depth_result(depth, image=rgb, focal_px=focal_px)
-    return match_result_to_image(predict(image_path, model or DEFAULT_MODEL, weights, focal_px, device), rgb)
+@dataclass(frozen=True, kw_only=True)
+class DepthSource:
+    """The photo and where its depth comes from: a saved result (`depth`) or a network (`model`)."""
+
+    image: Path
+    depth: Path | None = None
+    """A saved result (.npz/.npy/.exr/.pfm/.png from `predict`); None: predict."""
+    model: str | None = None
+    """Model to predict with; None: the default model (when `depth` is None)."""
+    weights: Path | None = None
+    device: str = "cpu"
+    focal_px: float | None = None
+    """Focal length in pixels; overrides the file's, the EXIF's and the model's."""
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    """Refuse photos with more pixels than this (decompression bombs, accidental giants)."""
+
+    def __post_init__(self) -> None:
+        if self.depth is not None and (self.model is not None or self.weights is not None):
+            raise OptionError("give either --depth (a saved result) or --model/--weights (predict), not both")
+        if self.focal_px is not None:
+            check_focal_px(self.focal_px)
+        if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int) or self.max_pixels <= 0:
+            raise OptionError(f"--max-pixels must be a positive number of pixels, got {self.max_pixels}")
+
+    def obtain(self) -> DepthResult:
+        """The depth result with the upright photo attached at matching size (the photo decoded once)."""
+        loaded = load_image(self.image, self.max_pixels)
+        if self.depth is not None:
+            # the reader refuses unreadable, empty and ambiguous files in one line (`sharpdepth.io.depth_files`)
+            return read_depth_result(self.depth, focal_px=self.focal_px, image=loaded.rgb)
+        return match_result_to_image(predict(loaded, self), loaded.rgb)
 
 
-def predict(image_path: Path, model: str, weights: Path | None, focal_px: float | None, device: str) -> DepthResult:
-    """Run the network through the public API (imported lazily: loading torch models is slow)."""
+def predict(loaded: LoadedImage, source: DepthSource) -> DepthResult:
+    """Run the network on the decoded photo through the public `sharpdepth.load` (imported lazily:
+    loading torch is slow)."""
     import sharpdepth
 
-    if not hasattr(sharpdepth, "load"):
-        raise OptionError("this build has no prediction engine; pass --depth with a saved result")
-    net = sharpdepth.load(model, weights=weights, device=device)
-    return result_with_focal(net.predict(image_path, focal_px=focal_px), focal_px)
+    from ..engine.settings import ModelSettings
+
+    model = ModelSettings(
+        name=source.model or DEFAULT_MODEL, weights=source.weights, device=source.device,
+        max_pixels=source.max_pixels,
+    )  # fmt: skip
+    net = sharpdepth.load(model.name, weights=model.weights, device=model.device, max_pixels=model.max_pixels)
+    return result_with_focal(net.predict(loaded, focal_px=source.focal_px), source.focal_px)
+
+
+# ---------------------------------------------------------------- outputs
+def check_output(path: Path) -> Path:
+    """Refuse, before any work, an output that cannot be written; nothing is created here.
+
+    The nearest existing folder on the way to `path` must be a folder (not a
+    regular file: `-o photo.jpg/x.png`) in which a file can really be created
+    (not `/proc`, not read-only); `path` itself must not be a folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OptionError(f"{path}: is a directory; give a file name for the output")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OptionError(f"{path}: cannot be written ({ancestor} is not a directory)")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".sharpdepth-probe.", dir=ancestor)
+    except OSError as exc:
+        raise OptionError(f"{path}: cannot be written ({ancestor}: {exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
+
+
+def check_image_output(path: Path) -> Path:
+    """`check_output`, and the suffix must name an image format that can be written."""
+    from PIL import Image
+
+    if Image.registered_extensions().get(path.suffix.lower()) is None:
+        raise OptionError(f"{path}: unknown image type {path.suffix!r} (use .png, .jpg or .webp)")
+    return check_output(path)
+
+
+def write_failed(path: Path, exc: OSError) -> OptionError:
+    """The one-line error for an output that could not be written after all (disk full, removed folder)."""
+    return OptionError(f"{path}: could not be written ({exc.strerror or exc})")
+
+
+def save_rgb(path: Path, rgb: np.ndarray) -> Path:
+    """Write an effect's picture atomically; an OS failure is one line, never a half-written file."""
+    try:
+        return save_image(path, rgb)
+    except OSError as exc:
+        raise write_failed(path, exc) from None

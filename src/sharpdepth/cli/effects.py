@@ -1,7 +1,10 @@
 """`sharpdepth dof | portrait | parallax | stereo`: effects rendered from a photo and its depth.
 
 Each takes the photo plus `--depth FILE` (a saved result: no network) or
-`--model NAME` (predict now); see `depth_source`.
+`--model NAME` (predict now); see `depth_source`. A command builds its job's
+settings object (`sharpdepth.apps.settings`, where the defaults live) and a
+`DepthSource` from the flags — both validated on construction — then checks
+the output location, and only then decodes the photo and obtains the depth.
 """
 
 from __future__ import annotations
@@ -11,12 +14,38 @@ from typing import Annotated
 
 import typer
 
+from ..apps.settings import (
+    FULL_FRAME_WIDTH_MM,
+    DofSettings,
+    LensSettings,
+    ParallaxSettings,
+    PortraitSettings,
+    StereoSettings,
+)
 from ..errors import OptionError
-from ..geometry.io import save_image
 from ..geometry.measure import parse_pixel
-from .depth_source import DepthOpt, DeviceOpt, FocalOpt, ModelOpt, WeightsOpt, obtain_result
+from .depth_source import (
+    DEFAULT_MAX_PIXELS,
+    DepthOpt,
+    DepthSource,
+    DeviceOpt,
+    FocalOpt,
+    MaxPixelsOpt,
+    ModelOpt,
+    WeightsOpt,
+    check_image_output,
+    check_output,
+    save_rgb,
+    write_failed,
+)
 
 OutputOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Output file.")]
+
+# Flag defaults are the settings' defaults, read from the one place they are defined.
+_LENS = LensSettings()
+_PORTRAIT_F_NUMBER = PortraitSettings().f_number
+_PARALLAX = ParallaxSettings()
+_STEREO = StereoSettings()
 
 
 def _default(image: Path, suffix: str, ext: str) -> Path:
@@ -28,140 +57,79 @@ def _pixel(text: str | None) -> tuple[float, float] | None:
 
 
 # ---------------------------------------------------------------- runners (testable without typer)
-def run_dof(
-    image: Path,
-    output: Path | None = None,
-    depth: Path | None = None,
-    model: str | None = None,
-    weights: Path | None = None,
-    device: str = "cpu",
-    focal_px: float | None = None,
-    focus_m: float | None = None,
-    focus_px: str | None = None,
-    f_number: float = 2.0,
-    focal_mm: float | None = None,
-    sensor_mm: float = 36.0,
-    max_blur: float | None = None,
-    bokeh: str = "disc",
-    highlights: float = 1.0,
-) -> tuple[Path, float, float]:
-    """Write the refocused photo; returns (path, focus, largest blur diameter in px)."""
-    from ..apps.dof import DofSettings, depth_of_field
+def run_dof(source: DepthSource, settings: DofSettings, output: Path | None = None) -> tuple[Path, str, float]:
+    """Write the refocused photo; returns (path, focus with its unit, largest blur diameter in px)."""
+    from ..apps.dof import depth_of_field
 
-    settings = DofSettings(
-        focus_m=focus_m, focus_px=_pixel(focus_px), f_number=f_number, focal_length_mm=focal_mm,
-        sensor_width_mm=sensor_mm, max_blur_px=max_blur, shape=bokeh, highlight_boost=highlights,
-    )  # fmt: skip
-    out = output or _default(image, "dof", ".jpg")
-    result = obtain_result(image, depth, model, weights, focal_px, device)
-    rendered = depth_of_field(result, settings)
-    save_image(out, rendered.image)
-    return out, rendered.focus, float(abs(rendered.coc_px).max())
+    out = check_image_output(output or _default(source.image, "dof", ".jpg"))
+    rendered = depth_of_field(source.obtain(), settings)
+    save_rgb(out, rendered.image)
+    return out, rendered.focus_text, float(abs(rendered.coc_px).max())
 
 
 def run_portrait(
-    image: Path,
-    output: Path | None = None,
-    depth: Path | None = None,
-    model: str | None = None,
-    weights: Path | None = None,
-    device: str = "cpu",
-    focal_px: float | None = None,
-    subject: str | None = None,
-    f_number: float = 1.4,
-    focal_mm: float | None = None,
-    max_blur: float | None = None,
-    bokeh: str = "disc",
-    highlights: float = 1.0,
-    matte_out: Path | None = None,
+    source: DepthSource, settings: PortraitSettings, output: Path | None = None, matte_out: Path | None = None
 ) -> tuple[Path, float]:
     """Write the portrait-mode photo (and optionally the matte); returns (path, subject area fraction)."""
     import numpy as np
 
     from ..apps.portrait import portrait
 
-    point = _pixel(subject)
-    out = output or _default(image, "portrait", ".jpg")
-    result = obtain_result(image, depth, model, weights, focal_px, device)
-    rendered = portrait(result, point, f_number, max_blur, bokeh, highlights, focal_mm)
-    save_image(out, rendered.image)
+    out = check_image_output(output or _default(source.image, "portrait", ".jpg"))
+    if matte_out is not None:
+        check_image_output(matte_out)
+    rendered = portrait(source.obtain(), settings)
+    save_rgb(out, rendered.image)
     if matte_out is not None:
         matte = (np.clip(rendered.matte, 0, 1) * 255 + 0.5).astype(np.uint8)
-        save_image(matte_out, np.repeat(matte[..., None], 3, axis=2))
+        save_rgb(matte_out, np.repeat(matte[..., None], 3, axis=2))
     return out, float(rendered.subject.mean())
 
 
 def run_parallax(
-    image: Path,
-    output: Path | None = None,
-    depth: Path | None = None,
-    model: str | None = None,
-    weights: Path | None = None,
-    device: str = "cpu",
-    focal_px: float | None = None,
-    path: str = "circle",
-    duration: float = 3.0,
-    fps: float = 30.0,
-    amplitude: float | None = None,
-    loop: bool = True,
-    size: int = 1024,
-    pivot_m: float | None = None,
-    crop: bool = True,
-    show_progress: bool = False,
+    source: DepthSource, settings: ParallaxSettings, output: Path | None = None, show_progress: bool = False
 ) -> tuple[Path, int]:
+    """Write the MP4; returns (path, number of frames)."""
     from rich.progress import Progress
 
-    from ..apps.parallax import CameraPath, parallax_video
+    from ..apps.parallax import parallax_video
 
-    camera_path = CameraPath(path, amplitude, loop)
-    out = output or _default(image, f"parallax_{path}", ".mp4")
+    out = output or _default(source.image, f"parallax_{settings.path}", ".mp4")
     if out.suffix.lower() != ".mp4":
         raise OptionError(f"{out}: the parallax video is written as .mp4")
-    if size < 16:
-        raise OptionError(f"--size must be at least 16 pixels, got {size}")
-    result = obtain_result(image, depth, model, weights, focal_px, device)
-    total = max(1, round(duration * fps)) if duration > 0 else 1
+    check_output(out)
+    result = source.obtain()
     with Progress(transient=True, disable=not show_progress) as progress:
-        task = progress.add_task(f"rendering {path}", total=total)
-        return parallax_video(
-            result, out, camera_path, duration, fps, size, pivot_m, crop,
-            progress=lambda n: progress.update(task, completed=n),
-        )  # fmt: skip
+        task = progress.add_task(f"rendering {settings.path}", total=settings.frames)
+        try:
+            return parallax_video(result, out, settings, progress=lambda n: progress.update(task, completed=n))
+        except OSError as exc:
+            raise write_failed(out, exc) from None
 
 
-STEREO_FORMATS = ("anaglyph", "sbs", "pair")
+def stereo_outputs(out: Path, settings: StereoSettings) -> list[Path]:
+    """The files a stereo layout writes: `out`, or `<stem>_left` / `<stem>_right` for a pair."""
+    if settings.layout != "pair":
+        return [out]
+    return [out.with_name(f"{out.stem}_{eye}{out.suffix}") for eye in ("left", "right")]
 
 
-def run_stereo(
-    image: Path,
-    output: Path | None = None,
-    depth: Path | None = None,
-    model: str | None = None,
-    weights: Path | None = None,
-    device: str = "cpu",
-    focal_px: float | None = None,
-    baseline: float | None = None,
-    left_is_input: bool = False,
-    convergence: float | None = None,
-    max_disparity: float | None = None,
-    fmt: str = "anaglyph",
-    anaglyph_mode: str = "half-color",
-    half_width: bool = False,
-) -> list[Path]:
-    from ..apps.stereo import anaglyph, side_by_side, stereo_pair
+def run_stereo(source: DepthSource, settings: StereoSettings, output: Path | None = None) -> list[Path]:
+    """Write the anaglyph, side-by-side picture or left/right pair; returns the paths."""
+    from ..apps.stereo import stereo_images, stereo_pair
 
-    if fmt not in STEREO_FORMATS:
-        raise OptionError(f"unknown stereo format {fmt!r}; choose from {', '.join(STEREO_FORMATS)}")
-    out = output or _default(image, fmt if fmt != "pair" else "stereo", ".jpg")
-    result = obtain_result(image, depth, model, weights, focal_px, device)
-    pair = stereo_pair(result, baseline, not left_is_input, convergence, max_disparity)
-    if fmt == "anaglyph":
-        return [save_image(out, anaglyph(pair.left, pair.right, anaglyph_mode))]
-    if fmt == "sbs":
-        return [save_image(out, side_by_side(pair.left, pair.right, half_width))]
-    left = out.with_name(f"{out.stem}_left{out.suffix}")
-    right = out.with_name(f"{out.stem}_right{out.suffix}")
-    return [save_image(left, pair.left), save_image(right, pair.right)]
+    out = output or _default(source.image, settings.layout if settings.layout != "pair" else "stereo", ".jpg")
+    paths = [check_image_output(p) for p in stereo_outputs(out, settings)]
+    pair = stereo_pair(source.obtain(), settings)
+    written: list[Path] = []
+    try:
+        for p, picture in zip(paths, stereo_images(pair, settings), strict=True):
+            written.append(save_rgb(p, picture))
+    except OptionError:
+        for p in written:  # a left eye without its right one is a half-written result
+            p.unlink(missing_ok=True)
+        raise
+    return written
 
 
 # ---------------------------------------------------------------- typer commands
@@ -175,25 +143,33 @@ def register(app: typer.Typer) -> None:
         weights: WeightsOpt = None,
         device: DeviceOpt = "cpu",
         focal_px: FocalOpt = None,
+        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         focus_m: Annotated[float | None, typer.Option("--focus-m", help="Focus distance (metres).")] = None,
         focus_px: Annotated[str | None, typer.Option("--focus-px", help="Focus on the pixel x,y.")] = None,
-        f_number: Annotated[float, typer.Option("--f-number", "-N", help="Aperture f-number.")] = 2.0,
+        f_number: Annotated[float, typer.Option("--f-number", "-N", help="Aperture f-number.")] = _LENS.f_number,
         focal_mm: Annotated[
             float | None, typer.Option("--focal-mm", help="Simulated lens (mm); default: the photo's 35mm-equiv.")
         ] = None,
-        sensor_mm: Annotated[float, typer.Option("--sensor-mm", help="Sensor width assumed (mm).")] = 36.0,
+        sensor_mm: Annotated[
+            float, typer.Option("--sensor-mm", help="Width of the 3:2 sensor simulated (mm; its diagonal is used).")
+        ] = FULL_FRAME_WIDTH_MM,
         max_blur: Annotated[
             float | None, typer.Option("--max-blur", help="Blur cap in px (relative models: blur at the far end).")
         ] = None,
-        bokeh: Annotated[str, typer.Option(help="Bokeh shape: disc or hexagon.")] = "disc",
-        highlights: Annotated[float, typer.Option(help="Bright bokeh gain for clipped highlights (0 = off).")] = 1.0,
+        bokeh: Annotated[str, typer.Option(help="Bokeh shape: disc or hexagon.")] = _LENS.shape,
+        highlights: Annotated[
+            float, typer.Option(help="Bright bokeh gain for clipped highlights (0 = off).")
+        ] = _LENS.highlight_boost,
     ) -> None:
         """Refocus with a simulated lens: thin-lens blur from metric depth, layered without halos."""
-        path, focus, blur = run_dof(
-            image, output, depth, model, weights, device, focal_px, focus_m, focus_px, f_number, focal_mm,
-            sensor_mm, max_blur, bokeh, highlights,
+        settings = DofSettings(
+            focus_m=focus_m, focus_px=_pixel(focus_px), f_number=f_number, focal_length_mm=focal_mm,
+            sensor_width_mm=sensor_mm, max_blur_px=max_blur, shape=bokeh, highlight_boost=highlights,
         )  # fmt: skip
-        typer.echo(f"wrote {path} (focus {focus:.3g}, largest blur {blur:.1f} px)")
+        source = DepthSource(image=image, depth=depth, model=model, weights=weights, device=device,
+                             focal_px=focal_px, max_pixels=max_pixels)  # fmt: skip
+        path, focus, blur = run_dof(source, settings, output)
+        typer.echo(f"wrote {path} (focus {focus}, largest blur {blur:.1f} px)")
 
     @app.command("portrait")
     def portrait_cmd(
@@ -204,19 +180,23 @@ def register(app: typer.Typer) -> None:
         weights: WeightsOpt = None,
         device: DeviceOpt = "cpu",
         focal_px: FocalOpt = None,
+        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         subject: Annotated[str | None, typer.Option(help="A pixel x,y on the subject (default: found).")] = None,
-        f_number: Annotated[float, typer.Option("--f-number", "-N", help="Aperture f-number.")] = 1.4,
+        f_number: Annotated[float, typer.Option("--f-number", "-N", help="Aperture f-number.")] = _PORTRAIT_F_NUMBER,
         focal_mm: Annotated[float | None, typer.Option("--focal-mm", help="Simulated lens (mm).")] = None,
         max_blur: Annotated[float | None, typer.Option("--max-blur", help="Blur cap / strength in px.")] = None,
-        bokeh: Annotated[str, typer.Option(help="disc or hexagon.")] = "disc",
-        highlights: Annotated[float, typer.Option(help="Bright bokeh gain (0 = off).")] = 1.0,
+        bokeh: Annotated[str, typer.Option(help="disc or hexagon.")] = _LENS.shape,
+        highlights: Annotated[float, typer.Option(help="Bright bokeh gain (0 = off).")] = _LENS.highlight_boost,
         matte: Annotated[Path | None, typer.Option(help="Also save the subject matte here.")] = None,
     ) -> None:
         """Portrait mode: subject from depth, soft matte on the photo's edges, background blurred by depth."""
-        path, area = run_portrait(
-            image, output, depth, model, weights, device, focal_px, subject, f_number, focal_mm, max_blur,
-            bokeh, highlights, matte,
+        settings = PortraitSettings(
+            subject_px=_pixel(subject), f_number=f_number, focal_length_mm=focal_mm, max_blur_px=max_blur,
+            shape=bokeh, highlight_boost=highlights,
         )  # fmt: skip
+        source = DepthSource(image=image, depth=depth, model=model, weights=weights, device=device,
+                             focal_px=focal_px, max_pixels=max_pixels)  # fmt: skip
+        path, area = run_portrait(source, settings, output, matte)
         typer.echo(f"wrote {path} (subject {100 * area:.0f}% of the picture)")
 
     @app.command("parallax")
@@ -228,22 +208,26 @@ def register(app: typer.Typer) -> None:
         weights: WeightsOpt = None,
         device: DeviceOpt = "cpu",
         focal_px: FocalOpt = None,
+        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         path: Annotated[
             str, typer.Option(help="zoom-in, dolly-zoom, circle, swing, horizontal or vertical.")
-        ] = "circle",
-        duration: Annotated[float, typer.Option(help="Seconds.")] = 3.0,
-        fps: Annotated[float, typer.Option(help="Frames per second.")] = 30.0,
+        ] = _PARALLAX.path,
+        duration: Annotated[float, typer.Option(help="Seconds.")] = _PARALLAX.duration_s,
+        fps: Annotated[float, typer.Option(help="Frames per second.")] = _PARALLAX.fps,
         amplitude: Annotated[float | None, typer.Option(help="Camera motion as a fraction of the pivot depth.")] = None,
         no_loop: Annotated[bool, typer.Option("--no-loop", help="One way instead of a seamless loop.")] = False,
-        size: Annotated[int, typer.Option(help="Longest side of the video (px).")] = 1024,
+        size: Annotated[int, typer.Option(help="Longest side of the video (px).")] = _PARALLAX.max_size_px or 1024,
         pivot_m: Annotated[float | None, typer.Option("--pivot-m", help="Depth that stays still.")] = None,
         no_crop: Annotated[bool, typer.Option("--no-crop", help="Do not zoom to hide uncovered borders.")] = False,
     ) -> None:
         """3D-photo video (MP4, H.264): the picture seen from a moving camera, holes filled from behind."""
-        out, frames = run_parallax(
-            image, output, depth, model, weights, device, focal_px, path, duration, fps, amplitude, not no_loop,
-            size, pivot_m, not no_crop, show_progress=True,
+        settings = ParallaxSettings(
+            path=path, amplitude=amplitude, loop=not no_loop, duration_s=duration, fps=fps, max_size_px=size,
+            pivot_m=pivot_m, crop=not no_crop,
         )  # fmt: skip
+        source = DepthSource(image=image, depth=depth, model=model, weights=weights, device=device,
+                             focal_px=focal_px, max_pixels=max_pixels)  # fmt: skip
+        out, frames = run_parallax(source, settings, output, show_progress=True)
         typer.echo(f"wrote {out} ({frames} frames)")
 
     @app.command("stereo")
@@ -255,6 +239,7 @@ def register(app: typer.Typer) -> None:
         weights: WeightsOpt = None,
         device: DeviceOpt = "cpu",
         focal_px: FocalOpt = None,
+        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         baseline: Annotated[float | None, typer.Option(help="Eye distance in metres (default 0.063).")] = None,
         left: Annotated[bool, typer.Option("--left", help="The photo is the left eye (default: the middle).")] = (
             False
@@ -263,13 +248,16 @@ def register(app: typer.Typer) -> None:
         max_disparity: Annotated[
             float | None, typer.Option("--max-disparity", help="Relative models: nearest disparity (px).")
         ] = None,
-        fmt: Annotated[str, typer.Option("--format", help="anaglyph, sbs or pair (two files).")] = "anaglyph",
-        anaglyph_mode: Annotated[str, typer.Option("--anaglyph", help="color, half-color or gray.")] = "half-color",
+        fmt: Annotated[str, typer.Option("--format", help="anaglyph, sbs or pair (two files).")] = _STEREO.layout,
+        anaglyph_mode: Annotated[str, typer.Option("--anaglyph", help="color, half-color or gray.")] = _STEREO.anaglyph,
         half: Annotated[bool, typer.Option("--half", help="Half-width side-by-side (3D TVs).")] = False,
     ) -> None:
         """Stereo pair from one photo: red-cyan anaglyph, side-by-side (VR) or left/right files."""
-        paths = run_stereo(
-            image, output, depth, model, weights, device, focal_px, baseline, left, convergence, max_disparity,
-            fmt, anaglyph_mode, half,
+        settings = StereoSettings(
+            baseline_m=baseline, center=not left, convergence_m=convergence, max_disparity_px=max_disparity,
+            layout=fmt, anaglyph=anaglyph_mode, half_width=half,
         )  # fmt: skip
+        source = DepthSource(image=image, depth=depth, model=model, weights=weights, device=device,
+                             focal_px=focal_px, max_pixels=max_pixels)  # fmt: skip
+        paths = run_stereo(source, settings, output)
         typer.echo("wrote " + ", ".join(str(p) for p in paths))

@@ -7,14 +7,20 @@ protocol or alignment on the same predictions costs no inference.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import OptionError
+
+if TYPE_CHECKING:
+    from ..eval.predictor import ModelLike, Predictor
+    from ..eval.report import ModelReport
+    from ..eval.settings import EvalJob
 
 console = Console(stderr=True)
 
@@ -30,73 +36,50 @@ def parse_options(pairs: list[str] | None) -> dict[str, str]:
     return out
 
 
+Loader = Callable[..., "Predictor | ModelLike"]
+
+
 def load_models(
     names: list[str],
-    weights: list[Path] | None,
+    weights: Sequence[Path | str] | None,
     device: str,
     precision: str,
     random_weights: bool = False,
-    loader: Any = None,
-) -> list[Any]:
+    loader: Loader | None = None,
+) -> list[Predictor | ModelLike]:
     """`sharpdepth.load` for each name; `--weights` pairs with `--model` in order."""
-    weights = weights or []
+    weights = list(weights or [])
     if len(weights) > len(names):
         raise OptionError(f"{len(weights)} --weights for {len(names)} --model; give at most one per model, in order")
     if loader is None:
         import sharpdepth
 
-        loader = sharpdepth.load
+        load: Loader = sharpdepth.load
+    else:
+        load = loader
     models = []
     for i, name in enumerate(names):
-        kwargs: dict[str, Any] = {
+        kwargs: dict[str, object] = {
             "weights": weights[i] if i < len(weights) else None,
             "device": device,
             "precision": precision,
         }
         if random_weights:
             kwargs["random_weights"] = True
-        models.append(loader(name, **kwargs))
+        models.append(load(name, **kwargs))
     return models
 
 
 def run_eval(
-    models: list[Any],
-    dataset_name: str,
-    root: Path,
-    output: Path,
-    protocol_name: str | None = None,
-    align: str | None = None,
-    align_space: str | None = None,
-    align_scope: str | None = None,
-    limit: int | None = None,
-    dataset_options: dict[str, str] | None = None,
-    give_focal: bool = False,
-    temporal: bool = False,
-    boundary: bool = True,
-    cache: bool = True,
-    cache_dir: Path | None = None,
+    models: Sequence[Predictor | ModelLike],
+    job: EvalJob,
     show_progress: bool = True,
     out_console: Console | None = None,
-):
-    """Evaluate loaded models; returns (reports, written paths). Used by the CLI and tests."""
-    from ..eval.datasets import open_dataset
-    from ..eval.harness import EvalOptions, Evaluator, comparison_table, write_reports
-    from ..eval.protocols import get_protocol
+) -> tuple[list[ModelReport], dict[str, Path]]:
+    """Evaluate loaded models under `job` with a progress bar, print the table; (reports, written paths)."""
+    from ..eval.report import comparison_table
+    from ..eval.runner import run_job
 
-    if limit is not None and limit < 1:
-        raise OptionError("--limit must be at least 1")
-    dataset = open_dataset(dataset_name, root, **(dataset_options or {}))
-    protocol = get_protocol(protocol_name or dataset.default_protocol)
-    options = EvalOptions(
-        align=align,
-        align_space=align_space,
-        align_scope=align_scope,
-        limit=limit,
-        give_focal=give_focal,
-        boundary=boundary,
-        temporal=temporal,
-        cache_dir=(cache_dir or output / "cache") if cache else None,
-    )
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -104,19 +87,15 @@ def run_eval(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    reports = []
     with Progress(*columns, console=console, disable=not show_progress, transient=True) as progress:
 
-        def start(name: str, total: int):
-            task = progress.add_task(f"{name} · {dataset.name}", total=total)
+        def start(name: str, total: int) -> Callable[[], None]:
+            task = progress.add_task(f"{name} · {job.dataset}", total=total)
             return lambda: progress.advance(task)
 
-        evaluator = Evaluator(dataset, protocol, options, progress=start)
-        for model in models:
-            reports.append(evaluator.run(model))
-    paths = write_reports(output, dataset, protocol, options, reports)
-    (out_console or Console()).print(comparison_table(dataset, protocol, reports))
-    return reports, paths
+        outcome = run_job(models, job, progress=start)
+    (out_console or Console()).print(comparison_table(outcome.dataset, outcome.protocol, outcome.reports))
+    return outcome.reports, outcome.paths
 
 
 def register(app: typer.Typer) -> None:
@@ -153,7 +132,17 @@ def register(app: typer.Typer) -> None:
         give_focal: Annotated[
             bool, typer.Option("--give-focal", help="Pass the dataset's focal length to the model.")
         ] = False,
-        temporal: Annotated[bool, typer.Option("--temporal", help="Temporal metrics per sequence.")] = False,
+        temporal: Annotated[
+            bool | None,
+            typer.Option(
+                "--temporal/--no-temporal",
+                help="Temporal metrics per sequence: TAE, temporal change, flicker (default: on for video protocols).",
+            ),
+        ] = None,
+        silog: Annotated[
+            str | None,
+            typer.Option(help="SILog convention: zoedepth (= depth-anything-v1) or depth-anything-v2."),
+        ] = None,
         no_boundary: Annotated[bool, typer.Option("--no-boundary", help="Skip boundary F1.")] = False,
         no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not cache predictions.")] = False,
         random_weights: Annotated[
@@ -163,10 +152,26 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         """Evaluate models on a dataset: every metric, the protocol recorded next to the numbers."""
+        from ..eval.settings import EvalJob, EvalSettings
+
+        job = EvalJob(  # every option checked here, before a model is loaded
+            dataset=dataset,
+            root=root,
+            output=output,
+            protocol=protocol,
+            dataset_options=parse_options(option),
+            cache=not no_cache,
+            scoring=EvalSettings(
+                align=align,
+                align_space=align_space,
+                align_scope=align_scope,
+                silog=silog,
+                limit=limit,
+                give_focal=give_focal,
+                boundary=not no_boundary,
+                temporal=temporal,
+            ),
+        )
         models = load_models(model, weights, device, precision, random_weights)
-        _, paths = run_eval(
-            models, dataset, root, output, protocol, align, align_space, align_scope, limit,
-            parse_options(option), give_focal, temporal, not no_boundary, not no_cache,
-            show_progress=not quiet,
-        )  # fmt: skip
+        _, paths = run_eval(models, job, show_progress=not quiet)
         console.print("wrote " + ", ".join(str(p) for p in paths.values()))

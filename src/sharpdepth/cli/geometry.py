@@ -8,74 +8,63 @@ from typing import Annotated
 
 import typer
 
-from ..errors import OptionError
-from .depth_source import DepthOpt, DeviceOpt, FocalOpt, ModelOpt, WeightsOpt, obtain_result
+from ..geometry.measure import PointMeasurement, parse_pixel
+from ..geometry.settings import (
+    DEFAULT_MAX_GRAZING_DEG,
+    DEFAULT_MAX_REL_JUMP,
+    DEFAULT_WINDOW,
+    MeasureSettings,
+    PointCloudSettings,
+)
+from .depth_source import (
+    DEFAULT_MAX_PIXELS,
+    DepthOpt,
+    DepthSource,
+    DeviceOpt,
+    FocalOpt,
+    MaxPixelsOpt,
+    ModelOpt,
+    WeightsOpt,
+    check_output,
+    write_failed,
+)
 
 
-def _default_output(image: Path, mesh: bool, file_type: str | None) -> Path:
-    suffix = file_type or "ply"
-    return image.with_name(f"{image.stem}_{'mesh' if mesh else 'cloud'}.{suffix}")
+def _default_output(image: Path, settings: PointCloudSettings) -> Path:
+    suffix = settings.file_type or "ply"
+    return image.with_name(f"{image.stem}_{'mesh' if settings.mesh else 'cloud'}.{suffix}")
 
 
 def run_pointcloud(
-    image: Path,
-    output: Path | None = None,
-    depth: Path | None = None,
-    model: str | None = None,
-    weights: Path | None = None,
-    device: str = "cpu",
-    focal_px: float | None = None,
-    mesh: bool = False,
-    file_type: str | None = None,
-    stride: int = 1,
-    voxel: float | None = None,
-    max_jump: float = 0.05,
-    max_grazing: float = 88.0,
-    normals: bool = True,
-    axes: str = "opengl",
+    source: DepthSource, settings: PointCloudSettings, output: Path | None = None
 ) -> tuple[Path, int, int]:
     """Write the cloud/mesh; returns (path, vertex count, face count)."""
     from ..geometry import pointcloud as pc
 
-    if file_type is not None and file_type.lower() not in pc.FORMATS:
-        raise OptionError(f"unknown format {file_type!r}; choose from {', '.join(pc.FORMATS)}")
-    if voxel is not None and mesh:
-        raise OptionError("--voxel applies to point clouds; use --stride to thin a mesh")
-    out = output or _default_output(image, mesh, file_type)
-    kind = (file_type or out.suffix.lstrip(".") or "ply").lower()
-    if kind not in pc.FORMATS:
-        raise OptionError(f"{out}: unsupported 3D format {kind!r}; use .ply or .glb (or --format)")
-    result = obtain_result(image, depth, model, weights, focal_px, device)
-    options = {"stride": stride, "max_rel_jump": max_jump, "max_grazing_deg": max_grazing}
-    if mesh:
-        built = pc.result_to_mesh(result, **options)
-        pc.save_mesh(out, built, kind, axes)
-        return out, len(built.vertices), len(built.faces)
-    cloud = pc.result_to_point_cloud(result, voxel_size=voxel, with_normals=normals, **options)
-    pc.save_point_cloud(out, cloud, kind, axes)
+    out = output or _default_output(source.image, settings)
+    kind = pc.file_type_for(out, settings.file_type)
+    check_output(out)
+    result = source.obtain()
+    try:
+        if settings.mesh:
+            built = pc.result_to_mesh(result, settings)
+            pc.save_mesh(out, built, kind, settings.axes)
+            return out, len(built.vertices), len(built.faces)
+        cloud = pc.result_to_point_cloud(result, settings)
+        pc.save_point_cloud(out, cloud, kind, settings.axes)
+    except OSError as exc:
+        raise write_failed(out, exc) from None
     return out, len(cloud), 0
 
 
-def run_measure(
-    image: Path,
-    pixels: list[str],
-    depth: Path | None = None,
-    model: str | None = None,
-    weights: Path | None = None,
-    device: str = "cpu",
-    focal_px: float | None = None,
-    window: int = 5,
-) -> dict:
+def run_measure(source: DepthSource, settings: MeasureSettings) -> dict:
     """Measurements as a JSON-ready dict (one pixel: distance from camera; two: distance between)."""
-    from ..geometry.measure import measure_distance, measure_point, parse_pixel
+    from ..geometry.measure import DistanceMeasurement, measure
 
-    if len(pixels) not in (1, 2):
-        raise OptionError(f"give one pixel (distance from the camera) or two (distance between), got {len(pixels)}")
-    picks = [parse_pixel(p) for p in pixels]
-    result = obtain_result(image, depth, model, weights, focal_px, device)
-    if len(picks) == 1:
-        return {"point": _point_dict(measure_point(result, picks[0], window)), "focal_px": result.focal_px}
-    m = measure_distance(result, picks[0], picks[1], window)
+    result = source.obtain()
+    m = measure(result, settings)
+    if not isinstance(m, DistanceMeasurement):
+        return {"point": _point_dict(m), "focal_px": result.focal_px}
     return {
         "distance_m": m.distance_m,
         "a": _point_dict(m.a),
@@ -84,7 +73,7 @@ def run_measure(
     }
 
 
-def _point_dict(p) -> dict:
+def _point_dict(p: PointMeasurement) -> dict:
     return {
         "pixel": list(p.pixel),
         "depth_m": p.depth_m,
@@ -104,20 +93,28 @@ def register(app: typer.Typer) -> None:
         weights: WeightsOpt = None,
         device: DeviceOpt = "cpu",
         focal_px: FocalOpt = None,
+        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         mesh: Annotated[bool, typer.Option("--mesh", help="Triangle mesh instead of points.")] = False,
         file_type: Annotated[str | None, typer.Option("--format", help="ply or glb (default: from -o).")] = None,
         stride: Annotated[int, typer.Option(help="Keep every n-th pixel.")] = 1,
         voxel: Annotated[float | None, typer.Option(help="Average points per voxel of this size (m).")] = None,
-        max_jump: Annotated[float, typer.Option(help="Drop across relative depth jumps above this.")] = 0.05,
-        max_grazing: Annotated[float, typer.Option(help="Drop surfaces seen more edge-on than this (deg).")] = 88.0,
+        max_jump: Annotated[
+            float, typer.Option(help="Drop across relative depth jumps above this.")
+        ] = DEFAULT_MAX_REL_JUMP,
+        max_grazing: Annotated[
+            float, typer.Option(help="Drop surfaces seen more edge-on than this (deg).")
+        ] = DEFAULT_MAX_GRAZING_DEG,
         no_normals: Annotated[bool, typer.Option("--no-normals", help="Point cloud without normals.")] = False,
         axes: Annotated[str, typer.Option(help="opengl (y up, viewers) or opencv (camera frame).")] = "opengl",
     ) -> None:
         """Coloured 3D point cloud or mesh (metres) without flying pixels across depth edges."""
-        path, n_vertices, n_faces = run_pointcloud(
-            image, output, depth, model, weights, device, focal_px, mesh, file_type, stride, voxel,
-            max_jump, max_grazing, not no_normals, axes,
+        settings = PointCloudSettings(
+            mesh=mesh, file_type=file_type, stride=stride, voxel_m=voxel, max_rel_jump=max_jump,
+            max_grazing_deg=max_grazing, normals=not no_normals, axes=axes,
         )  # fmt: skip
+        source = DepthSource(image=image, depth=depth, model=model, weights=weights, device=device,
+                             focal_px=focal_px, max_pixels=max_pixels)  # fmt: skip
+        path, n_vertices, n_faces = run_pointcloud(source, settings, output)
         what = f"{n_vertices} vertices, {n_faces} triangles" if mesh else f"{n_vertices} points"
         typer.echo(f"wrote {path} ({what})")
 
@@ -133,12 +130,16 @@ def register(app: typer.Typer) -> None:
         weights: WeightsOpt = None,
         device: DeviceOpt = "cpu",
         focal_px: FocalOpt = None,
-        window: Annotated[int, typer.Option(help="Median over this many pixels square.")] = 5,
+        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+        window: Annotated[int, typer.Option(help="Median over this many pixels square.")] = DEFAULT_WINDOW,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Distance from the camera to one pixel, or the 3D distance between two (metric models)."""
         picks = list(points or []) + list(pixels or [])
-        data = run_measure(image, picks, depth, model, weights, device, focal_px, window)
+        settings = MeasureSettings(pixels=tuple(parse_pixel(p) for p in picks), window=window)
+        source = DepthSource(image=image, depth=depth, model=model, weights=weights, device=device,
+                             focal_px=focal_px, max_pixels=max_pixels)  # fmt: skip
+        data = run_measure(source, settings)
         if as_json:
             typer.echo(json.dumps(data, indent=2))
             return

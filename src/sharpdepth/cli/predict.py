@@ -1,35 +1,91 @@
 """`sharpdepth predict` and `sharpdepth info`.
 
-A batch never stops at a bad file: each failure is collected with a one-line
-reason, the remaining images are processed, and the command ends with a list of
-failures and exit status 1.
+A batch never stops at a bad file: each failure is printed when it happens
+(with or without a terminal, so a crash later loses nothing), the remaining
+images are processed, and the command ends with the list of failures and exit
+status 1. Things worth knowing about results that were written (depth beyond a
+16-bit PNG's range, a skipped normal view, a clamped map) are said once.
+
+The engine (and torch with it) is imported inside the commands: `--help` and
+`info` must answer at once.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..engine.jobs import make_aligner, plan_predict, predict_items
-from ..engine.settings import FocalSettings, ModelSettings, PredictSettings
+from ..engine.settings import (
+    DEFAULT_ALIGN_METHOD,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DEVICE,
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    FocalSettings,
+    ModelSettings,
+    PredictSettings,
+)
+from ..io.depth_files import DEFAULT_PNG16_SCALE_M, Notice
 from ..io.images import DEFAULT_MAX_PIXELS, load_image
 from ..io.outputs import OutputOptions, parse_formats
-from ..registry import get_spec
+from ..result import fov_from_focal
+from .options import MaxPixelsOpt, ThreadsOpt
 
-console = Console(stderr=True)
+if TYPE_CHECKING:
+    from ..engine.jobs import Failure
+
+console = Console(stderr=True, soft_wrap=True, highlight=False)
+ONCE_KINDS = ("png16_saturated", "normals_skipped", "depth_clamped")
+"""Notices said once per run (with how many images they concern), not once per image."""
+
+
+class _Reporter:
+    """Prints failures and notes as they happen and the once-per-run warnings at the end."""
+
+    def __init__(self, out: Console) -> None:
+        self.out = out
+        self.grouped: dict[str, list[Notice]] = {}
+
+    def failure(self, failure: Failure) -> None:
+        self.out.print(f"failed: {failure.source}: {failure.reason}", markup=False)
+
+    def notice(self, notice: Notice) -> None:
+        if notice.kind in ONCE_KINDS:
+            self.grouped.setdefault(notice.kind, []).append(notice)
+        else:
+            self.out.print(f"note: {notice.source}: {notice.message}", markup=False)
+
+    def finish(self) -> None:
+        for notices in self.grouped.values():
+            worst = max(notices, key=lambda n: n.share or 0.0)
+            where = worst.source if len(notices) == 1 else f"{len(notices)} images, worst {worst.source}"
+            self.out.print(f"warning: {worst.message} ({where})", markup=False)
 
 
 def run_predict(
     inputs: list[str], out_dir: Path, settings: PredictSettings, show_progress: bool = True
 ) -> tuple[int, list[tuple[str, str]]]:
     """Process every input; returns (number written, [(input, error)])."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..engine.jobs import make_aligner, plan_predict, predict_items
+    from ..registry import get_spec
+
+    report = _Reporter(console)
     plan = plan_predict(inputs, out_dir, settings)
+    for failure in plan.failures:
+        report.failure(failure)
     failures = [(f.source, f.reason) for f in plan.failures]
+    if plan.cleaned:
+        console.print(f"removed {plan.cleaned} stale temporary file(s) of an interrupted run", markup=False)
+    for item in plan.renamed:
+        console.print(f"note: {item.path}: another input has the same name; writing {item.stem}.*", markup=False)
+    if plan.skipped:
+        console.print(f"skipped {plan.skipped} image(s) already done with these settings", markup=False)
     if not plan.items:
         return 0, failures
     # Option errors before the (slow) model load.
@@ -39,8 +95,16 @@ def run_predict(
     with Progress(*columns, console=console, disable=not show_progress, transient=True) as progress:
         task = progress.add_task(f"{model.name}", total=len(plan.items))
         summary = predict_items(
-            model, plan.items, out_dir, settings, aligner, on_progress=lambda n: progress.advance(task, n)
+            model,
+            plan.items,
+            out_dir,
+            settings,
+            aligner,
+            on_failure=report.failure,
+            on_progress=lambda n: progress.advance(task, n),
+            on_notice=report.notice,
         )
+    report.finish()
     failures.extend((f.source, f.reason) for f in summary.failures)
     return summary.written, failures
 
@@ -51,31 +115,38 @@ def register(app: typer.Typer) -> None:
         inputs: Annotated[list[str], typer.Argument(help="Images, directories (recursive), globs or .txt lists.")],
         output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path("out"),
         model: Annotated[str, typer.Option("--model", "-m", help="Model name (sharpdepth weights list).")] = (
-            "depth-pro"
+            DEFAULT_MODEL
         ),
         weights: Annotated[Path | None, typer.Option(help="Checkpoint file (.pt/.pth/.safetensors).")] = None,
-        device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = "cpu",
-        precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU only).")] = "fp32",
+        device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = DEFAULT_DEVICE,
+        precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU only).")] = (DEFAULT_PRECISION),
         focal_px: Annotated[float | None, typer.Option(help="Focal length in pixels (overrides EXIF/model).")] = None,
         fov_deg: Annotated[float | None, typer.Option(help="Horizontal field of view in degrees.")] = None,
-        format: Annotated[str, typer.Option("--format", "-f", help="npy,npz,png16,exr,pfm (comma list).")] = "npz",
+        format: Annotated[str, typer.Option("--format", "-f", help="npy,npz,png16,exr,pfm (comma list).")] = (
+            ",".join(OutputOptions.formats)
+        ),
         colormap: Annotated[str, typer.Option(help="inferno, turbo, viridis, magma, plasma, spectral, gray.")] = (
-            "inferno"
+            OutputOptions.colormap
         ),
         no_view: Annotated[bool, typer.Option("--no-view", help="Skip the colour view.")] = False,
         side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Input and view side by side.")] = False,
         normals: Annotated[bool, typer.Option("--normals", help="Surface-normal view (metric models).")] = False,
-        png_scale: Annotated[float, typer.Option(help="16-bit PNG: metres per unit (0.001 = mm).")] = 0.001,
-        skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip images already done.")] = False,
-        batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
+        png_scale: Annotated[
+            float, typer.Option(help="16-bit PNG: metres per unit (0.001 = mm; deeper than 65535 units = invalid).")
+        ] = DEFAULT_PNG16_SCALE_M,
+        skip_existing: Annotated[
+            bool, typer.Option("--skip-existing", help="Skip images already done with the same model and outputs.")
+        ] = False,
+        batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = DEFAULT_BATCH_SIZE,
         input_size: Annotated[int | None, typer.Option(help="Network input size (DA/MiDaS; higher = finer).")] = (None),
-        max_pixels: Annotated[int, typer.Option(help="Refuse images larger than this many pixels.")] = (
-            DEFAULT_MAX_PIXELS
-        ),
+        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+        threads: ThreadsOpt = None,
         align_to: Annotated[
             Path | None, typer.Option(help="CSV of x,y,depth_m: fit a relative model's output to metres.")
         ] = None,
-        align_method: Annotated[str, typer.Option(help="lstsq, lstsq-robust or median (with --align-to).")] = ("lstsq"),
+        align_method: Annotated[str, typer.Option(help="lstsq, lstsq-robust or median (with --align-to).")] = (
+            DEFAULT_ALIGN_METHOD
+        ),
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         """Predict depth for images and write depth files, views and a JSON sidecar per image."""
@@ -90,7 +161,7 @@ def register(app: typer.Typer) -> None:
         settings = PredictSettings(
             model=ModelSettings(
                 name=model, weights=weights, device=device, precision=precision, input_size=input_size,
-                max_pixels=max_pixels,
+                max_pixels=max_pixels, threads=threads,
             ),
             focal=FocalSettings(focal_px=focal_px, fov_deg=fov_deg),
             output=options,
@@ -100,7 +171,7 @@ def register(app: typer.Typer) -> None:
             align_method=align_method,
         )  # fmt: skip
         done, failures = run_predict(inputs, output, settings, show_progress=not quiet)
-        console.print(f"wrote {done} result(s) to {output}")
+        console.print(f"wrote {done} result(s) to {output}", markup=False)
         if failures:
             # One plain line per failure (no table): greppable, never wrapped mid-path.
             lines = [f"{len(failures)} failed:"] + [f"  {name}: {error}" for name, error in failures]
@@ -111,33 +182,38 @@ def register(app: typer.Typer) -> None:
     def info(
         image: Annotated[Path, typer.Argument(help="An image file.")],
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     ) -> None:
         """Image size, EXIF orientation, EXIF focal data and the focal length in pixels it implies."""
-        loaded = load_image(image)
-        data = {
+        loaded = load_image(image, max_pixels)
+        data: dict[str, object] = {
             "path": str(image),
             "format": loaded.format,
             "mode": loaded.original_mode,
             "width": loaded.width,
             "height": loaded.height,
             "orientation": loaded.orientation,
+            "orientation_applied": loaded.orientation_applied,
             "exif": loaded.exif,
             "focal_px": loaded.exif_focal.focal_px if loaded.exif_focal else None,
             "focal_rule": loaded.exif_focal.rule if loaded.exif_focal else None,
+            "notes": loaded.notes,
         }
-        if loaded.exif_focal:
-            from ..result import fov_from_focal
-
-            data["fov_deg"] = fov_from_focal(loaded.exif_focal.focal_px, loaded.width)
+        fov = fov_from_focal(loaded.exif_focal.focal_px, loaded.width) if loaded.exif_focal else None
+        if fov is not None:
+            data["fov_deg"] = fov
         if as_json:
             typer.echo(json.dumps(data, indent=2))
             return
-        out = Console()
-        out.print(f"[bold]{image}[/]  {loaded.format} {loaded.original_mode}  {loaded.width}x{loaded.height} (upright)")
-        out.print(f"EXIF orientation: {loaded.orientation}")
+        out = Console(soft_wrap=True, highlight=False)
+        size = f"{loaded.width}x{loaded.height}"
+        out.print(f"{image}  {loaded.format} {loaded.original_mode}  {size} (upright)", markup=False)
+        out.print(f"EXIF orientation: {loaded.orientation}; applied: {loaded.orientation_applied}", markup=False)
         for key, value in loaded.exif.items():
-            out.print(f"  {key}: {value}")
-        if loaded.exif_focal:
-            out.print(f"focal length: {data['focal_px']:.1f} px ({loaded.exif_focal.rule}), FOV {data['fov_deg']:.2f}°")
+            out.print(f"  {key}: {value}", markup=False)
+        if loaded.exif_focal and fov is not None:
+            out.print(f"focal length: {loaded.exif_focal.focal_px:.1f} px ({loaded.exif_focal.rule}), FOV {fov:.2f}°")
         else:
             out.print("focal length: not in EXIF (Depth Pro will estimate it)")
+        for note in loaded.notes:
+            out.print(f"note: {note}", markup=False)

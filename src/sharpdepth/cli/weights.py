@@ -1,4 +1,8 @@
-"""`sharpdepth weights list | download NAME | path NAME | convert IN OUT`."""
+"""`sharpdepth weights list | download NAME | path NAME | convert IN OUT`.
+
+The weights and engine modules (torch) are imported inside the commands, so
+`sharpdepth --help` does not pay for them.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import WeightsError
+from ..errors import OptionError, WeightsError
 from ..registry import get_spec, list_specs
-from ..weights.hub import cached_path, resolve_weights
 
 weights_app = typer.Typer(help="List, download, locate and convert model weights.", no_args_is_help=True)
 
@@ -21,6 +24,8 @@ def list_weights(
     all_models: Annotated[bool, typer.Option("--all", help="Include test-only architectures.")] = False,
 ) -> None:
     """Every registered model: output kind, size, licence, source and whether it is cached."""
+    from ..weights.hub import cached_path
+
     table = Table("model", "output", "params", "input", "licence", "source", "cached")
     for spec in list_specs(include_test_only=all_models):
         source = spec.sources[0] if spec.sources else None
@@ -37,6 +42,8 @@ def list_weights(
 @weights_app.command("download")
 def download(name: Annotated[str, typer.Argument(help="Model name.")]) -> None:
     """Download a model's weights into the Hugging Face cache (verified) and print the path."""
+    from ..weights.hub import resolve_weights
+
     resolved = resolve_weights(get_spec(name))
     typer.echo(str(resolved.path))
 
@@ -44,7 +51,11 @@ def download(name: Annotated[str, typer.Argument(help="Model name.")]) -> None:
 @weights_app.command("path")
 def path(name: Annotated[str, typer.Argument(help="Model name.")]) -> None:
     """Print the cached weights file of a model (never downloads)."""
+    from ..weights.hub import cached_path
+
     spec = get_spec(name)
+    if not spec.sources:
+        raise WeightsError(f"{name} has no published weights; pass a checkpoint with --weights")
     for source in spec.sources:
         found = cached_path(source)
         if found:
@@ -63,11 +74,15 @@ def convert(
 ) -> None:
     """Convert a pickled checkpoint to safetensors once (loaded with weights_only=True)."""
     from ..engine.model import adapter_for, load_weights_into, strict_load
+    from ..io.atomic import ensure_writable_dir
     from ..weights.checkpoint import load_state_dict_file, save_safetensors
     from ..weights.hub import ResolvedWeights
 
     if dest.suffix != ".safetensors":
         raise WeightsError(f"{dest}: output must end in .safetensors")
+    if dest.is_dir():
+        raise OptionError(f"{dest}: is a directory; give the output file name")
+    ensure_writable_dir(dest.parent)  # before reading a large checkpoint
     if model is None:
         state = load_state_dict_file(src)
     else:
@@ -77,7 +92,10 @@ def convert(
         load_weights_into(net, adapter, ResolvedWeights(src, "auto", "user"))
         state = net.state_dict()
         strict_load(net, state, str(src))
-    save_safetensors(state, dest, {"format": "pt", "converted_by": "sharpdepth"})
+    try:
+        save_safetensors(state, dest, {"format": "pt", "converted_by": "sharpdepth"})
+    except OSError as exc:
+        raise OptionError(f"{dest}: cannot write ({exc.strerror or type(exc).__name__})") from None
     typer.echo(f"wrote {dest} ({len(state)} tensors)")
 
 

@@ -9,6 +9,7 @@ construction, so a bad value fails before any model is loaded.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,12 +17,33 @@ from typing import TYPE_CHECKING
 from ..errors import OptionError
 from ..io.images import DEFAULT_MAX_PIXELS
 from ..io.outputs import OutputOptions
+from ..maps import check_focal_px
 
 if TYPE_CHECKING:
     from .model import DepthModel
 
 DEFAULT_MODEL = "depth-pro"
+DEFAULT_DEVICE = "cpu"
+DEFAULT_PRECISION = "fp32"
+DEFAULT_BATCH_SIZE = 1
 ALIGN_METHODS = ("lstsq", "lstsq-robust", "median")
+DEFAULT_ALIGN_METHOD = "lstsq"
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def set_threads(threads: int | None) -> None:
+    """Use `threads` CPU threads for torch's operators (None: torch's default, one per core).
+
+    Under contention (a shared machine, several jobs) fewer threads are often
+    much faster: every thread busy-waits for the slowest one.
+    """
+    if threads is None:
+        return
+    if threads < 1:
+        raise OptionError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,21 +52,30 @@ class ModelSettings:
 
     name: str = DEFAULT_MODEL
     weights: Path | None = None
-    device: str = "cpu"
-    precision: str = "fp32"
+    device: str = DEFAULT_DEVICE
+    precision: str = DEFAULT_PRECISION
     input_size: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    threads: int | None = None
+    """CPU threads for torch (None: torch's default); applied by `load()`."""
 
     def __post_init__(self) -> None:
+        if not self.name:
+            raise OptionError("--model needs a model name (see `sharpdepth weights list`)")
         if self.input_size is not None and self.input_size <= 0:
             raise OptionError(f"input size must be a positive number of pixels, got {self.input_size}")
         if self.max_pixels <= 0:
             raise OptionError(f"--max-pixels must be positive, got {self.max_pixels}")
+        if self.precision.lower() not in PRECISIONS:
+            raise OptionError(f"unknown precision {self.precision!r}; choose {', '.join(PRECISIONS)}")
+        if self.threads is not None and self.threads < 1:
+            raise OptionError(f"--threads must be at least 1, got {self.threads}")
 
     def load(self) -> DepthModel:
         """Build the network and load its weights (slow: call once per process or actor)."""
         from .model import load
 
+        set_threads(self.threads)
         return load(
             self.name,
             weights=self.weights,
@@ -63,9 +94,13 @@ class FocalSettings:
     fov_deg: float | None = None
 
     def __post_init__(self) -> None:
-        from .model import FocalRequest
-
-        FocalRequest(self.focal_px, self.fov_deg).resolve(width=1000)  # reject bad values before any work
+        # Checked here (no torch needed), before any work: the same rules the model applies per image.
+        if self.focal_px is not None and self.fov_deg is not None:
+            raise OptionError("give either focal_px or fov_deg, not both")
+        if self.focal_px is not None:
+            check_focal_px(self.focal_px)
+        if self.fov_deg is not None and not (math.isfinite(self.fov_deg) and 0 < self.fov_deg < 180):
+            raise OptionError(f"field of view must be between 0 and 180 degrees, got {self.fov_deg}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,13 +110,30 @@ class PredictSettings:
     model: ModelSettings = field(default_factory=ModelSettings)
     focal: FocalSettings = field(default_factory=FocalSettings)
     output: OutputOptions = field(default_factory=OutputOptions)
-    batch_size: int = 1
+    batch_size: int = DEFAULT_BATCH_SIZE
     skip_existing: bool = False
+    """Skip an image only when its sidecar records this model, these settings and every requested file."""
     align_to: Path | None = None
-    align_method: str = "lstsq"
+    align_method: str = DEFAULT_ALIGN_METHOD
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise OptionError("--batch-size must be at least 1")
         if self.align_method not in ALIGN_METHODS:
             raise OptionError(f"unknown --align-method {self.align_method!r}; choose {', '.join(ALIGN_METHODS)}")
+        if self.align_to is not None and not Path(self.align_to).is_file():
+            raise OptionError(f"--align-to {self.align_to}: no such file")
+
+    def record(self) -> dict[str, object]:
+        """What decides a result's numbers, as stored in the sidecar (`--skip-existing` compares it)."""
+        return {
+            "model": self.model.name,
+            "weights": None if self.model.weights is None else str(self.model.weights),
+            "precision": self.model.precision.lower(),
+            "input_size": self.model.input_size,
+            "focal_px": self.focal.focal_px,
+            "fov_deg": self.focal.fov_deg,
+            "align_to": None if self.align_to is None else str(self.align_to),
+            "align_method": self.align_method if self.align_to is not None else None,
+            "png16_scale_m": self.output.png16_scale_m if "png16" in self.output.formats else None,
+        }

@@ -16,7 +16,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-FOCAL_METRICS = ("focal_abs_rel", "focal_median_rel", "focal_delta25", "focal_delta50")
+from .metrics import metric_keys
+
+FOCAL_METRICS = metric_keys("focal")
 
 
 def focal_relative_error(pred_focal: float, gt_focal: float) -> float:

@@ -23,8 +23,12 @@ SILog conventions (checked against the public evaluation code):
     This is a loss, not the reported metric.
   * Eigen et al. 2014 (paper, Eq. 4): training loss with lambda = 0.5; their reported
     scale-invariant error uses lambda = 1.
-The defaults (lambda = 1, scale = 100) reproduce the numbers in the tables of BTS, AdaBins,
-ZoeDepth, Depth Anything (metric) and the KITTI leaderboard.
+  * Depth Anything V2 `metric_depth/util/metric.py` `eval_depth`:
+    `sqrt(mean(d^2) - 0.5 * mean(d)^2)`, i.e. lambda = 0.5 and no factor.
+The defaults (lambda = 1, scale = 100; preset "zoedepth") reproduce the numbers in the tables
+of BTS, AdaBins, ZoeDepth, Depth Anything V1 (metric; its fine-tuning used ZoeDepth's code) and
+the KITTI leaderboard; Depth Anything V2's metric tables need the preset "depth-anything-v2".
+Presets by name: `SILOG_PRESETS`.
 
 Per-image metrics are averaged over images by the harness (as all the above code does),
 not pooled over pixels.
@@ -33,26 +37,88 @@ not pooled over pixels.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
-DEPTH_METRICS = (
-    "abs_rel",
-    "sq_rel",
-    "rmse",
-    "rmse_log",
-    "log10",
-    "silog",
-    "delta1",
-    "delta2",
-    "delta3",
-    "irmse",
-    "mae",
+from ..errors import OptionError
+from ..maps import valid_depth_mask
+
+MetricGroup = Literal["depth", "boundary", "focal", "temporal"]
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a reported number is called and which way is better: the one place this is said."""
+
+    key: str
+    label: str
+    higher_is_better: bool
+    group: MetricGroup
+
+
+METRICS: tuple[MetricInfo, ...] = (
+    MetricInfo("abs_rel", "AbsRel", False, "depth"),
+    MetricInfo("sq_rel", "SqRel", False, "depth"),
+    MetricInfo("rmse", "RMSE [m]", False, "depth"),
+    MetricInfo("rmse_log", "RMSE log", False, "depth"),
+    MetricInfo("log10", "log10", False, "depth"),
+    MetricInfo("silog", "SILog", False, "depth"),
+    MetricInfo("delta1", "δ1 (<1.25)", True, "depth"),
+    MetricInfo("delta2", "δ2 (<1.25²)", True, "depth"),
+    MetricInfo("delta3", "δ3 (<1.25³)", True, "depth"),
+    MetricInfo("irmse", "iRMSE [1/km]", False, "depth"),
+    MetricInfo("mae", "MAE [m]", False, "depth"),
+    MetricInfo("boundary_f1", "Boundary F1 (SI)", True, "boundary"),
+    MetricInfo("focal_abs_rel", "Focal AbsRel", False, "focal"),
+    MetricInfo("focal_median_rel", "Focal median rel", False, "focal"),
+    MetricInfo("focal_delta25", "Focal δ25", True, "focal"),
+    MetricInfo("focal_delta50", "Focal δ50", True, "focal"),
+    MetricInfo("tae", "TAE ×100", False, "temporal"),
+    MetricInfo("temporal_change_error", "Temporal change err", False, "temporal"),
+    MetricInfo("flicker", "Flicker (static clips)", False, "temporal"),
 )
+"""Every metric of a report, in table order."""
+
+METRIC_INFO: dict[str, MetricInfo] = {m.key: m for m in METRICS}
+
+
+def metric_keys(group: MetricGroup) -> tuple[str, ...]:
+    return tuple(m.key for m in METRICS if m.group == group)
+
+
+DEPTH_METRICS = metric_keys("depth")
 """Every key `depth_metrics` returns, in table order."""
 
-HIGHER_IS_BETTER = frozenset({"delta1", "delta2", "delta3"})
+TEMPORAL_METRICS = metric_keys("temporal")
+HIGHER_IS_BETTER = frozenset(m.key for m in METRICS if m.higher_is_better)
+
+
+@dataclass(frozen=True)
+class SilogConvention:
+    """SILog = sqrt(mean(d^2) - lam * mean(d)^2) * scale, as one paper's code computes it."""
+
+    lam: float
+    scale: float
+    source: str
+
+
+_ZOEDEPTH = SilogConvention(
+    1.0, 100.0, "BTS/AdaBins/ZoeDepth compute_errors; Depth Anything V1 metric (ZoeDepth code); KITTI leaderboard"
+)
+SILOG_PRESETS: dict[str, SilogConvention] = {
+    "zoedepth": _ZOEDEPTH,
+    "depth-anything-v1": _ZOEDEPTH,
+    "depth-anything-v2": SilogConvention(0.5, 1.0, "Depth Anything V2 metric_depth/util/metric.py (λ 0.5, no ×100)"),
+}
+
+
+def silog_preset(name: str) -> SilogConvention:
+    try:
+        return SILOG_PRESETS[name]
+    except KeyError:
+        raise OptionError(f"unknown SILog preset {name!r}; choose from {', '.join(SILOG_PRESETS)}") from None
 
 
 def as_numpy(x: Any) -> np.ndarray:
@@ -73,7 +139,7 @@ def valid_pairs(pred: Any, gt: Any, mask: Any = None) -> tuple[np.ndarray, np.nd
     g = as_numpy(gt).astype(np.float64, copy=False)
     if p.shape != g.shape:
         raise ValueError(f"prediction shape {p.shape} != ground-truth shape {g.shape}")
-    keep = np.isfinite(p) & np.isfinite(g) & (p > 0) & (g > 0)
+    keep = valid_depth_mask(p) & valid_depth_mask(g)
     if mask is not None:
         m = as_numpy(mask).astype(bool, copy=False)
         if m.shape != g.shape:

@@ -10,9 +10,10 @@ Preparing one image (`Protocol.prepare`):
 1. resize the prediction to the ground-truth resolution (bilinear; `align_corners` as the
    reference code: True for ZoeDepth-style evaluation, False otherwise),
 2. (harness) align relative predictions, using only the scored pixels,
-3. clip predictions to [min_depth, max_depth] with inf -> max and NaN -> min (BTS,
-   AdaBins, ZoeDepth do exactly this); protocols without a cap clip to [1e-3, 1e4] m so
-   that logarithms stay finite,
+3. clip predictions to [min_depth, max_depth]: below the minimum (also <= 0, e.g. a
+   depth-space fit that overshoots, or a metric 0 m) -> min, inf (beyond infinity in
+   disparity) -> max, NaN -> min (ZoeDepth `compute_metrics`, Marigold `eval.py`, BTS,
+   AdaBins); protocols without a cap clip to [1e-3, 1e4] m so that logarithms stay finite,
 4. score pixels where GT is finite, min_depth < GT < max_depth (strict, as the reference
    code) and inside the crop.
 """
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import OptionError
-from .metrics import as_numpy
+from .metrics import as_numpy, silog_preset
 
 FALLBACK_MIN_DEPTH = 1e-3
 FALLBACK_MAX_DEPTH = 1e4
@@ -48,8 +49,21 @@ def eigen_crop_nyu(height: int, width: int) -> tuple[int, int, int, int]:
     )
 
 
+def eigen_crop_absolute(height: int, width: int) -> tuple[int, int, int, int]:
+    """The Eigen NYUv2 window at absolute indices 45:471, 41:601 whatever the GT size.
+
+    ZoeDepth's `compute_metrics` applies it so to every non-KITTI dataset with
+    `eigen_crop=True` (iBims-1 at 480x640, DIODE indoor at 768x1024: a window of the upper
+    left, not a scaled crop); reproducing its numbers needs the same absolute indices.
+    """
+    return min(45, height), min(471, height), min(41, width), min(601, width)
+
+
 def garg_crop_kitti(height: int, width: int) -> tuple[int, int, int, int]:
-    """Garg et al. (ECCV 2016) KITTI crop as fractions of the GT size (BTS / AdaBins / ZoeDepth)."""
+    """Garg et al. (ECCV 2016) KITTI crop as fractions of the GT size (BTS / AdaBins / ZoeDepth).
+
+    ZoeDepth applies the same fractions to every dataset with `garg_crop=True` (DIODE outdoor).
+    """
     return (
         int(0.40810811 * height),
         int(0.99189189 * height),
@@ -75,7 +89,9 @@ def scannet_depthcrafter_crop(height: int, width: int) -> tuple[int, int, int, i
 
 CROPS = {
     "eigen-nyu": eigen_crop_nyu,
+    "eigen-absolute": eigen_crop_absolute,
     "garg-kitti": garg_crop_kitti,
+    "garg": garg_crop_kitti,
     "eigen-kitti": eigen_crop_kitti,
     "scannet-depthcrafter": scannet_depthcrafter_crop,
 }
@@ -122,6 +138,8 @@ class Protocol:
     align_space: str = "disparity"
     align_scope: str = "image"
     """"image" or "sequence" (one fit per video, as the video-depth papers)."""
+    temporal: bool = False
+    """Temporal metrics (TAE, temporal change, flicker) by default: the video protocols."""
     silog_lambda: float = 1.0
     silog_scale: float = 100.0
     papers: str = ""
@@ -146,7 +164,13 @@ class Protocol:
         return lo, hi
 
     def clip(self, depth: Any) -> np.ndarray:
-        """inf -> max, NaN -> min, then clip to [min, max] (the reference code's order)."""
+        """inf -> max, NaN -> min, then clip to [min, max] (the reference code's order).
+
+        Everything below the minimum, zero and negative values included, becomes the
+        minimum (ZoeDepth `pred[pred < min_depth_eval] = min_depth_eval`, Marigold
+        `np.clip(depth_pred, min_depth, max_depth)`): a non-positive depth is a very bad
+        near prediction, never a far one.
+        """
         d = as_numpy(depth).astype(np.float32, copy=True)
         if not self.clip_prediction:
             return d
@@ -157,6 +181,13 @@ class Protocol:
 
     def with_overrides(self, **changes: Any) -> Protocol:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def with_silog(self, preset: str | None) -> Protocol:
+        """This protocol with a named SILog convention (`metrics.SILOG_PRESETS`); None keeps its own."""
+        if preset is None:
+            return self
+        convention = silog_preset(preset)
+        return replace(self, silog_lambda=convention.lam, silog_scale=convention.scale)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -169,6 +200,7 @@ class Protocol:
             "align_relative": self.align_relative,
             "align_space": self.align_space,
             "align_scope": self.align_scope,
+            "temporal": self.temporal,
             "silog": f"sqrt(mean(d^2) - {self.silog_lambda:g} mean(d)^2) x {self.silog_scale:g}",
             "papers": self.papers,
         }
@@ -249,9 +281,9 @@ _add(
         "diode-indoor",
         1e-3,
         10.0,
-        None,
+        "eigen-absolute",
         align_corners=True,
-        papers="ZoeDepth DIODE indoor zero-shot (cap 10 m)",
+        papers="ZoeDepth DIODE indoor zero-shot (cap 10 m, eigen_crop: absolute 45:471, 41:601)",
     )
 )
 _add(
@@ -259,19 +291,20 @@ _add(
         "diode-outdoor",
         1e-3,
         80.0,
-        None,
+        "garg",
         align_corners=True,
-        papers="ZoeDepth DIODE outdoor zero-shot (cap 80 m)",
+        papers="ZoeDepth DIODE outdoor zero-shot (cap 80 m, garg_crop: fractions of the GT size)",
     )
 )
 _add(
     Protocol(
         "ibims",
-        1e-3,
-        10.0,
         None,
+        10.0,
+        "eigen-absolute",
         align_corners=True,
-        papers="ZoeDepth iBims-1 zero-shot (cap 10 m)",
+        papers="ZoeDepth iBims-1 zero-shot (GT in (0, 10) m, eigen_crop: absolute 45:471, 41:601)",
+        notes="ZoeDepth's min_depth_eval is 0 for iBims: GT > 0 is scored, predictions clip at 1e-3 m.",
     )
 )
 _add(
@@ -282,6 +315,7 @@ _add(
         None,
         papers="DepthCrafter / Video Depth Anything Sintel (0.1..70 m, per-sequence LS in disparity)",
         align_scope="sequence",
+        temporal=True,
     )
 )
 _add(
@@ -291,6 +325,7 @@ _add(
         80.0,
         None,
         align_scope="sequence",
+        temporal=True,
         papers="DepthCrafter / Video Depth Anything KITTI video (0.1..80 m, per-sequence LS in disparity)",
     )
 )
@@ -301,6 +336,7 @@ _add(
         10.0,
         None,
         align_scope="sequence",
+        temporal=True,
         papers="DepthCrafter / Video Depth Anything Bonn RGB-D (0.1..10 m, per-sequence LS in disparity)",
     )
 )
@@ -311,7 +347,20 @@ _add(
         10.0,
         "scannet-depthcrafter",
         align_scope="sequence",
+        temporal=True,
         papers="DepthCrafter / Video Depth Anything ScanNet (0.1..10 m, crop [8:-8, 11:-11])",
+    )
+)
+_add(
+    Protocol(
+        "video-tum",
+        0.1,
+        10.0,
+        None,
+        align_scope="sequence",
+        temporal=True,
+        papers="sharpdepth video protocol for TUM RGB-D, as DepthCrafter / Video Depth Anything on Bonn RGB-D "
+        "(same Kinect-class sensor: 0.1..10 m, one LS fit in disparity per sequence, TAE with GT poses)",
     )
 )
 _add(

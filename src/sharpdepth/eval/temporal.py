@@ -32,6 +32,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..maps import valid_depth_mask
+
 
 def reproject_depth(depth: np.ndarray, K: np.ndarray, T_dst_src: np.ndarray) -> np.ndarray:
     """Depth of frame `src` seen from frame `dst` (z-buffered, nearest pixel; 0 = no point)."""
@@ -48,9 +50,14 @@ def reproject_depth(depth: np.ndarray, K: np.ndarray, T_dst_src: np.ndarray) -> 
     u = np.rint(moved[:, 0] * fx / zd + cx).astype(np.int64)
     v = np.rint(moved[:, 1] * fy / zd + cy).astype(np.int64)
     inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    out = np.full(h * w, np.inf)
-    np.minimum.at(out, v[inside] * w + u[inside], zd[inside])
-    out[~np.isfinite(out)] = 0.0
+    flat, zd = v[inside] * w + u[inside], zd[inside]
+    # z-buffer: sort by pixel, then depth; the first point of each pixel is the nearest
+    order = np.lexsort((zd, flat))
+    flat, zd = flat[order], zd[order]
+    first = np.ones(flat.size, dtype=bool)
+    first[1:] = flat[1:] != flat[:-1]
+    out = np.zeros(h * w)
+    out[flat[first]] = zd[first]
     return out.reshape(h, w)
 
 
@@ -93,8 +100,7 @@ def temporal_alignment_error(
     return 100.0 * total / (2 * (n - 1))
 
 
-def _positive(a: np.ndarray) -> np.ndarray:
-    return np.isfinite(a) & (a > 0)
+_positive = valid_depth_mask
 
 
 def temporal_change_error(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> float:

@@ -26,7 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import OptionError, RelativeDepthError
+from ..maps import check_focal_px, rescale_intrinsics, valid_depth_mask
 from ..result import DepthResult
+
+__all__ = ["Camera", "require_metric", "valid_depth_mask"]
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,7 @@ class Camera:
         cls, focal_px: float, width: int, height: int, cx: float | None = None, cy: float | None = None
     ) -> Camera:
         """Square-pixel camera; principal point at the image centre unless given."""
-        if focal_px is None or not (np.isfinite(focal_px) and focal_px > 0):
-            raise OptionError(f"focal length must be a positive number of pixels, got {focal_px}")
+        focal_px = check_focal_px(focal_px)
         cx = (width - 1) / 2.0 if cx is None else float(cx)
         cy = (height - 1) / 2.0 if cy is None else float(cy)
         return cls(float(focal_px), float(focal_px), cx, cy, int(width), int(height))
@@ -55,7 +57,7 @@ class Camera:
     def from_result(cls, result: DepthResult, cx: float | None = None, cy: float | None = None) -> Camera:
         """The camera of a metric result; refuses relative disparity and unknown focal length."""
         require_metric(result)
-        return cls.from_focal(float(result.focal_px), result.width, result.height, cx, cy)  # type: ignore[arg-type]
+        return cls.from_focal(check_focal_px(result.focal_px), result.width, result.height, cx, cy)
 
     @property
     def K(self) -> np.ndarray:
@@ -64,11 +66,19 @@ class Camera:
 
     def scaled(self, factor: float) -> Camera:
         """The same camera for the image resized by `factor` (pixel centres stay consistent)."""
-        w, h = round(self.width * factor), round(self.height * factor)
-        sx, sy = w / self.width, h / self.height
-        return Camera(
-            self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5, int(w), int(h)
+        return self.resized(round(self.width * factor), round(self.height * factor))
+
+    def resized(self, width: int, height: int) -> Camera:
+        """The same camera for the image resized to `width` x `height` pixels."""
+        fx, fy, cx, cy = rescale_intrinsics(
+            self.fx, self.fy, self.cx, self.cy, width / self.width, height / self.height
         )
+        return Camera(fx, fy, cx, cy, int(width), int(height))
+
+    def subsampled(self, stride: int) -> Camera:
+        """The camera of every `stride`-th pixel (pixel (0, 0) kept: centres scale about it, not the corner)."""
+        width, height = -(-self.width // stride), -(-self.height // stride)
+        return Camera(self.fx / stride, self.fy / stride, self.cx / stride, self.cy / stride, width, height)
 
     def pixel_grid(self) -> tuple[np.ndarray, np.ndarray]:
         """(u, v) float arrays HxW of pixel-centre coordinates."""
@@ -117,10 +127,3 @@ def require_metric(result: DepthResult) -> None:
         )
     if result.focal_px is None or not (np.isfinite(result.focal_px) and result.focal_px > 0):
         raise OptionError("this result has no focal length; pass --focal-px (or --fov-deg when predicting)")
-
-
-def valid_depth_mask(depth: np.ndarray) -> np.ndarray:
-    """Pixels with a usable depth: finite and positive."""
-    depth = np.asarray(depth)
-    with np.errstate(invalid="ignore"):
-        return np.isfinite(depth) & (depth > 0)

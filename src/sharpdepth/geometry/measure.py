@@ -23,8 +23,18 @@ import numpy as np
 from ..errors import OptionError
 from ..result import DepthResult
 from .camera import Camera, require_metric, valid_depth_mask
+from .settings import DEFAULT_WINDOW, MeasureSettings, check_window
 
-DEFAULT_WINDOW = 5
+__all__ = [
+    "DistanceMeasurement",
+    "MeasureSettings",
+    "PointMeasurement",
+    "measure",
+    "measure_distance",
+    "measure_point",
+    "parse_pixel",
+    "robust_depth",
+]
 
 
 @dataclass(frozen=True)
@@ -75,8 +85,7 @@ def robust_depth(depth: np.ndarray, pixel: Sequence[float], window: int = DEFAUL
 
     Works on any positive map (metres or disparity); NaN, inf and <= 0 are ignored.
     """
-    if window < 1:
-        raise OptionError(f"window must be at least 1 pixel, got {window}")
+    check_window(window)
     h, w = depth.shape
     x, y = _check_pixel(pixel, w, h)
     col, row = int(round(x)), int(round(y))
@@ -120,3 +129,10 @@ def measure_distance(
     a = measure_point(result, pixel_a, window, camera)
     b = measure_point(result, pixel_b, window, camera)
     return DistanceMeasurement(a, b, float(np.linalg.norm(np.subtract(a.point, b.point))))
+
+
+def measure(result: DepthResult, settings: MeasureSettings) -> PointMeasurement | DistanceMeasurement:
+    """The measurement the settings ask for: one pixel's distance, or the distance between two."""
+    if len(settings.pixels) == 1:
+        return measure_point(result, settings.pixels[0], settings.window)
+    return measure_distance(result, settings.pixels[0], settings.pixels[1], settings.window)

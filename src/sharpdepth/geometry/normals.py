@@ -22,8 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from .camera import Camera, valid_depth_mask
+from .settings import DEFAULT_MAX_REL_JUMP
 
-DEFAULT_MAX_REL_JUMP = 0.05
+__all__ = ["DEFAULT_MAX_REL_JUMP", "normals_to_rgb", "surface_normals", "view_angle_deg"]
 
 
 def _one_axis_tangent(points: np.ndarray, z: np.ndarray, axis: int, max_rel_jump: float) -> np.ndarray:

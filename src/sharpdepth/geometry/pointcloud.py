@@ -32,14 +32,21 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OptionError
+from ..io.atomic import write_bytes_atomic
+from ..maps import require_valid
 from ..result import DepthResult
 from .camera import Camera, valid_depth_mask
-from .io import atomic_output
-from .normals import DEFAULT_MAX_REL_JUMP, surface_normals, view_angle_deg
+from .normals import surface_normals, view_angle_deg
+from .settings import (
+    AXES,
+    DEFAULT_MAX_GRAZING_DEG,
+    DEFAULT_MAX_REL_JUMP,
+    FORMATS,
+    PointCloudSettings,
+    check_thresholds,
+    check_voxel,
+)
 
-DEFAULT_MAX_GRAZING_DEG = 88.0
-AXES = ("opengl", "opencv")
-FORMATS = ("ply", "glb")
 _OPENCV_TO_OPENGL = np.array([1.0, -1.0, -1.0])
 
 
@@ -66,24 +73,14 @@ class Mesh:
     """Vx3 uint8 vertex colours."""
 
 
-def _check_thresholds(max_rel_jump: float, max_grazing_deg: float, stride: int) -> None:
-    if not max_rel_jump > 0:
-        raise OptionError(f"depth-jump threshold must be positive, got {max_rel_jump}")
-    if not 0 < max_grazing_deg <= 90:
-        raise OptionError(f"grazing-angle threshold must be in (0, 90] degrees, got {max_grazing_deg}")
-    if stride < 1:
-        raise OptionError(f"stride must be a positive integer, got {stride}")
-
-
-def _subsample(depth: np.ndarray, camera: Camera, image: np.ndarray | None, stride: int):
+def _subsample(
+    depth: np.ndarray, camera: Camera, image: np.ndarray | None, stride: int
+) -> tuple[np.ndarray, Camera, np.ndarray | None]:
     """Every `stride`-th pixel, with a camera whose pixel grid is the subsampled one."""
+    require_valid(valid_depth_mask(depth))
     if stride == 1:
         return depth, camera, image
-    sub = depth[::stride, ::stride]
-    cam = Camera(
-        camera.fx / stride, camera.fy / stride, camera.cx / stride, camera.cy / stride, sub.shape[1], sub.shape[0]
-    )
-    return sub, cam, None if image is None else image[::stride, ::stride]
+    return depth[::stride, ::stride], camera.subsampled(stride), None if image is None else image[::stride, ::stride]
 
 
 def far_side_of_edges(depth: np.ndarray, max_rel_jump: float = DEFAULT_MAX_REL_JUMP) -> np.ndarray:
@@ -127,7 +124,7 @@ def depth_to_point_cloud(
     with_normals: bool = True,
 ) -> PointCloud:
     """Back-project the trustworthy pixels (see module doc) into a coloured point cloud."""
-    _check_thresholds(max_rel_jump, max_grazing_deg, stride)
+    check_thresholds(max_rel_jump, max_grazing_deg, stride)
     depth = np.asarray(depth, dtype=np.float64)
     depth, camera, image = _subsample(depth, camera, image, stride)
     normals = surface_normals(depth, camera, max_rel_jump)
@@ -142,8 +139,7 @@ def depth_to_point_cloud(
 
 def voxel_downsample(cloud: PointCloud, voxel_size: float) -> PointCloud:
     """One point per occupied voxel: the mean position, colour and (renormalised) normal."""
-    if not (voxel_size and voxel_size > 0):
-        raise OptionError(f"voxel size must be a positive number of metres, got {voxel_size}")
+    check_voxel(voxel_size)
     if len(cloud) == 0:
         return cloud
     keys = np.floor(cloud.points / voxel_size).astype(np.int64)
@@ -181,7 +177,7 @@ def depth_to_mesh(
     Each pixel quad is split along the diagonal with the smaller depth change,
     so an edge running diagonally through a quad still keeps one of its halves.
     """
-    _check_thresholds(max_rel_jump, max_grazing_deg, stride)
+    check_thresholds(max_rel_jump, max_grazing_deg, stride)
     depth = np.asarray(depth, dtype=np.float64)
     depth, camera, image = _subsample(depth, camera, image, stride)
     h, w = depth.shape
@@ -233,19 +229,27 @@ def _compact(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None)
     )
 
 
-def result_to_point_cloud(result: DepthResult, **options) -> PointCloud:
+def result_to_point_cloud(result: DepthResult, settings: PointCloudSettings | None = None) -> PointCloud:
     """Point cloud of a metric result, coloured by its image when it has one."""
-    camera = Camera.from_result(result)
-    return depth_to_point_cloud(result.depth, camera, result.image, **options)
+    settings = settings or PointCloudSettings()
+    return depth_to_point_cloud(
+        result.depth, Camera.from_result(result), result.image, stride=settings.stride, voxel_size=settings.voxel_m,
+        max_rel_jump=settings.max_rel_jump, max_grazing_deg=settings.max_grazing_deg, with_normals=settings.normals,
+    )  # fmt: skip
 
 
-def result_to_mesh(result: DepthResult, **options) -> Mesh:
-    camera = Camera.from_result(result)
-    return depth_to_mesh(result.depth, camera, result.image, **options)
+def result_to_mesh(result: DepthResult, settings: PointCloudSettings | None = None) -> Mesh:
+    """Mesh of a metric result (vertex colours from its image when it has one)."""
+    settings = settings or PointCloudSettings(mesh=True)
+    return depth_to_mesh(
+        result.depth, Camera.from_result(result), result.image, stride=settings.stride,
+        max_rel_jump=settings.max_rel_jump, max_grazing_deg=settings.max_grazing_deg,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------- files
-def _file_type(path: Path, file_type: str | None) -> str:
+def file_type_for(path: Path, file_type: str | None = None) -> str:
+    """The 3D format to write: `file_type`, or the suffix of `path` (checked before any work)."""
     kind = (file_type or path.suffix.lstrip(".")).lower()
     if kind not in FORMATS:
         raise OptionError(f"{path}: unsupported 3D format {kind!r}; choose from {', '.join(FORMATS)}")
@@ -287,22 +291,21 @@ def mesh_bytes(mesh: Mesh, file_type: str = "ply", axes: str = "opengl") -> byte
         vertex_colors=mesh.colors,
         process=False,
     )
-    return geom.export(file_type=file_type)
+    data = geom.export(file_type=file_type)
+    if not isinstance(data, bytes):  # trimesh returns text or dicts for some formats; ours are binary
+        raise OptionError(f"unsupported 3D format {file_type!r}; choose from {', '.join(FORMATS)}")
+    return data
 
 
 def save_point_cloud(path: str | Path, cloud: PointCloud, file_type: str | None = None, axes: str = "opengl") -> Path:
     """Write a point cloud (.ply binary with colours + normals, or .glb) atomically."""
     path = Path(path)
-    data = point_cloud_bytes(cloud, _file_type(path, file_type), axes)
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
+    write_bytes_atomic(path, point_cloud_bytes(cloud, file_type_for(path, file_type), axes))
     return path
 
 
 def save_mesh(path: str | Path, mesh: Mesh, file_type: str | None = None, axes: str = "opengl") -> Path:
     """Write a mesh (.ply binary or .glb, vertex colours) atomically."""
     path = Path(path)
-    data = mesh_bytes(mesh, _file_type(path, file_type), axes)
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
+    write_bytes_atomic(path, mesh_bytes(mesh, file_type_for(path, file_type), axes))
     return path

@@ -1,4 +1,4 @@
-"""Depth result files: writers for every output format and one reader for all of them.
+"""Depth result files: writers for every output format and the one reader for all of them.
 
 Each file says what its numbers are. Metric results are written as z-depth in
 metres (16-bit PNG: a documented integer scale, millimetres by default);
@@ -12,6 +12,18 @@ File names, for an input `photo.jpg`:
     photo_depth.exr / ...     OpenEXR float32, channel "Z" (depth) or "disparity"
     photo_depth.pfm / ...     PFM float32 (little-endian, bottom-up rows)
     photo_depth.png / ...     16-bit PNG: value = offset + scale * pixel (tEXt metadata)
+
+The one rule for what a file holds (`read_depth_result`): the `kind=` argument
+if given; else the file's own metadata (npz arrays, EXR header, PNG text);
+else its name (`*_depth.*` = metric depth, `*_disparity.*` = relative
+disparity, as `predict` names them); else the JSON sidecar beside it; else the
+caller's `default_kind=`; else the file is refused, because a bare array of
+numbers cannot say whether it is metres or relative disparity.
+
+Invalid pixels read back as NaN from every format. A 16-bit PNG holds metric
+depth up to 65535 units (65.535 m at the default millimetre scale): deeper
+pixels are written as the invalid value 0, never as a valid-looking 65.535 m,
+and their share is stored in the metadata and reported to the caller.
 """
 
 from __future__ import annotations
@@ -19,6 +31,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +41,29 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from ..errors import InputImageError, OptionError
+from ..maps import check_focal_px, resize_map
 from ..result import DepthResult, FocalSource, OutputKind
 from .atomic import atomic_path, write_text_atomic
 
 DATA_FORMATS = ("npy", "npz", "png16", "exr", "pfm")
 DEFAULT_PNG16_SCALE_M = 0.001  # millimetres: 0..65.535 m
+PNG16_MAX = 65535
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should hear about a written result (said once on the command line)."""
+
+    kind: str
+    """What happened, e.g. "png16_saturated", "normals_skipped"."""
+    message: str
+    share: float | None = None
+    """Fraction of the map concerned, where that applies."""
+    source: str | None = None
+    """The input it is about (set by the job that writes many results)."""
+
+
+NoticeSink = Callable[[Notice], None]
 
 
 def kind_word(result_or_kind: DepthResult | OutputKind) -> str:
@@ -85,9 +118,13 @@ def write_npz(path: Path, result: DepthResult) -> None:
         np.savez_compressed(fh, **arrays)
 
 
-def write_png16(path: Path, result: DepthResult, scale_m: float = DEFAULT_PNG16_SCALE_M) -> None:
-    """Metric: pixel = depth / scale_m (default mm), 0 = invalid, clipped at 65535.
-    Relative: disparity min..max spread over 1..65535. Metadata: value = offset + scale * pixel."""
+def write_png16(
+    path: Path, result: DepthResult, scale_m: float = DEFAULT_PNG16_SCALE_M, on_notice: NoticeSink | None = None
+) -> float:
+    """Metric: pixel = depth / scale_m (default mm), 0 = invalid; deeper than 65535 units -> 0 (invalid).
+    Relative: disparity min..max spread over 1..65535. Metadata: value = offset + scale * pixel.
+
+    Returns the share of valid pixels that were too deep for the format (metric only)."""
     values = result.prediction.astype(np.float64)
     valid = np.isfinite(values) & (values > 0 if result.is_metric else np.isfinite(values))
     meta = _metadata(result)
@@ -98,17 +135,19 @@ def write_png16(path: Path, result: DepthResult, scale_m: float = DEFAULT_PNG16_
     else:
         lo = float(values[valid].min()) if valid.any() else 0.0
         hi = float(values[valid].max()) if valid.any() else 1.0
-        scale = (hi - lo) / 65534.0 if hi > lo else 1.0
+        scale = (hi - lo) / (PNG16_MAX - 1.0) if hi > lo else 1.0
         offset = lo - scale  # pixel 1 = lo, 0 stays "invalid"
     pixels = np.zeros(values.shape, dtype=np.float64)
     pixels[valid] = np.rint((values[valid] - offset) / scale)
-    clipped = float(np.mean(pixels[valid] > 65535)) if valid.any() else 0.0
-    pixels = np.clip(pixels, 0, 65535).astype(np.uint16)
+    too_deep = pixels > PNG16_MAX
+    saturated = float(np.count_nonzero(too_deep)) / max(int(np.count_nonzero(valid)), 1)
+    pixels[too_deep] = 0  # the invalid value: never a valid-looking maximum depth
+    pixels = np.clip(pixels, 0, PNG16_MAX).astype(np.uint16)
     meta.update(
         {
             "sharpdepth:offset": repr(offset),
             "sharpdepth:scale": repr(scale),
-            "sharpdepth:clipped": f"{clipped:.6f}",
+            "sharpdepth:saturated": f"{saturated:.6f}",
         }
     )
     info = PngImagePlugin.PngInfo()
@@ -116,6 +155,17 @@ def write_png16(path: Path, result: DepthResult, scale_m: float = DEFAULT_PNG16_
         info.add_text(key, value)
     with atomic_path(path) as tmp:
         Image.fromarray(pixels).save(tmp, format="PNG", pnginfo=info)
+    if saturated > 0 and on_notice is not None:
+        limit = PNG16_MAX * scale
+        on_notice(
+            Notice(
+                "png16_saturated",
+                f"16-bit PNG holds depth up to {limit:g} m: {saturated:.1%} of the pixels were deeper "
+                "and are written as invalid (0); use npz/exr/pfm or a larger --png-scale to keep them",
+                saturated,
+            )
+        )
+    return saturated
 
 
 def write_exr(path: Path, result: DepthResult) -> None:
@@ -151,12 +201,29 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-WRITERS = {"npy": write_npy, "npz": write_npz, "png16": write_png16, "exr": write_exr, "pfm": write_pfm}
+WRITERS: dict[str, Callable[..., object]] = {
+    "npy": write_npy,
+    "npz": write_npz,
+    "png16": write_png16,
+    "exr": write_exr,
+    "pfm": write_pfm,
+}
 
 
-def write_result(result: DepthResult, out_dir: Path, stem: str, fmt: str, **options: Any) -> Path:
+def write_result(
+    result: DepthResult,
+    out_dir: Path,
+    stem: str,
+    fmt: str,
+    scale_m: float = DEFAULT_PNG16_SCALE_M,
+    on_notice: NoticeSink | None = None,
+) -> Path:
+    """Write one format of `result` as `out_dir/stem...` (name from `output_path`); returns the path."""
     path = output_path(out_dir, stem, fmt, result.kind)
-    WRITERS[fmt](path, result, **options)
+    if fmt == "png16":
+        write_png16(path, result, scale_m=scale_m, on_notice=on_notice)
+    else:
+        WRITERS[fmt](path, result)
     return path
 
 
@@ -191,21 +258,51 @@ def _sidecar(path: Path) -> dict[str, Any]:
     candidate = path.with_name(stem + ".json")
     if candidate.is_file():
         try:
-            return json.loads(candidate.read_text())
+            data = json.loads(candidate.read_text())
         except (OSError, ValueError):
             return {}
+        return data if isinstance(data, dict) else {}
     return {}
 
 
 def read_depth_result(
-    path: str | Path, kind: OutputKind | str | None = None, focal_px: float | None = None
+    path: str | Path,
+    kind: OutputKind | str | None = None,
+    focal_px: float | None = None,
+    *,
+    default_kind: OutputKind | str | None = None,
+    image: np.ndarray | None = None,
 ) -> DepthResult:
     """Load any file written by `write_result` (or a plain depth .npy/.pfm/.exr/.png16).
 
-    Kind and focal come from the file's metadata, else its name and JSON sidecar,
-    else the arguments. `focal_px` given here overrides the file's value.
+    What the numbers are follows the module's one rule: `kind` (forces it), the
+    file's metadata, its name, its JSON sidecar, then `default_kind` (what the
+    caller assumes for a bare array); with none of them the file is refused.
+    `focal_px` overrides the file's focal length (and is the only source of one
+    for a bare array). With `image` (HxWx3 uint8), the map is matched to the
+    photo (`match_result_to_image`) and the photo attached.
     """
     path = Path(path)
+    chosen = None if focal_px is None else check_focal_px(focal_px)
+    prediction, meta = _read_map(path)
+    side = _sidecar(path)
+    resolved = _resolve_kind(path, kind, meta, side, default_kind)
+    file_focal = _finite_or_none(meta.get("focal_px", side.get("focal_px")))
+    focal = chosen if chosen is not None else file_focal
+    source = FocalSource.USER if chosen is not None else _focal_source(meta, side, focal)
+    result = DepthResult(
+        prediction=prediction,
+        kind=resolved,
+        focal_px=focal,
+        focal_source=source,
+        model_name=str(meta.get("model") or side.get("model") or ""),
+        source=str(path),
+    )
+    return result if image is None else match_result_to_image(result, image)
+
+
+def _read_map(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """The HxW float32 map of a depth file and the metadata it carries; InputImageError if unusable."""
     if not path.is_file():
         raise InputImageError(f"{path}: no such depth file")
     meta: dict[str, Any] = {}
@@ -223,38 +320,65 @@ def read_depth_result(
             prediction, meta = _read_png16(path)
         else:
             raise InputImageError(f"{path}: unsupported depth file type {suffix!r} (npz, npy, pfm, exr, png)")
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputImageError(f"{path}: unreadable depth file ({exc})") from None
-    prediction = np.asarray(prediction, dtype=np.float32)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputImageError(f"{path}: unreadable depth file ({_short(exc)})") from None
+    try:
+        prediction = np.asarray(prediction, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InputImageError(f"{path}: the depth array is not numeric") from None
     if prediction.ndim != 2:
         raise InputImageError(f"{path}: expected a single-channel HxW map, got shape {prediction.shape}")
-    side = _sidecar(path)
-    resolved_kind = (
-        OutputKind(kind)
-        if kind is not None
-        else meta.get("kind") or _kind_from_name(path) or _kind_or_none(side.get("output_kind"))
+    if prediction.shape[0] < 2 or prediction.shape[1] < 2:
+        raise InputImageError(f"{path}: empty or degenerate depth map ({prediction.shape[1]}x{prediction.shape[0]})")
+    return prediction, meta
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0][:120] if str(exc) else ""
+    return text or type(exc).__name__
+
+
+def _resolve_kind(
+    path: Path,
+    kind: OutputKind | str | None,
+    meta: dict[str, Any],
+    side: dict[str, Any],
+    default_kind: OutputKind | str | None,
+) -> OutputKind:
+    """The module's one rule: kind > file metadata > file name > sidecar > default_kind > refuse."""
+    forced, fallback = _given_kind(kind), _given_kind(default_kind)
+    if forced is not None:
+        return forced
+    for candidate in (meta.get("kind"), _kind_from_name(path), _kind_or_none(side.get("output_kind")), fallback):
+        if candidate is not None:
+            return OutputKind(candidate)
+    raise InputImageError(
+        f"{path}: a bare array does not say whether it holds metric depth or relative disparity; "
+        "name it *_depth.npy or *_disparity.npy (as predict does), or pass the kind explicitly"
     )
-    if resolved_kind is None:
-        raise InputImageError(
-            f"{path}: cannot tell if it holds metric depth or relative disparity; pass the kind explicitly"
-        )
-    file_focal = meta.get("focal_px", side.get("focal_px"))
-    chosen_focal = focal_px if focal_px is not None else _finite_or_none(file_focal)
-    source = (
-        FocalSource.USER
-        if focal_px is not None
-        else FocalSource(
-            meta.get("focal_source") or side.get("focal_source") or ("none" if chosen_focal is None else "user")
-        )
-    )
-    return DepthResult(
-        prediction=prediction,
-        kind=OutputKind(resolved_kind),
-        focal_px=chosen_focal,
-        focal_source=source,
-        model_name=str(meta.get("model") or side.get("model") or ""),
-        source=str(path),
-    )
+
+
+def _given_kind(value: OutputKind | str | None) -> OutputKind | None:
+    if value is None:
+        return None
+    try:
+        return OutputKind(value)
+    except ValueError:
+        raise OptionError(f"unknown depth kind {value!r}; choose metric_depth or relative_disparity") from None
+
+
+def _focal_source(meta: dict[str, Any], side: dict[str, Any], focal: float | None) -> FocalSource:
+    """The file's focal source; an unknown or missing one is "none" without a focal, else "user"."""
+    if focal is None:
+        return FocalSource.NONE
+    for value in (meta.get("focal_source"), side.get("focal_source")):
+        if value is None:
+            continue
+        try:
+            return FocalSource(str(value))
+        except ValueError:
+            continue
+    return FocalSource.USER
 
 
 def _kind_or_none(value: Any) -> OutputKind | None:
@@ -282,7 +406,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
             raise KeyError("no 'depth' or 'disparity' array")
         meta: dict[str, Any] = {"kind": kind}
         for key in ("focal_px", "model", "focal_source"):
-            if key in data.files:
+            if key in data.files and data[key].size == 1:
                 meta[key] = data[key].item()
     return prediction, meta
 
@@ -298,7 +422,7 @@ def _read_exr(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
             raise KeyError(f"no depth channel among {sorted(channels)}")
         prediction = np.array(channels[name].pixels, dtype=np.float32)
     meta: dict[str, Any] = {}
-    if header.get("sharpdepth_kind"):
+    if _kind_or_none(header.get("sharpdepth_kind")) is not None:
         meta["kind"] = OutputKind(header["sharpdepth_kind"])
     elif name == "disparity":
         meta["kind"] = OutputKind.RELATIVE_DISPARITY
@@ -309,6 +433,7 @@ def _read_exr(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 def _read_png16(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """A 16-bit PNG of ours: value = offset + scale * pixel; pixel 0 is invalid (NaN) in both kinds."""
     with Image.open(path) as img:
         img.load()
         text = dict(getattr(img, "text", {}) or {})
@@ -316,11 +441,44 @@ def _read_png16(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     if "sharpdepth:scale" not in text:
         raise ValueError("16-bit PNG without sharpdepth scale metadata; cannot recover units")
     offset, scale = float(text.get("sharpdepth:offset", 0.0)), float(text["sharpdepth:scale"])
-    values = np.where(
-        pixels > 0, offset + scale * pixels, np.nan if "relative" in text.get("sharpdepth:unit", "") else 0.0
-    )
-    meta: dict[str, Any] = {"kind": OutputKind(text["sharpdepth:kind"])} if "sharpdepth:kind" in text else {}
+    values = np.where(pixels > 0, offset + scale * pixels, np.nan)
+    meta: dict[str, Any] = {}
+    if _kind_or_none(text.get("sharpdepth:kind")) is not None:
+        meta["kind"] = OutputKind(text["sharpdepth:kind"])
     for key in ("focal_px", "model", "focal_source"):
         if f"sharpdepth:{key}" in text:
             meta[key] = text[f"sharpdepth:{key}"]
     return values.astype(np.float32), meta
+
+
+# ---------------------------------------------------------------- matching a result to its photo
+def match_result_to_image(result: DepthResult, image: np.ndarray) -> DepthResult:
+    """Return `result` at the image's resolution with the image attached.
+
+    Depth maps and photos must line up pixel for pixel. A map saved at another
+    resolution (same aspect ratio) is resampled bilinearly over its valid pixels
+    (`maps.resize_map`: invalid ones stay invalid and never bleed into their
+    neighbours) and its focal length scaled with the width; a different aspect
+    ratio is refused.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InputImageError(f"image must be HxWx3 uint8, got {image.shape} {image.dtype}")
+    h, w = image.shape[:2]
+    if (result.height, result.width) == (h, w):
+        return replace(result, image=image)
+    if abs((result.width / result.height) / (w / h) - 1.0) > 0.01:
+        raise InputImageError(
+            f"depth map is {result.width}x{result.height} but the photo is {w}x{h} (another aspect ratio); "
+            "was it computed from this photo?"
+        )
+    prediction = resize_map(result.prediction, (h, w), result.kind)
+    focal = None if result.focal_px is None else float(result.focal_px) * w / result.width
+    return replace(result, prediction=prediction, focal_px=focal, image=image)
+
+
+def result_with_focal(result: DepthResult, focal_px: float | None) -> DepthResult:
+    """`result` with a user-given focal length (None keeps the result's own)."""
+    if focal_px is None:
+        return result
+    return replace(result, focal_px=check_focal_px(focal_px), focal_source=FocalSource.USER)

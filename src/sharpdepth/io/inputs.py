@@ -4,16 +4,19 @@ Accepted: files, directories (searched recursively), glob patterns and `.txt`
 lists of paths (relative to the list's folder). Each image gets a relative
 output stem that mirrors its sub-folder under the directory (or glob base) it
 was found through, so `shots/a/1.jpg` -> `OUT/a/1.*`, and two `1.jpg` in
-different folders never overwrite each other.
+different folders never overwrite each other. Two inputs that would still share
+an output name (`IMG_0001.JPG` and `IMG_0001.HEIC` side by side) keep their
+extension in it (`IMG_0001.JPG.npz`, `IMG_0001.HEIC.npz`), flagged `renamed`
+so the front end can say so.
 """
 
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 
-from ..errors import InputImageError
 from .images import IMAGE_SUFFIXES
 
 
@@ -22,6 +25,8 @@ class InputItem:
     path: Path
     stem: PurePath
     """Output location relative to OUT, without suffix (e.g. a/1)."""
+    renamed: bool = False
+    """The stem keeps the input's extension because another input has the same one."""
 
 
 def _is_image(path: Path) -> bool:
@@ -39,7 +44,7 @@ def _glob_base(pattern: str) -> Path:
     return Path(*base) if base else Path(".")
 
 
-def _until_magic(parts: tuple[str, ...]):
+def _until_magic(parts: tuple[str, ...]) -> Iterator[str]:
     for part in parts:
         if glob.has_magic(part):
             return
@@ -86,16 +91,28 @@ def expand_inputs(arguments: list[str]) -> tuple[list[InputItem], list[tuple[str
 
 
 def _dedupe(items: list[InputItem]) -> list[InputItem]:
-    seen: dict[PurePath, Path] = {}
-    unique = []
+    """Drop repeats of one file; give different files that share an output stem distinct names."""
+    unique: list[InputItem] = []
+    seen_paths: set[Path] = set()
     for item in items:
-        if item.stem in seen:
-            if seen[item.stem].resolve() == item.path.resolve():
-                continue
-            raise InputImageError(
-                f"two inputs map to the same output name {item.stem}: {seen[item.stem]} and {item.path}; "
-                "pass their common parent directory instead"
-            )
-        seen[item.stem] = item.path
-        unique.append(item)
-    return unique
+        key = item.path.resolve()
+        if key not in seen_paths:
+            seen_paths.add(key)
+            unique.append(item)
+    counts: dict[PurePath, int] = {}
+    for item in unique:
+        counts[item.stem] = counts.get(item.stem, 0) + 1
+    taken = {item.stem for item in unique if counts[item.stem] == 1}
+    out: list[InputItem] = []
+    for item in unique:
+        if counts[item.stem] == 1:
+            out.append(item)
+            continue
+        stem = item.stem.with_name(item.stem.name + item.path.suffix)
+        n = 2
+        while stem in taken:
+            stem = item.stem.with_name(f"{item.stem.name}{item.path.suffix}-{n}")
+            n += 1
+        taken.add(stem)
+        out.append(replace(item, stem=stem, renamed=True))
+    return out

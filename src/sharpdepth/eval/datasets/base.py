@@ -28,7 +28,8 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from ...errors import InputImageError, OptionError
+from ...errors import DatasetError, OptionError
+from ...maps import valid_depth_mask
 
 
 @dataclass
@@ -48,10 +49,10 @@ class Sample:
     def __post_init__(self) -> None:
         self.depth = np.asarray(self.depth, dtype=np.float32)
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
-            raise ValueError(f"{self.name}: image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}")
+            raise DatasetError(f"{self.name}: image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}")
         if self.depth.ndim != 2:
-            raise ValueError(f"{self.name}: depth must be HxW, got {self.depth.shape}")
-        ok = np.isfinite(self.depth) & (self.depth > 0)
+            raise DatasetError(f"{self.name}: depth must be HxW, got {self.depth.shape}")
+        ok = valid_depth_mask(self.depth)
         self.valid = ok if self.valid is None else (np.asarray(self.valid, dtype=bool) & ok)
         self.depth = np.where(self.valid, self.depth, np.nan).astype(np.float32)
         if self.K is not None and self.focal_px is None:
@@ -76,7 +77,7 @@ class DepthDataset(ABC):
     def __init__(self, root: str | Path, **options: Any) -> None:
         self.root = Path(root).expanduser()
         if not self.root.exists():
-            raise InputImageError(f"{self.name}: dataset folder {self.root} does not exist")
+            raise DatasetError(f"{self.name}: dataset folder {self.root} does not exist")
         self.options = options
         self._entries: list[Entry] | None = None
 
@@ -88,12 +89,15 @@ class DepthDataset(ABC):
 
     def index(self) -> list[Entry]:
         if self._entries is None:
-            entries = self._index()
+            try:
+                entries = self._index()
+            except (OSError, ValueError, UnicodeDecodeError) as exc:  # unreadable or malformed list files
+                raise DatasetError(f"{self.name}: cannot index {self.root}: {exc}") from None
             pattern = self.options.get("match")
             if pattern:
                 entries = [e for e in entries if _matches(e, str(pattern))]
             if not entries:
-                raise InputImageError(
+                raise DatasetError(
                     f"{self.name}: no samples found under {self.root}; see docs/evaluation.md for the layout"
                 )
             self._entries = entries
@@ -104,7 +108,14 @@ class DepthDataset(ABC):
 
     def __iter__(self) -> Iterator[Sample]:
         for entry in self.index():
-            yield self.load(entry)
+            yield self.sample(entry)
+
+    def sample(self, entry: Entry) -> Sample:
+        """`load(entry)`, with a malformed file reported as one `DatasetError` line."""
+        try:
+            return self.load(entry)
+        except (OSError, ValueError, KeyError) as exc:
+            raise DatasetError(f"{self.name}: {entry.name}: cannot read the sample: {exc}") from None
 
     def option(self, key: str, default: Any = None, kind: type | None = None) -> Any:
         value = self.options.get(key, default)
@@ -142,7 +153,7 @@ def read_rgb(path: Path) -> np.ndarray:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
     except (OSError, ValueError) as exc:
-        raise InputImageError(f"{path}: unreadable image ({exc})") from None
+        raise DatasetError(f"{path}: unreadable image ({exc})") from None
 
 
 def read_png_uint(path: Path) -> np.ndarray:
@@ -151,9 +162,9 @@ def read_png_uint(path: Path) -> np.ndarray:
         with Image.open(path) as img:
             arr = np.asarray(img)
     except (OSError, ValueError) as exc:
-        raise InputImageError(f"{path}: unreadable depth PNG ({exc})") from None
+        raise DatasetError(f"{path}: unreadable depth PNG ({exc})") from None
     if arr.ndim != 2:
-        raise InputImageError(f"{path}: expected a single-channel depth PNG, got shape {arr.shape}")
+        raise DatasetError(f"{path}: expected a single-channel depth PNG, got shape {arr.shape}")
     return arr.astype(np.uint32)
 
 
@@ -163,7 +174,7 @@ def read_gray(path: Path) -> np.ndarray:
         with Image.open(path) as img:
             arr = np.asarray(img)
     except (OSError, ValueError) as exc:
-        raise InputImageError(f"{path}: unreadable mask ({exc})") from None
+        raise DatasetError(f"{path}: unreadable mask ({exc})") from None
     return arr[..., 0] if arr.ndim == 3 else arr
 
 
@@ -186,13 +197,13 @@ def read_dpt(path: Path) -> np.ndarray:
     with open(path, "rb") as fh:
         tag = np.fromfile(fh, dtype="<f4", count=1)
         if tag.size != 1 or tag[0] != np.float32(DPT_TAG):
-            raise InputImageError(f"{path}: not a Sintel .dpt file (bad tag)")
+            raise DatasetError(f"{path}: not a Sintel .dpt file (bad tag)")
         width, height = (int(v) for v in np.fromfile(fh, dtype="<i4", count=2))
         if not (0 < width < 100_000 and 0 < height < 100_000):
-            raise InputImageError(f"{path}: implausible .dpt size {width}x{height}")
+            raise DatasetError(f"{path}: implausible .dpt size {width}x{height}")
         data = np.fromfile(fh, dtype="<f4", count=width * height)
     if data.size != width * height:
-        raise InputImageError(f"{path}: truncated .dpt file")
+        raise DatasetError(f"{path}: truncated .dpt file")
     return data.reshape(height, width)
 
 
@@ -226,10 +237,10 @@ def read_float_map(path: Path) -> np.ndarray:
             key = next((c for c in ("Z", "depth", "Y", "R") if c in channels), next(iter(channels)))
             arr = np.array(channels[key].pixels)
     else:
-        raise InputImageError(f"{path}: unsupported depth file type {suffix!r}")
+        raise DatasetError(f"{path}: unsupported depth file type {suffix!r}")
     arr = np.squeeze(np.asarray(arr, dtype=np.float32))
     if arr.ndim != 2:
-        raise InputImageError(f"{path}: expected an HxW depth map, got shape {arr.shape}")
+        raise DatasetError(f"{path}: expected an HxW depth map, got shape {arr.shape}")
     return arr
 
 

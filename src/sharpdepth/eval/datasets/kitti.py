@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputImageError, OptionError
+from ...errors import DatasetError, OptionError
 from .base import DepthDataset, Entry, Sample, read_png_uint, read_rgb, safe_name
 
 KB_HEIGHT, KB_WIDTH = 352, 1216
@@ -56,7 +56,7 @@ class KittiDataset(DepthDataset):
             if not parts or line.lstrip().startswith("#"):
                 continue
             if len(parts) < 2:
-                raise InputImageError(f"{filelist}:{lineno}: expected 'image depth [focal]'")
+                raise DatasetError(f"{filelist}:{lineno}: expected 'image depth [focal]'")
             if parts[1] == "None":
                 continue  # no ground truth for this frame (the usual 45 of the 697)
             image = self.root / parts[0]
@@ -72,7 +72,7 @@ class KittiDataset(DepthDataset):
         image = read_rgb(entry.paths["image"])
         depth = read_png_uint(entry.paths["depth"]).astype(np.float32) / 256.0
         if image.shape[:2] != depth.shape:
-            raise InputImageError(f"{entry.name}: image {image.shape[:2]} and depth {depth.shape} differ in size")
+            raise DatasetError(f"{entry.name}: image {image.shape[:2]} and depth {depth.shape} differ in size")
         extra = {}
         if self.option("kb_crop", False, bool):
             top, left = kb_crop_window(*depth.shape)

@@ -20,19 +20,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputImageError
+from ...errors import DatasetError
 from .base import DepthDataset, Entry, Sample, read_gray, read_pfm, read_rgb
 
 _GT_NAMES = ("disp0GT.pfm", "disp0.pfm")
 
 
-def parse_calib(path: Path) -> dict[str, object]:
+CalibValue = float | str | np.ndarray
+
+
+def parse_calib(path: Path) -> dict[str, CalibValue]:
     """calib.txt -> {"cam0": 3x3 array, "cam1": ..., "doffs": float, "baseline": float, ...}."""
     try:
         text = path.read_text()
     except OSError as exc:
-        raise InputImageError(f"{path}: cannot read calibration ({exc})") from None
-    out: dict[str, object] = {}
+        raise DatasetError(f"{path}: cannot read calibration ({exc})") from None
+    out: dict[str, CalibValue] = {}
     for key, value in re.findall(r"(\w+)\s*=\s*(\[[^\]]*\]|[^\s\[]+)", text):
         if value.startswith("["):
             rows = [r.split() for r in value.strip("[]").split(";")]
@@ -44,8 +47,16 @@ def parse_calib(path: Path) -> dict[str, object]:
                 out[key] = value
     for required in ("cam0", "doffs", "baseline"):
         if required not in out:
-            raise InputImageError(f"{path}: calibration lacks {required!r}")
+            raise DatasetError(f"{path}: calibration lacks {required!r}")
+    for number in ("doffs", "baseline"):
+        if not isinstance(out[number], float):
+            raise DatasetError(f"{path}: calibration {number} is not a number ({out[number]!r})")
     return out
+
+
+def _number(calib: dict[str, CalibValue], key: str) -> float:
+    value = calib[key]
+    return value if isinstance(value, float) else float("nan")  # parse_calib checked the required ones
 
 
 def disparity_to_depth_m(disp: np.ndarray, focal_px: float, baseline_mm: float, doffs: float) -> np.ndarray:
@@ -84,10 +95,10 @@ class MiddleburyDataset(DepthDataset):
         calib = parse_calib(entry.paths["calib"])
         K = np.asarray(calib["cam0"], dtype=np.float64)
         disp = read_pfm(entry.paths["disparity"])
-        depth = disparity_to_depth_m(disp, float(K[0, 0]), float(calib["baseline"]), float(calib["doffs"]))
+        depth = disparity_to_depth_m(disp, float(K[0, 0]), _number(calib, "baseline"), _number(calib, "doffs"))
         image = read_rgb(entry.paths["image"])
         if image.shape[:2] != depth.shape:
-            raise InputImageError(f"{entry.name}: image {image.shape[:2]} and disparity {depth.shape} differ in size")
+            raise DatasetError(f"{entry.name}: image {image.shape[:2]} and disparity {depth.shape} differ in size")
         valid = None
         if self.option("nonocc", False, bool) and "nonocc" in entry.paths:
             valid = read_gray(entry.paths["nonocc"]) == 255
@@ -98,5 +109,5 @@ class MiddleburyDataset(DepthDataset):
             valid=valid,
             K=K,
             image_path=str(entry.paths["image"]),
-            extra={"baseline_mm": float(calib["baseline"]), "doffs": float(calib["doffs"])},
+            extra={"baseline_mm": _number(calib, "baseline"), "doffs": _number(calib, "doffs")},
         )

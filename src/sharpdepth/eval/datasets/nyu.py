@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputImageError, OptionError
+from ...errors import DatasetError, OptionError
 from .base import DepthDataset, Entry, Sample, find_image, intrinsics, read_png_uint, read_rgb, safe_name
 
 NYU_K = intrinsics(518.8579, 519.4696, 325.5824, 253.7362)
@@ -54,9 +54,9 @@ def load_test_indices(path: Path) -> list[int]:
     try:
         data = loadmat(path)
     except (OSError, ValueError, NotImplementedError) as exc:
-        raise InputImageError(f"{path}: cannot read splits ({exc})") from None
+        raise DatasetError(f"{path}: cannot read splits ({exc})") from None
     if "testNdxs" not in data:
-        raise InputImageError(f"{path}: no 'testNdxs' in splits file")
+        raise DatasetError(f"{path}: no 'testNdxs' in splits file")
     return [int(i) - 1 for i in np.asarray(data["testNdxs"]).ravel()]
 
 

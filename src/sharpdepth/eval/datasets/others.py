@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputImageError
+from ...errors import DatasetError
 from .base import (
     DepthDataset,
     Entry,
@@ -63,38 +63,54 @@ def read_colmap_cameras(scene: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]
     return out
 
 
+def _eth3d_missing(scene: Path, image_dir: Path, missing: list[str]) -> str:
+    """Why a scene without its undistorted images is refused rather than read from dslr_images/."""
+    where = (
+        "is missing"
+        if not image_dir.is_dir()
+        else f"lacks {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+    )
+    return (
+        f"eth3d: {scene.name}: images/dslr_images_undistorted/ {where}; the ground truth belongs to the "
+        "undistorted DSLR images (the distorted images/dslr_images/ have the same size but would be "
+        "silently misaligned) - unpack the scene's undistorted JPG archive"
+    )
+
+
 class ETH3DDataset(DepthDataset):
     """ETH3D high-resolution multi-view training scenes (DSLR).
 
     Layout:
 
-        <root>/<scene>/images/dslr_images_undistorted/DSC_0286.JPG   (or images/dslr_images/)
+        <root>/<scene>/images/dslr_images_undistorted/DSC_0286.JPG   (required: not images/dslr_images/)
         <root>/<scene>/ground_truth_depth/dslr_images/DSC_0286.JPG   depth: raw float32, no header,
                                                                       row-major, image size, inf = unknown
         <root>/<scene>/dslr_calibration_undistorted/{cameras,images}.txt   optional COLMAP intrinsics/poses
 
-    Units: metres. The depth file keeps the image's name (with its .JPG suffix).
+    Units: metres. The depth file keeps the image's name (with its .JPG suffix). The depth
+    maps are rendered for the undistorted images; a scene whose undistorted image is missing
+    is refused (the distorted ones are the same size, so they would be scored misaligned).
     """
 
     name = "eth3d"
     default_protocol = "eth3d"
 
     def _index(self) -> list[Entry]:
-        entries = []
+        entries: list[Entry] = []
         scenes = [self.root] if (self.root / "ground_truth_depth").is_dir() else sorted(self.root.iterdir())
         for scene in scenes:
             depth_dir = scene / "ground_truth_depth" / "dslr_images"
             if not depth_dir.is_dir():
                 continue
-            image_dirs = [scene / "images" / "dslr_images_undistorted", scene / "images" / "dslr_images"]
-            for depth in sorted(p for p in depth_dir.iterdir() if p.is_file()):
-                image = next((d / depth.name for d in image_dirs if (d / depth.name).is_file()), None)
-                if image is not None:
-                    entries.append(
-                        Entry(
-                            safe_name(f"{scene.name}/{depth.stem}"), {"image": image, "depth": depth}, {"scene": scene}
-                        )
-                    )
+            image_dir = scene / "images" / "dslr_images_undistorted"
+            depths = sorted(p for p in depth_dir.iterdir() if p.is_file())
+            missing = [d.name for d in depths if not (image_dir / d.name).is_file()]
+            if missing:
+                raise DatasetError(_eth3d_missing(scene, image_dir, missing))
+            entries.extend(
+                Entry(safe_name(f"{scene.name}/{d.stem}"), {"image": image_dir / d.name, "depth": d}, {"scene": scene})
+                for d in depths
+            )
         return entries
 
     def load(self, entry: Entry) -> Sample:
@@ -102,7 +118,7 @@ class ETH3DDataset(DepthDataset):
         h, w = image.shape[:2]
         raw = np.fromfile(entry.paths["depth"], dtype="<f4")
         if raw.size != h * w:
-            raise InputImageError(f"{entry.paths['depth']}: {raw.size} values for a {w}x{h} image")
+            raise DatasetError(f"{entry.paths['depth']}: {raw.size} values for a {w}x{h} image")
         depth = raw.reshape(h, w)
         cams = read_colmap_cameras(entry.meta["scene"])
         K, pose = cams.get(entry.paths["image"].name, (None, None))
@@ -118,7 +134,7 @@ def read_sintel_cam(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with open(path, "rb") as fh:
         tag = np.fromfile(fh, dtype="<f4", count=1)
         if tag.size != 1 or tag[0] != np.float32(CAM_TAG):
-            raise InputImageError(f"{path}: not a Sintel .cam file")
+            raise DatasetError(f"{path}: not a Sintel .cam file")
         M = np.fromfile(fh, dtype="<f8", count=9).reshape(3, 3)
         N = np.fromfile(fh, dtype="<f8", count=12).reshape(3, 4)
     w2c = np.eye(4)

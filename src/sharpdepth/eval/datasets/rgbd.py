@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputImageError
-from .base import DepthDataset, Entry, Sample, decode_sun_depth, intrinsics, read_png_uint, read_rgb, safe_name
+from ...errors import DatasetError
+from .base import (
+    IMAGE_EXTS,
+    DepthDataset,
+    Entry,
+    Sample,
+    decode_sun_depth,
+    intrinsics,
+    read_png_uint,
+    read_rgb,
+    safe_name,
+)
 from .folder import find_pairs
 from .others import quat_to_rot
 
@@ -80,6 +91,13 @@ class TumDataset(DepthDataset):
     sensor named in the folder (freiburg1/2/3) or options fx, fy, cx, cy. Option `stride`
     keeps every n-th frame.
 
+    Frame-folder layout (clips cut from a sequence, e.g. `data/rgbd/sequences/tum_fr2_desk`;
+    used whenever `poses.txt` is present):
+
+        <seq>/rgb/000000.png, <seq>/depth/000000.png   one pair per frame, same names, in order
+        <seq>/poses.txt                      one "timestamp tx ty tz qx qy qz qw" line per frame
+        <seq>/intrinsics.json                fx, fy, cx, cy (and depth_scale, default 5000)
+
     Fallback: a folder without rgb.txt is read as flat pairs `<name>_color.png` +
     `<name>_depth.png` with the TUM depth factor (how single exported frames are stored).
     """
@@ -88,9 +106,10 @@ class TumDataset(DepthDataset):
     default_protocol = "tum"
 
     def _sequences(self) -> list[Path]:
-        if (self.root / "rgb.txt").is_file():
+        if _is_sequence(self.root):
             return [self.root]
-        return sorted(p.parent for p in self.root.rglob("rgb.txt") if (p.parent / "depth.txt").is_file())
+        markers = [*self.root.rglob("rgb.txt"), *self.root.rglob("poses.txt")]
+        return sorted({p.parent for p in markers if _is_sequence(p.parent)})
 
     def _K(self, seq: Path) -> np.ndarray | None:
         keys = ("fx", "fy", "cx", "cy")
@@ -110,6 +129,9 @@ class TumDataset(DepthDataset):
         stride = max(int(self.option("stride", 1, int)), 1)
         entries = []
         for seq in sequences:
+            if _is_frame_folder(seq):
+                entries.extend(self._index_frames(seq)[::stride])
+                continue
             rgb = read_tum_list(seq / "rgb.txt")
             depth = read_tum_list(seq / "depth.txt")
             gt_file = seq / "groundtruth.txt"
@@ -125,9 +147,32 @@ class TumDataset(DepthDataset):
                 entries.append(Entry(safe_name(f"{seq.name}/{rgb[i][0]:.6f}"), paths, meta))
         return entries
 
+    def _index_frames(self, seq: Path) -> list[Entry]:
+        """Frame-folder layout: frames by sorted name, pose i for frame i, intrinsics from JSON."""
+        images = sorted(p for p in (seq / "rgb").iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        missing = [p.name for p in images if not (seq / "depth" / p.name).is_file()]
+        if missing:
+            raise DatasetError(f"tum: {seq.name}: depth/ lacks {missing[0]} ({len(missing)} frame(s) without depth)")
+        poses = read_tum_list(seq / "poses.txt")
+        if len(poses) != len(images):
+            raise DatasetError(f"tum: {seq.name}: poses.txt has {len(poses)} poses for {len(images)} frames")
+        info = _read_json(seq / "intrinsics.json")
+        keys = ("fx", "fy", "cx", "cy")
+        if info and not all(k in self.options for k in keys):
+            K: np.ndarray | None = intrinsics(*(_number(info, k, seq) for k in keys))
+        else:
+            K = self._K(seq)
+        factor = _number(info, "depth_scale", seq) if "depth_scale" in info else TUM_DEPTH_FACTOR
+        entries = []
+        for image, (stamp, values) in zip(images, poses, strict=True):
+            meta = {"sequence": seq.name, "timestamp": stamp, "K": K, "pose": tum_pose(values), "depth_factor": factor}
+            paths = {"image": image, "depth": seq / "depth" / image.name}
+            entries.append(Entry(safe_name(f"{seq.name}/{image.stem}"), paths, meta))
+        return entries
+
     def load(self, entry: Entry) -> Sample:
         raw = read_png_uint(entry.paths["depth"])
-        depth = raw.astype(np.float32) / TUM_DEPTH_FACTOR
+        depth = raw.astype(np.float32) / float(entry.meta.get("depth_factor", TUM_DEPTH_FACTOR))
         K = entry.meta.get("K")
         return Sample(
             entry.name,
@@ -139,6 +184,30 @@ class TumDataset(DepthDataset):
             image_path=str(entry.paths["image"]),
             extra={"timestamp": entry.meta["timestamp"]} if "timestamp" in entry.meta else {},
         )
+
+
+def _is_frame_folder(folder: Path) -> bool:
+    return (folder / "poses.txt").is_file() and (folder / "rgb").is_dir() and (folder / "depth").is_dir()
+
+
+def _is_sequence(folder: Path) -> bool:
+    return _is_frame_folder(folder) or ((folder / "rgb.txt").is_file() and (folder / "depth.txt").is_file())
+
+
+def _number(info: dict[str, object], key: str, seq: Path) -> float:
+    value = info.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise DatasetError(f"tum: {seq / 'intrinsics.json'}: {key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _read_json(path: Path) -> dict[str, object]:
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: expected a JSON object with fx, fy, cx, cy")
+    return data
 
 
 # ------------------------------------------------------------------ SUN RGB-D
@@ -188,6 +257,6 @@ class SunRGBDDataset(DepthDataset):
         if "intrinsics" in entry.paths:
             values = np.array(entry.paths["intrinsics"].read_text().split(), dtype=np.float64)
             if values.size != 9:
-                raise InputImageError(f"{entry.paths['intrinsics']}: expected 9 numbers (3x3 K)")
+                raise DatasetError(f"{entry.paths['intrinsics']}: expected 9 numbers (3x3 K)")
             K = values.reshape(3, 3)
         return Sample(entry.name, read_rgb(entry.paths["image"]), depth, K=K, image_path=str(entry.paths["image"]))

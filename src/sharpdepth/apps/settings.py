@@ -1,0 +1,272 @@
+"""Settings of the effect jobs (depth of field, portrait, parallax, stereo): where their defaults live.
+
+Every front end — the command line, the HTTP service — builds these same
+objects from its own kind of input and hands them to the effect functions;
+none of them restates a default or re-implements a check. They are plain
+data: keyword-only, frozen, built from numbers, strings and tuples, and
+validated on construction (`OptionError`), so a bad value fails before a photo
+is decoded or a network is loaded.
+
+Units are in the field names: `_m` metres, `_mm` millimetres (lens and sensor),
+`_px` pixels, `_s` seconds; a pixel position is `(x, y)` = (column, row).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from numbers import Real
+
+from ..errors import OptionError
+
+# ---------------------------------------------------------------- shared constants
+FULL_FRAME_WIDTH_MM = 36.0
+"""Width of a full-frame (3:2) sensor: the sensor the 35 mm-equivalent focal length refers to."""
+KERNEL_SHAPES = ("disc", "hexagon")
+DEFAULT_MAX_BLUR_FRACTION = 0.08
+"""Default blur cap: a blur diameter of at most 8 % of the image's longer side."""
+PATHS = ("zoom-in", "dolly-zoom", "circle", "swing", "horizontal", "vertical")
+DEFAULT_AMPLITUDE = {
+    "zoom-in": 0.15,
+    "dolly-zoom": 0.3,
+    "circle": 0.03,
+    "swing": 0.04,
+    "horizontal": 0.04,
+    "vertical": 0.03,
+}
+MIN_VIDEO_SIZE_PX = 16
+DEFAULT_BASELINE_M = 0.063
+"""Human eye distance."""
+DEFAULT_MAX_DISPARITY_FRACTION = 0.03
+"""Relative results: the nearest things get a disparity of 3 % of the image width."""
+STEREO_LAYOUTS = ("anaglyph", "sbs", "pair")
+ANAGLYPH_MODES = ("color", "half-color", "gray")
+
+
+# ---------------------------------------------------------------- checks (one message each)
+def _finite(value: float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise OptionError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_positive(value: float, what: str) -> float:
+    """`value` as a float if finite and > 0, else OptionError naming `what` (with its unit)."""
+    if not _finite(value, what) > 0:
+        raise OptionError(f"{what} must be positive, got {value:g}")
+    return float(value)
+
+
+def check_non_negative(value: float, what: str) -> float:
+    if not _finite(value, what) >= 0:
+        raise OptionError(f"{what} must be >= 0, got {value:g}")
+    return float(value)
+
+
+def check_flag(value: bool, what: str) -> None:
+    """A yes/no setting must be a real bool (the string "false" from a request would read as true)."""
+    if not isinstance(value, bool):
+        raise OptionError(f"{what} must be true or false, got {value!r}")
+
+
+def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise OptionError(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
+    return value
+
+
+def check_pixel(pixel: Sequence[float], what: str) -> tuple[float, float]:
+    """A pixel (x, y) as a tuple of floats (a JSON list is accepted too), or OptionError."""
+    if isinstance(pixel, str) or not isinstance(pixel, Sequence) or len(pixel) != 2:
+        raise OptionError(f"{what} must be a pixel (x, y), got {pixel!r}")
+    return _finite(pixel[0], what), _finite(pixel[1], what)
+
+
+def check_camera_path(kind: str, amplitude: float | None) -> None:
+    """The camera path and its amplitude (fraction of the pivot depth, >= 0)."""
+    check_choice(kind, PATHS, "camera path")
+    if amplitude is not None:
+        check_non_negative(amplitude, "amplitude (fraction of the pivot depth)")
+
+
+# ---------------------------------------------------------------- depth of field
+@dataclass(frozen=True, kw_only=True)
+class LensSettings:
+    """The simulated lens and renderer, shared by depth of field and portrait mode."""
+
+    f_number: float = 2.0
+    """Aperture f-number N (aperture diameter = focal length / N)."""
+    focal_length_mm: float | None = None
+    """Simulated lens; None: the photo's own 35 mm-equivalent focal length (from `focal_px`)."""
+    sensor_width_mm: float = FULL_FRAME_WIDTH_MM
+    """Width of the (3:2) sensor simulated; the pixel pitch is its diagonal over the image diagonal."""
+    max_blur_px: float | None = None
+    """Blur cap (diameter, px); for relative results the blur at the far end. None: 8 % of the longer side."""
+    shape: str = "disc"
+    """Aperture: disc or hexagon."""
+    highlight_boost: float = 1.0
+    """Gain for clipped highlights in the blur (bright bokeh discs); 0 = off."""
+
+    def __post_init__(self) -> None:
+        check_positive(self.f_number, "f-number")
+        if self.focal_length_mm is not None:
+            check_positive(self.focal_length_mm, "focal length (mm)")
+        check_positive(self.sensor_width_mm, "sensor width (mm)")
+        if self.max_blur_px is not None:
+            check_non_negative(self.max_blur_px, "maximum blur (pixels)")
+        check_choice(self.shape, KERNEL_SHAPES, "bokeh shape")
+        check_non_negative(self.highlight_boost, "highlight boost")
+
+    @property
+    def sensor_diagonal_mm(self) -> float:
+        """Diagonal of a 3:2 sensor `sensor_width_mm` wide (43.27 mm for full frame)."""
+        return self.sensor_width_mm * math.hypot(3.0, 2.0) / 3.0
+
+    def blur_cap_px(self, height: int, width: int) -> float:
+        """The blur cap for an image of this size (the same for either orientation)."""
+        if self.max_blur_px is not None:
+            return float(self.max_blur_px)
+        return DEFAULT_MAX_BLUR_FRACTION * max(height, width)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DofSettings(LensSettings):
+    """Refocusing (`sharpdepth dof`): the lens plus what to focus on — exactly one of the two."""
+
+    focus_m: float | None = None
+    """Focus distance in metres (metric results)."""
+    focus_px: tuple[float, float] | None = None
+    """Or focus on the surface at this pixel (x, y), its robust depth over `focus_window`."""
+    focus_window: int = 9
+    """Median over this many pixels square around `focus_px`."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.focus_m is not None and self.focus_px is not None:
+            raise OptionError("give either a focus distance or a focus pixel, not both")
+        if self.focus_m is None and self.focus_px is None:
+            raise OptionError("choose what to focus on: a distance in metres (--focus-m) or a pixel (--focus-px)")
+        if self.focus_m is not None:
+            check_positive(self.focus_m, "focus distance (metres)")
+            if self.focal_length_mm is not None and not self.focus_m * 1000.0 > self.focal_length_mm:
+                raise OptionError(
+                    f"focus distance {self.focus_m:g} m is inside the lens's focal length ({self.focal_length_mm:g} mm)"
+                )
+        if self.focus_px is not None:
+            object.__setattr__(self, "focus_px", check_pixel(self.focus_px, "focus pixel"))
+        if isinstance(self.focus_window, bool) or not isinstance(self.focus_window, int) or self.focus_window < 1:
+            raise OptionError(f"focus window must be at least 1 pixel, got {self.focus_window}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PortraitSettings(LensSettings):
+    """Portrait mode (`sharpdepth portrait`): the lens plus how the subject is found."""
+
+    f_number: float = 1.8
+    """Portraits default to a wider aperture than refocusing."""
+    subject_px: tuple[float, float] | None = None
+    """A pixel (x, y) on the subject; None: the nearest large region of the depth map."""
+    subject_tolerance: float = 0.12
+    """With `subject_px`: the subject's disparity range around the picked one (normalised disparity, 0..1)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.subject_px is not None:
+            object.__setattr__(self, "subject_px", check_pixel(self.subject_px, "subject pixel"))
+        check_positive(self.subject_tolerance, "subject tolerance")
+
+    def dof(self, focus_px: tuple[float, float], max_blur_px: float) -> DofSettings:
+        """The depth-of-field settings that render the background (focused on the subject pixel)."""
+        return DofSettings(
+            f_number=self.f_number, focal_length_mm=self.focal_length_mm, sensor_width_mm=self.sensor_width_mm,
+            max_blur_px=max_blur_px, shape=self.shape, highlight_boost=self.highlight_boost,
+            focus_px=focus_px, focus_window=1,
+        )  # fmt: skip
+
+
+# ---------------------------------------------------------------- parallax video
+@dataclass(frozen=True, kw_only=True)
+class ParallaxSettings:
+    """3D-photo video (`sharpdepth parallax`)."""
+
+    path: str = "circle"
+    """Camera path: zoom-in, dolly-zoom, circle, swing, horizontal or vertical."""
+    amplitude: float | None = None
+    """Camera motion as a fraction of the pivot depth; None: the path's default."""
+    loop: bool = True
+    """A seamless loop (else one way)."""
+    duration_s: float = 3.0
+    fps: float = 30.0
+    max_size_px: int | None = 1024
+    """Longest side of the video (at least 16); None: the photo's size."""
+    pivot_m: float | None = None
+    """Depth that stays still (metres, or pseudo-depth for relative results); None: from the scene."""
+    crop: bool = True
+    """Zoom in just enough that the path never uncovers the picture's borders."""
+
+    def __post_init__(self) -> None:
+        check_camera_path(self.path, self.amplitude)
+        check_flag(self.loop, "loop")
+        check_flag(self.crop, "crop")
+        check_positive(self.duration_s, "duration (seconds)")
+        check_positive(self.fps, "fps (frames per second)")
+        if self.max_size_px is not None and (
+            isinstance(self.max_size_px, bool) or not isinstance(self.max_size_px, int)
+            or self.max_size_px < MIN_VIDEO_SIZE_PX
+        ):  # fmt: skip
+            raise OptionError(f"video size must be at least {MIN_VIDEO_SIZE_PX} pixels, got {self.max_size_px}")
+        if self.pivot_m is not None:
+            check_positive(self.pivot_m, "pivot depth")
+
+    @property
+    def frames(self) -> int:
+        """Number of frames: duration x fps, at least one."""
+        return max(1, round(self.duration_s * self.fps))
+
+
+# ---------------------------------------------------------------- stereo
+@dataclass(frozen=True, kw_only=True)
+class StereoSettings:
+    """Stereo pairs (`sharpdepth stereo`)."""
+
+    baseline_m: float | None = None
+    """Distance between the eyes (metric results); None: 0.063 m."""
+    center: bool = True
+    """The photo is the middle view (each eye half the baseline away); else it is the left eye."""
+    convergence_m: float | None = None
+    """Depth of the screen plane (metric results); None: parallel cameras (screen plane at infinity)."""
+    max_disparity_px: float | None = None
+    """Relative results: disparity of the nearest things; None: 3 % of the image width."""
+    layout: str = "anaglyph"
+    """anaglyph (one picture), sbs (side by side) or pair (two pictures)."""
+    anaglyph: str = "half-color"
+    """color, half-color or gray."""
+    half_width: bool = False
+    """Side by side squeezed to the photo's width (3D TVs)."""
+
+    def __post_init__(self) -> None:
+        if self.baseline_m is not None:
+            check_non_negative(self.baseline_m, "baseline (metres)")
+        if self.convergence_m is not None:
+            check_positive(self.convergence_m, "convergence distance (metres)")
+        if self.max_disparity_px is not None:
+            check_non_negative(self.max_disparity_px, "maximum disparity (pixels)")
+            if self.baseline_m is not None or self.convergence_m is not None:
+                raise OptionError(
+                    "give metres (baseline, convergence) for a metric result or --max-disparity for a relative "
+                    "one, not both"
+                )
+        check_flag(self.center, "center")
+        check_flag(self.half_width, "half width")
+        check_choice(self.layout, STEREO_LAYOUTS, "stereo format")
+        check_choice(self.anaglyph, ANAGLYPH_MODES, "anaglyph mode")
+
+    @property
+    def metric_baseline_m(self) -> float:
+        return DEFAULT_BASELINE_M if self.baseline_m is None else float(self.baseline_m)
+
+    def relative_disparity_px(self, width: int) -> float:
+        if self.max_disparity_px is not None:
+            return float(self.max_disparity_px)
+        return DEFAULT_MAX_DISPARITY_FRACTION * width
