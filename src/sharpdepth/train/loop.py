@@ -38,10 +38,11 @@ from ..engine.adapter import ModelAdapter
 from ..engine.model import DepthModel, load, strict_load
 from ..errors import OptionError
 from ..eval.datasets import DepthDataset, Entry, open_dataset
-from ..eval.harness import EvalOptions, resolve_alignment, score_frame
 from ..eval.metrics import mean_metrics
 from ..eval.protocols import Protocol as EvalProtocol
 from ..eval.protocols import default_protocol
+from ..eval.scoring import Frame, Scorer, resolve_alignment
+from ..eval.settings import EvalSettings
 from ..io.atomic import atomic_path
 from ..registry import ModelSpec
 from ..result import OutputKind
@@ -174,15 +175,18 @@ def validate(
     net = model.net
     was_training = net.training
     net.eval()
-    method, space = resolve_alignment(model.spec.output_kind, protocol, EvalOptions(), model.name)
+    settings = EvalSettings(boundary=False)
+    protocol = settings.protocol_for(protocol)
+    policy = resolve_alignment(model.spec.output_kind, protocol, settings, settings.scope(protocol), model.name)
+    scorer = Scorer(protocol, policy, boundary=False)
     rows: list[Mapping[str, Any]] = []
     try:
         for entry in entries:
             sample = dataset.load(entry)
             result = model.predict(sample.image, keep_image=False)
             prediction = protocol.resize(result.prediction, sample.depth.shape)
-            row, _ = score_frame(prediction, OutputKind(result.kind), sample, protocol, method, space, boundary=False)
-            rows.append(row)
+            frame = Frame(sample, prediction, OutputKind(result.kind), result.focal_px, 0.0, False)
+            rows.append(scorer.score(frame).metrics)
     finally:
         net.train(was_training)
         freeze_batchnorm(net)
