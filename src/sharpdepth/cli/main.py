@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sharpdepth.cli.video",
     "sharpdepth.cli.export",
     "sharpdepth.cli.serve",
+    "sharpdepth.cli.finetune",
 )
 
 PROG = "sharpdepth"
