@@ -11,7 +11,12 @@ here = Path(sharpdepth.__file__).resolve()
 if "site-packages" not in here.parts:
     sys.exit(f"sharpdepth imported from {here}, not from the installed wheel")
 package = resources.files("sharpdepth")
-for name in ("py.typed", "assets/colormaps.npz"):
+for name in (
+    "py.typed",
+    "assets/colormaps.npz",
+    "service/static/index.html",
+    "service/static/vendor/three.module.min.js",
+):
     if not package.joinpath(name).is_file():
         sys.exit(f"{name} is missing from the wheel")
 model = sharpdepth.load("depth-pro-tiny", random_weights=True)

@@ -104,3 +104,22 @@ def test_atomic_write_uses_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert dest.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_npz_bytes_do_not_depend_on_the_time_of_writing(tmp_path, monkeypatch) -> None:
+    """The CLI, the HTTP service and a Ray job hand out the same bytes for one result (numpy fixes zip dates)."""
+    import time
+    import zipfile
+
+    from sharpdepth.io.depth_files import write_npz
+    from sharpdepth.result import DepthResult
+
+    result = DepthResult(prediction=np.linspace(1, 2, 12, dtype=np.float32).reshape(3, 4), kind="metric_depth")
+    write_npz(tmp_path / "a.npz", result)
+    real_localtime = time.localtime
+    monkeypatch.setattr(time, "localtime", lambda *a: real_localtime(time.time() + 86400 * 400))
+    write_npz(tmp_path / "b.npz", result)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    with zipfile.ZipFile(tmp_path / "a.npz") as archive:
+        assert archive.testzip() is None
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npz")["depth"], result.prediction)

@@ -35,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .errors import InputImageError, OptionError
+from .maps import valid_depth_mask
 from .result import DepthResult, OutputKind
 
 Space = Literal["disparity", "depth"]
@@ -61,7 +62,7 @@ def depth_to_space(depth: Any, space: str) -> np.ndarray:
     """Metric depth expressed in `space` (1/depth for disparity; non-positive depth -> NaN)."""
     _check_space(space)
     d = _array(depth)
-    d = np.where(np.isfinite(d) & (d > 0), d, np.nan)
+    d = np.where(valid_depth_mask(d), d, np.nan)
     return 1.0 / d if space == "disparity" else d
 
 

@@ -57,6 +57,10 @@ class DepthResult:
     image: np.ndarray | None = field(default=None, repr=False)
     source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    frame_index: int | None = None
+    """Index of the frame in its video (video predictions only)."""
+    timestamp_s: float | None = None
+    """Presentation time of the frame in seconds (video predictions only)."""
 
     def __post_init__(self) -> None:
         self.prediction = np.asarray(self.prediction, dtype=np.float32)
@@ -64,6 +68,18 @@ class DepthResult:
             raise ValueError(f"prediction must be HxW, got shape {self.prediction.shape}")
         self.kind = OutputKind(self.kind)
         self.focal_source = FocalSource(self.focal_source)
+
+    def __repr__(self) -> str:
+        """One line: shape, kind, range and focal length; never the arrays themselves."""
+        finite = self.prediction[np.isfinite(self.prediction)]
+        value_range = f"{float(finite.min()):.4g}..{float(finite.max()):.4g}" if finite.size else "no valid pixel"
+        focal = "None" if self.focal_px is None else f"{self.focal_px:.1f}"
+        return (
+            f"DepthResult({self.width}x{self.height} {self.kind}, {value_range} {self.unit.split(' ')[0]}, "
+            f"focal_px={focal} ({self.focal_source}), model={self.model_name!r}"
+            + (f", image={self.image.shape[1]}x{self.image.shape[0]}" if self.image is not None else "")
+            + ")"
+        )
 
     @property
     def height(self) -> int:

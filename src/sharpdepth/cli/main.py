@@ -25,6 +25,7 @@ from pathlib import Path
 import typer
 
 from ..errors import SharpDepthError
+from .options import ThreadsOpt, apply_threads
 
 # Each module defines `register(app)`. Listed explicitly so the command set is visible here.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -33,7 +34,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sharpdepth.cli.geometry",
     "sharpdepth.cli.effects",
     "sharpdepth.cli.evaluate",
+    "sharpdepth.cli.video",
     "sharpdepth.cli.export",
+    "sharpdepth.cli.serve",
+    "sharpdepth.cli.finetune",
 )
 
 PROG = "sharpdepth"
@@ -64,6 +68,12 @@ def build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
+
+    @app.callback()
+    def _root(threads: ThreadsOpt = None) -> None:
+        """Sharp monocular depth: metric depth, focal length and what you do with them."""
+        apply_threads(threads)  # `sharpdepth --threads N <command>`: for every command that runs a network
+
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(app)
     return app
@@ -147,7 +157,14 @@ def _usage_error(chain: list[object], message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    """Run the command line on `argv` (default: sys.argv) and return the exit status; never raises."""
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:  # also while the command tree is being built or an error printed
+        return _interrupted()
+
+
+def _main(args: list[str]) -> int:
     command = _command()
     chain, rest = _resolve(command, args)
     problem = _flag_with_value(chain, rest)
@@ -186,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         sys.stderr.write(f"error: {_os_error_line(exc)}\n")
         return 1
+    if code == 130:  # typer turns Ctrl-C inside a command into a silent Exit(130)
+        return _interrupted()
     return code if isinstance(code, int) else 0
 
 

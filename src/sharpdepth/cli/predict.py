@@ -36,6 +36,7 @@ from ..result import fov_from_focal
 from .options import MaxPixelsOpt, ThreadsOpt
 
 if TYPE_CHECKING:
+    from ..distributed.settings import RaySettings
     from ..engine.jobs import Failure
 
 console = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -67,9 +68,13 @@ class _Reporter:
 
 
 def run_predict(
-    inputs: list[str], out_dir: Path, settings: PredictSettings, show_progress: bool = True
+    inputs: list[str],
+    out_dir: Path,
+    settings: PredictSettings,
+    show_progress: bool = True,
+    ray: RaySettings | None = None,
 ) -> tuple[int, list[tuple[str, str]]]:
-    """Process every input; returns (number written, [(input, error)])."""
+    """Process every input (here, or on Ray with `ray`); returns (number written, [(input, error)])."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..engine.jobs import make_aligner, plan_predict, predict_items
@@ -90,8 +95,25 @@ def run_predict(
         return 0, failures
     # Option errors before the (slow) model load.
     aligner = make_aligner(settings, get_spec(settings.model.name).output_kind, settings.model.name)
-    model = settings.model.load()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    if ray is not None:
+        from ..distributed.ray_predict import predict_items_on_ray
+
+        with Progress(*columns, console=console, disable=not show_progress, transient=True) as progress:
+            task = progress.add_task(f"{settings.model.name} on Ray", total=len(plan.items))
+            summary = predict_items_on_ray(
+                plan.items,
+                out_dir,
+                settings,
+                ray,
+                on_failure=report.failure,
+                on_progress=lambda done, _total: progress.update(task, completed=done),
+                on_notice=report.notice,
+            )
+        report.finish()
+        failures.extend((f.source, f.reason) for f in summary.failures)
+        return summary.written, failures
+    model = settings.model.load()
     with Progress(*columns, console=console, disable=not show_progress, transient=True) as progress:
         task = progress.add_task(f"{model.name}", total=len(plan.items))
         summary = predict_items(
@@ -119,12 +141,12 @@ def register(app: typer.Typer) -> None:
         ),
         weights: Annotated[Path | None, typer.Option(help="Checkpoint file (.pt/.pth/.safetensors).")] = None,
         device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = DEFAULT_DEVICE,
-        precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU only).")] = (
-            DEFAULT_PRECISION
-        ),
+        precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU only).")] = (DEFAULT_PRECISION),
         focal_px: Annotated[float | None, typer.Option(help="Focal length in pixels (overrides EXIF/model).")] = None,
         fov_deg: Annotated[float | None, typer.Option(help="Horizontal field of view in degrees.")] = None,
-        format: Annotated[str, typer.Option("--format", "-f", help="npy,npz,png16,exr,pfm (comma list).")] = "npz",
+        format: Annotated[str, typer.Option("--format", "-f", help="npy,npz,png16,exr,pfm (comma list).")] = (
+            ",".join(OutputOptions.formats)
+        ),
         colormap: Annotated[str, typer.Option(help="inferno, turbo, viridis, magma, plasma, spectral, gray.")] = (
             OutputOptions.colormap
         ),
@@ -148,6 +170,15 @@ def register(app: typer.Typer) -> None:
             DEFAULT_ALIGN_METHOD
         ),
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+        ray: Annotated[bool, typer.Option("--ray", help="Run on a local Ray instance (Ray Data).")] = False,
+        ray_address: Annotated[
+            str | None, typer.Option(help="Run on a Ray cluster: 'auto' or ray://head:10001 (implies --ray).")
+        ] = None,
+        ray_actors: Annotated[int, typer.Option(help="Model replicas (Ray actors).")] = 2,
+        ray_gpus_per_actor: Annotated[float, typer.Option(help="GPUs per Ray actor.")] = 0.0,
+        ray_cpus_per_actor: Annotated[
+            float | None, typer.Option(help="CPUs per Ray actor (default: leave one core).")
+        ] = (None),
     ) -> None:
         """Predict depth for images and write depth files, views and a JSON sidecar per image."""
         options = OutputOptions(
@@ -170,7 +201,18 @@ def register(app: typer.Typer) -> None:
             align_to=align_to,
             align_method=align_method,
         )  # fmt: skip
-        done, failures = run_predict(inputs, output, settings, show_progress=not quiet)
+        ray_settings = None
+        if ray or ray_address is not None:
+            from ..distributed.settings import RaySettings
+
+            ray_settings = RaySettings(
+                address=ray_address,
+                actors=ray_actors,
+                cpus_per_actor=ray_cpus_per_actor,
+                gpus_per_actor=ray_gpus_per_actor,
+                threads=threads,
+            )
+        done, failures = run_predict(inputs, output, settings, show_progress=not quiet, ray=ray_settings)
         console.print(f"wrote {done} result(s) to {output}", markup=False)
         if failures:
             # One plain line per failure (no table): greppable, never wrapped mid-path.
@@ -206,7 +248,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(data, indent=2))
             return
         out = Console(soft_wrap=True, highlight=False)
-        out.print(f"{image}  {loaded.format} {loaded.original_mode}  {loaded.width}x{loaded.height} (upright)", markup=False)
+        size = f"{loaded.width}x{loaded.height}"
+        out.print(f"{image}  {loaded.format} {loaded.original_mode}  {size} (upright)", markup=False)
         out.print(f"EXIF orientation: {loaded.orientation}; applied: {loaded.orientation_applied}", markup=False)
         for key, value in loaded.exif.items():
             out.print(f"  {key}: {value}", markup=False)

@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
+import torch
 
-from .. import __version__
 from ..errors import OptionError, SharpDepthError
 from ..geometry.camera import Camera
 from ..geometry.normals import normals_to_rgb, surface_normals
@@ -30,7 +30,7 @@ from ..io.atomic import clean_stale_parts, ensure_writable_dir
 from ..io.depth_files import Notice, NoticeSink
 from ..io.images import LoadedImage, load_image
 from ..io.inputs import InputItem, expand_inputs
-from ..io.outputs import planned_files, sidecar_path, write_outputs
+from ..io.outputs import OutputOptions, planned_files, sidecar_path, write_outputs
 from ..maps import share_at_maximum, valid_depth_mask
 from ..result import DepthResult, OutputKind
 from .model import DepthModel
@@ -40,6 +40,12 @@ Aligner = Callable[[DepthResult], DepthResult]
 CLAMPED_WARNING_SHARE = 0.5
 """Warn when more than this share of a metric map sits at its maximum (the network's clamp)."""
 _PRECISION_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+_OUT_OF_MEMORY: tuple[type[BaseException], ...] = (MemoryError, torch.OutOfMemoryError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,19 @@ def render_normals(result: DepthResult) -> np.ndarray:
     return normals_to_rgb(surface_normals(result.depth, Camera.from_result(result)))
 
 
+def _version() -> str:
+    import sharpdepth  # the package root (always imported already): its version, no subpackage edge
+
+    return str(getattr(sharpdepth, "__version__", "unknown"))
+
+
+def write_result_files(
+    result: DepthResult, out_dir: Path, stem: PurePath, output: OutputOptions, on_notice: NoticeSink | None = None
+) -> list[Path]:
+    """`io.outputs.write_outputs` with the engine's normal renderer: what every front end should call."""
+    return write_outputs(result, out_dir, stem, output, normals_view=render_normals, on_notice=on_notice)
+
+
 def run_record(model: DepthModel, settings: PredictSettings) -> dict[str, Any]:
     """Sidecar fields that say how a result was made: version, device, precision, input size, job."""
     dtype = str(model.dtype).removeprefix("torch.")
@@ -155,7 +174,7 @@ def run_record(model: DepthModel, settings: PredictSettings) -> dict[str, Any]:
         getattr(adapter, "input_size", None),
     )
     return {
-        "sharpdepth_version": __version__,
+        "sharpdepth_version": _version(),
         "device": str(model.device),
         "precision": _PRECISION_NAMES.get(dtype, dtype),
         "input_size": effective,
@@ -166,6 +185,34 @@ def run_record(model: DepthModel, settings: PredictSettings) -> dict[str, Any]:
 def _chunks(items: Sequence[InputItem], size: int) -> Iterator[Sequence[InputItem]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def job_output(model: DepthModel, settings: PredictSettings) -> OutputOptions:
+    """The job's output options with the run record (version, device, precision, ...) for every sidecar."""
+    return replace(settings.output, extra_sidecar={**settings.output.extra_sidecar, **run_record(model, settings)})
+
+
+def write_item(
+    result: DepthResult,
+    input_notes: Sequence[str],
+    out_dir: Path,
+    stem: PurePath,
+    output: OutputOptions,
+    on_notice: NoticeSink | None = None,
+) -> list[Path]:
+    """Everything after the network for one image: notes, the clamp warning, the files (sidecar last).
+
+    Local and distributed runs both end here, so they write the same files.
+    """
+    sink: NoticeSink = on_notice or (lambda _notice: None)
+    for note in input_notes:
+        sink(Notice("input_note", note))
+    if input_notes:
+        result.extra["input_notes"] = list(input_notes)
+    clamped = _clamp_notice(result)
+    if clamped is not None:
+        sink(clamped)
+    return write_result_files(result, out_dir, stem, output, on_notice=sink)
 
 
 def _clamp_notice(result: DepthResult) -> Notice | None:
@@ -195,7 +242,7 @@ def predict_items(
 ) -> PredictSummary:
     """Run a loaded model over `items` and write every image's files."""
     summary = PredictSummary()
-    output = replace(settings.output, extra_sidecar={**settings.output.extra_sidecar, **run_record(model, settings)})
+    output = job_output(model, settings)
 
     def fail(source: object, reason: str) -> None:
         failure = make_failure(source, reason)
@@ -228,19 +275,15 @@ def predict_items(
             for it in ok_items:
                 fail(it.path, str(exc))
             results = []
+        except _OUT_OF_MEMORY as exc:  # one image too large for this machine must not end the batch
+            for it in ok_items:
+                fail(it.path, f"not enough memory to run {model.name} on it ({_first_line(exc)})")
+            results = []
         for item, image, result in zip(ok_items, loaded, results, strict=False):
-            sink = tell(item.path)
             try:
                 if aligner is not None:
                     result = aligner(result)
-                for note in image.notes:
-                    sink(Notice("input_note", note))
-                if image.notes:
-                    result.extra["input_notes"] = list(image.notes)
-                clamped = _clamp_notice(result)
-                if clamped is not None:
-                    sink(clamped)
-                write_outputs(result, out_dir, item.stem, output, normals_view=render_normals, on_notice=sink)
+                write_item(result, image.notes, out_dir, item.stem, output, on_notice=tell(item.path))
                 summary.written += 1
             except SharpDepthError as exc:
                 fail(item.path, str(exc))

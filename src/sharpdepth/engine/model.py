@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
 from ..weights.checkpoint import load_state_dict_file, sha256_file_cached
 from ..weights.hub import ResolvedWeights, resolve_weights
 from .runtime import resolve_device, resolve_precision
+
+if TYPE_CHECKING:
+    from ..io.video import FrameSelection, VideoInput
 
 ImageInput = str | Path | Image.Image | np.ndarray | LoadedImage
 """What `predict` accepts: a path, a PIL image, an HxWx3 array or an already loaded image."""
@@ -118,6 +122,30 @@ class DepthModel:
         focals = _per_image(focal_px, len(loaded))
         requests = [FocalRequest(f, fov_deg) for f in focals]
         return list(self._run(loaded, requests, batch_size, keep_image))
+
+    def predict_video(
+        self,
+        source: VideoInput,
+        mode: str = "offline",
+        stabilize: bool | None = None,
+        batch_size: int = 4,
+        *,
+        selection: FrameSelection | None = None,
+        fps: float | None = None,
+        focal_px: float | None = None,
+        fov_deg: float | None = None,
+    ) -> Iterator[DepthResult]:
+        """One DepthResult per frame of a video, folder, glob or TxHxWx3 array, in order.
+
+        Image models run per frame (batched) and are stabilised by default (`stabilize=False`
+        turns it off); Video Depth Anything runs its own offline/streaming pipeline. See
+        `sharpdepth.engine.video.predict_video` for every option.
+        """
+        from .video import predict_video
+
+        return predict_video(
+            self, source, mode, stabilize, batch_size, selection=selection, fps=fps, focal_px=focal_px, fov_deg=fov_deg
+        )
 
     # ------------------------------------------------------------ internals
     def _run(

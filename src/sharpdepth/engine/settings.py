@@ -9,6 +9,7 @@ construction, so a bad value fails before any model is loaded.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..errors import OptionError
 from ..io.images import DEFAULT_MAX_PIXELS
 from ..io.outputs import OutputOptions
+from ..maps import check_focal_px
 
 if TYPE_CHECKING:
     from .model import DepthModel
@@ -92,9 +94,13 @@ class FocalSettings:
     fov_deg: float | None = None
 
     def __post_init__(self) -> None:
-        from .model import FocalRequest
-
-        FocalRequest(self.focal_px, self.fov_deg).resolve(width=1000)  # reject bad values before any work
+        # Checked here (no torch needed), before any work: the same rules the model applies per image.
+        if self.focal_px is not None and self.fov_deg is not None:
+            raise OptionError("give either focal_px or fov_deg, not both")
+        if self.focal_px is not None:
+            check_focal_px(self.focal_px)
+        if self.fov_deg is not None and not (math.isfinite(self.fov_deg) and 0 < self.fov_deg < 180):
+            raise OptionError(f"field of view must be between 0 and 180 degrees, got {self.fov_deg}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,6 +15,7 @@ from importlib import resources
 import numpy as np
 
 from ..errors import OptionError
+from ..maps import normalize_percentile
 
 COLORMAPS = ("inferno", "turbo", "viridis", "magma", "plasma", "spectral", "gray")
 
@@ -38,17 +39,8 @@ def lut(name: str) -> np.ndarray:
 
 
 def normalize_for_view(values: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.0) -> np.ndarray:
-    """Map finite values to [0, 1] with robust percentiles; invalid pixels -> 0."""
-    values = np.asarray(values, dtype=np.float32)
-    finite = np.isfinite(values)
-    if not finite.any():
-        return np.zeros(values.shape, dtype=np.float32)
-    lo, hi = np.percentile(values[finite], [low_pct, high_pct])
-    if hi <= lo:
-        hi = lo + 1e-6
-    out = np.clip((values - lo) / (hi - lo), 0.0, 1.0)
-    out[~finite] = 0.0
-    return out.astype(np.float32)
+    """Map finite values to [0, 1] with robust percentiles; invalid pixels -> 0 (`maps.normalize_percentile`)."""
+    return normalize_percentile(values, None, low_pct, high_pct, fill=0.0)
 
 
 def colorize(values01: np.ndarray, cmap: str = "inferno") -> np.ndarray:

@@ -372,8 +372,10 @@ def _focal_source(meta: dict[str, Any], side: dict[str, Any], focal: float | Non
     if focal is None:
         return FocalSource.NONE
     for value in (meta.get("focal_source"), side.get("focal_source")):
+        if value is None:
+            continue
         try:
-            return FocalSource(value)
+            return FocalSource(str(value))
         except ValueError:
             continue
     return FocalSource.USER

@@ -147,6 +147,8 @@ def read_exif(img: Image.Image, notes: list[str] | None = None) -> tuple[int, di
         number = _rational(value)
         if number is None:
             notes.append(f"EXIF {name} {_show(value)} is not a number: ignored")
+            if name == "FocalPlaneResolutionUnit":  # kept as text: no unit means no trustworthy density
+                tags[name] = str(value)
         else:
             tags[name] = number
     return orientation, tags
@@ -165,9 +167,7 @@ def _orientation(value: Any, notes: list[str]) -> int:
     return int(number)
 
 
-def focal_from_exif(
-    tags: dict[str, Any], width: int, height: int, notes: list[str] | None = None
-) -> FocalInfo | None:
+def focal_from_exif(tags: dict[str, Any], width: int, height: int, notes: list[str] | None = None) -> FocalInfo | None:
     """Focal length in pixels for the upright image of size width x height, if EXIF gives a plausible one.
 
     1. `FocalLengthIn35mmFilm`: the official Depth Pro rule, matching the image
@@ -198,15 +198,14 @@ def _number(value: Any) -> float | None:
     return None if isinstance(value, str) else _rational(value)
 
 
-def _focal_from_plane_resolution(
-    tags: dict[str, Any], width: int, height: int, notes: list[str]
-) -> FocalInfo | None:
+def _focal_from_plane_resolution(tags: dict[str, Any], width: int, height: int, notes: list[str]) -> FocalInfo | None:
     f_mm = _number(tags.get("FocalLength"))
     density = _number(tags.get("FocalPlaneXResolution"))
-    unit = _number(tags.get("FocalPlaneResolutionUnit", 2))
+    raw_unit = tags.get("FocalPlaneResolutionUnit", 2)
+    unit = _number(raw_unit)
     unit_mm = _UNIT_MM.get(int(unit)) if unit is not None and unit == int(unit) else None
-    if not (f_mm and f_mm > 0 and density and density > 0):
-        return None
+    if not (f_mm and f_mm > 0 and density and density > 0) or isinstance(raw_unit, str):
+        return None  # (a text unit was already noted by read_exif)
     if unit_mm is None:
         notes.append(f"EXIF FocalPlaneResolutionUnit {_show(tags.get('FocalPlaneResolutionUnit'))} unknown: ignored")
         return None

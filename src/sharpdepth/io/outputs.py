@@ -86,8 +86,10 @@ def color_view(result: DepthResult, colormap: str) -> np.ndarray:
     return disparity_view(result.disparity, colormap)
 
 
-def planned_files(result_kind: OutputKind | str, stem_name: str, options: OutputOptions, has_image: bool = True) -> list[str]:
-    """Names of the data and view files `write_outputs` writes for these options (sidecar and normals aside).
+def planned_files(
+    result_kind: OutputKind | str, stem_name: str, options: OutputOptions, has_image: bool = True
+) -> list[str]:
+    """Names of the data and view files `write_outputs` writes for these options (not sidecar, normals).
 
     `--skip-existing` compares them with the sidecar's record of what was written.
     """

@@ -1,0 +1,100 @@
+"""`sharpdepth video`: depth for video clips and image sequences (see sharpdepth.video.job).
+
+Flags only build a `VideoSettings`; the defaults live there. A clip that
+fails (corrupt file, no frames, ...) is reported in one line and the others
+go on; the command then exits with status 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from ..engine.settings import FocalSettings, ModelSettings
+from ..io.images import DEFAULT_MAX_PIXELS
+from ..io.outputs import parse_formats
+from ..io.video import FrameSelection
+from ..video.job import VideoSettings, VideoSummary, run_videos
+
+console = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("video")
+    def video(
+        inputs: Annotated[list[str], typer.Argument(help="Video files, folders of frames (or of videos), globs.")],
+        output: Annotated[Path, typer.Option("-o", "--output", help="Output directory (one folder per clip).")] = (
+            Path("out")
+        ),
+        model: Annotated[str, typer.Option("--model", "-m", help="Model name (sharpdepth weights list).")] = (
+            "depth-pro"
+        ),
+        weights: Annotated[Path | None, typer.Option(help="Checkpoint file (.pt/.pth/.safetensors).")] = None,
+        device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = "cpu",
+        precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU only).")] = "fp32",
+        input_size: Annotated[int | None, typer.Option(help="Network input size (DA/VDA/MiDaS).")] = None,
+        mode: Annotated[str, typer.Option(help="offline (look-ahead, best) or streaming (causal).")] = "offline",
+        format: Annotated[str, typer.Option("--format", "-f", help="npy,npz,png16,exr,pfm (comma list).")] = "npz",
+        fps: Annotated[float | None, typer.Option(help="Frame rate of image-sequence inputs (default 24).")] = None,
+        start: Annotated[float, typer.Option(help="Start time in seconds.")] = 0.0,
+        end: Annotated[float | None, typer.Option(help="End time in seconds.")] = None,
+        every: Annotated[int, typer.Option(help="Use every N-th frame.")] = 1,
+        max_frames: Annotated[int | None, typer.Option(help="Stop after this many frames.")] = None,
+        side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Also write input|depth video.")] = False,
+        no_stabilize: Annotated[bool, typer.Option("--no-stabilize", help="Raw per-frame depth.")] = False,
+        stabilize: Annotated[
+            bool, typer.Option("--stabilize", help="Stabilise a video model too (off by default for VDA).")
+        ] = False,
+        no_preview: Annotated[bool, typer.Option("--no-preview", help="No preview video.")] = False,
+        skip_existing: Annotated[
+            bool, typer.Option("--skip-existing", help="Resume: keep frames already written.")
+        ] = False,
+        focal_px: Annotated[float | None, typer.Option(help="Focal length in pixels (locks metric scale).")] = None,
+        fov_deg: Annotated[float | None, typer.Option(help="Horizontal field of view in degrees.")] = None,
+        colormap: Annotated[str, typer.Option(help="Preview colours: inferno, turbo, viridis, ...")] = "inferno",
+        png_scale: Annotated[float, typer.Option(help="16-bit PNG: metres per unit (0.001 = mm).")] = 0.001,
+        batch_size: Annotated[int, typer.Option(help="Frames per forward pass (image models).")] = 4,
+        max_pixels: Annotated[int, typer.Option(help="Refuse frames larger than this many pixels.")] = (
+            DEFAULT_MAX_PIXELS
+        ),
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    ) -> None:
+        """Depth for every frame of videos or image sequences: depth files, preview video, JSON sidecar."""
+        if no_stabilize and stabilize:
+            raise typer.BadParameter("give --stabilize or --no-stabilize, not both")
+        settings = VideoSettings(
+            model=ModelSettings(name=model, weights=weights, device=device, precision=precision,
+                                input_size=input_size, max_pixels=max_pixels),
+            focal=FocalSettings(focal_px=focal_px, fov_deg=fov_deg),
+            mode=mode,
+            stabilize=False if no_stabilize else (True if stabilize else None),
+            selection=FrameSelection(start_s=start, end_s=end, every=every, max_frames=max_frames),
+            fps=fps,
+            formats=parse_formats(format),
+            colormap=colormap,
+            png16_scale_m=png_scale,
+            preview=not no_preview,
+            side_by_side=side_by_side,
+            skip_existing=skip_existing,
+            batch_size=batch_size,
+        )  # fmt: skip
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} frames"),
+                   TimeElapsedColumn())  # fmt: skip
+        with Progress(*columns, console=console, disable=quiet, transient=True) as progress:
+            task = progress.add_task(model, total=None)
+
+            def done(summary: VideoSummary) -> None:
+                if not quiet:
+                    note = f" ({summary.reused} reused)" if summary.reused else ""
+                    console.print(f"{summary.source}: {summary.frames} frames{note} -> {summary.folder}")
+
+            batch = run_videos(inputs, output, settings, on_done=done,
+                               on_frame=lambda n: progress.advance(task, n))  # fmt: skip
+        if batch.failures:
+            lines = [f"{len(batch.failures)} failed:"] + [f"  {f.source}: {f.reason}" for f in batch.failures]
+            typer.echo("\n".join(lines), err=True)
+            raise typer.Exit(1)

@@ -1,0 +1,341 @@
+"""`predict_video`: one DepthResult per frame, in order, for every model.
+
+Image models run frame by frame (several frames per forward pass) and are
+stabilised by default (`sharpdepth.engine.stabilize`); Video Depth Anything
+models run their own windowed / streaming pipeline (the vda helper's
+`vda_video_maps`) and are not stabilised by default, so that they match the
+official pipeline. Decoding runs in a background thread a few frames ahead of
+the network, and nothing is kept beyond the batch and the stabiliser's
+look-ahead, so memory does not grow with the length of the video.
+
+Focal length (metric models with a FOV head, i.e. Depth Pro): metric depth
+scales with it, so a per-frame estimate makes the whole scene breathe. It is
+locked for the shot: the user's value > EXIF (image sequences) > the median of
+the model's estimates on the first `focal_frames` frames. Each result still
+records the model's own per-frame estimate in `extra["focal_estimate_px"]`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from typing import Literal
+
+import numpy as np
+
+from ..errors import OptionError
+from ..io.video import Frame, FrameSelection, FrameSource, VideoInput, open_frames
+from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
+from .model import DepthModel
+from .stabilize import MODES, Stabilized, Stabilizer, StabilizerSettings
+
+DEFAULT_BATCH_SIZE = 4
+DEFAULT_FOCAL_FRAMES = 8
+VDA_FAMILY_PREFIX = "video_depth_anything"
+
+Reuse = Callable[[Frame], DepthResult | None]
+"""Returns an already-computed (stabilised) result for a frame, or None (resuming a run)."""
+
+
+def is_video_model(model: DepthModel) -> bool:
+    return model.spec.family.startswith(VDA_FAMILY_PREFIX)
+
+
+def prefetch(items: Iterable[Frame], size: int = 8) -> Iterator[Frame]:
+    """Run an iterator in a background thread, at most `size` items ahead; re-raises its errors here."""
+    q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=max(1, size))
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(("error", exc))
+
+    thread = threading.Thread(target=work, name="sharpdepth-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                assert isinstance(value, BaseException)
+                raise value
+            assert isinstance(value, Frame)
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+def _to_disparity(result: DepthResult) -> np.ndarray:
+    return result.disparity
+
+
+def _from_disparity(result: DepthResult, stabilized: np.ndarray) -> np.ndarray:
+    """Stabilised disparity back to the model's output kind; unknown pixels keep the raw value."""
+    raw = result.prediction
+    good = np.isfinite(stabilized) & (stabilized > 0)
+    if result.kind is OutputKind.METRIC_DEPTH:
+        with np.errstate(divide="ignore"):
+            return np.where(good, 1.0 / np.where(good, stabilized, 1.0), raw).astype(np.float32)
+    return np.where(good, stabilized, raw).astype(np.float32)
+
+
+class _FocalLock:
+    """User > EXIF > median of the first frames' estimates, for the whole shot."""
+
+    def __init__(self, user_px: float | None, exif_px: float | None, frames: int) -> None:
+        self.value = user_px if user_px is not None else exif_px
+        self.source = FocalSource.USER if user_px is not None else FocalSource.EXIF if exif_px else None
+        self.frames = frames
+        self.estimates: list[float] = []
+
+    @property
+    def locked(self) -> bool:
+        return self.value is not None
+
+    def adopt(self, result: DepthResult) -> None:
+        """Resuming: take the lock from a frame written by the interrupted run."""
+        if not self.locked and result.focal_px is not None and result.focal_source is FocalSource.MODEL:
+            self.value, self.source = result.focal_px, FocalSource.MODEL
+
+    def lock_from(self, results: list[DepthResult]) -> None:
+        estimates = [r.focal_px for r in results if r.focal_px is not None]
+        if estimates:
+            self.value, self.source = float(np.median(estimates)), FocalSource.MODEL
+
+    def apply(self, result: DepthResult) -> DepthResult:
+        """Re-express a result at the locked focal length (metric depth is proportional to it)."""
+        estimate = result.focal_px
+        fov = result.extra.get("model_fov_deg")
+        if fov is not None:
+            estimate = focal_from_fov(float(fov), result.width)
+        extra = dict(result.extra)
+        if estimate is not None:
+            extra["focal_estimate_px"] = float(estimate)
+        if self.value is None or self.source is None:
+            return replace(result, extra=extra)
+        prediction = result.prediction
+        if result.is_metric and result.focal_px is not None and result.focal_px != self.value:
+            prediction = (prediction * np.float32(self.value / result.focal_px)).astype(np.float32)
+        extra["focal_locked"] = True
+        return replace(result, prediction=prediction, focal_px=float(self.value), focal_source=self.source, extra=extra)
+
+
+class _ImageModelVideo:
+    """Per-frame predictions, batched, with the focal lock and the stabiliser applied in order."""
+
+    def __init__(
+        self,
+        model: DepthModel,
+        info_exif: float | None,
+        stabilizer: StabilizerSettings | None,
+        batch_size: int,
+        focal_px: float | None,
+        fov_deg: float | None,
+        focal_frames: int,
+        reuse: Reuse | None,
+    ) -> None:
+        self.model = model
+        self.stab_settings = stabilizer
+        self.batch_size = batch_size
+        self.fov_deg = fov_deg
+        user = focal_px
+        self.focal = _FocalLock(user, info_exif if fov_deg is None else None, focal_frames)
+        self.user_fov = fov_deg
+        self.reuse = reuse
+        self.stab = Stabilizer(stabilizer) if stabilizer is not None else None
+        self.waiting: deque[DepthResult] = deque()
+        self.unlocked: list[DepthResult] = []
+        self.uses_model_focal: bool | None = None
+
+    # -------------------------------------------------------------- pipeline
+    def run(self, frames: Iterable[Frame]) -> Iterator[DepthResult]:
+        batch: list[Frame] = []
+        for frame in frames:
+            done = self.reuse(frame) if self.reuse is not None else None
+            if done is not None:
+                yield from self._predict(batch)
+                batch = []
+                yield from self._flush()
+                yield self._reused(done, frame)
+                continue
+            batch.append(frame)
+            if len(batch) >= self.batch_size:
+                yield from self._predict(batch)
+                batch = []
+        yield from self._predict(batch)
+        yield from self._flush()
+
+    def _reused(self, result: DepthResult, frame: Frame) -> DepthResult:
+        self.focal.adopt(result)
+        result = replace(
+            result,
+            frame_index=frame.index,
+            timestamp_s=frame.timestamp_s,
+            image=frame.rgb,
+            extra={**result.extra, "reused": True},
+        )
+        if self.stab_settings is not None:
+            self.stab = Stabilizer(self.stab_settings)
+            self.stab.prime(result.disparity, frame.rgb)
+        return result
+
+    def _predict(self, batch: list[Frame]) -> Iterator[DepthResult]:
+        if not batch:
+            return
+        focal = self.focal.value if self.focal.locked else None
+        results = self.model.predict_batch(
+            [f.rgb for f in batch],
+            focal_px=focal,
+            fov_deg=self.user_fov if focal is None else None,
+            batch_size=self.batch_size,
+        )
+        for frame, result in zip(batch, results, strict=True):
+            result = replace(result, frame_index=frame.index, timestamp_s=frame.timestamp_s, source=None)
+            if self.uses_model_focal is None:
+                self.uses_model_focal = result.focal_source is FocalSource.MODEL
+            if self.uses_model_focal and not self.focal.locked:
+                self.unlocked.append(result)
+                if len(self.unlocked) >= self.focal.frames:
+                    yield from self._release_unlocked()
+                continue
+            if self.focal.locked or self.uses_model_focal:
+                result = self.focal.apply(result)
+            yield from self._stabilise(result)
+
+    def _release_unlocked(self) -> Iterator[DepthResult]:
+        pending, self.unlocked = self.unlocked, []
+        if pending:
+            self.focal.lock_from(pending)
+        for result in pending:
+            yield from self._stabilise(self.focal.apply(result))
+
+    def _stabilise(self, result: DepthResult) -> Iterator[DepthResult]:
+        if self.stab is None:
+            yield result
+            return
+        assert result.image is not None
+        self.waiting.append(result)
+        for out in self.stab.push(_to_disparity(result), result.image):
+            yield self._finish(out)
+
+    def _finish(self, out: Stabilized) -> DepthResult:
+        return _stabilised(self.waiting.popleft(), out)
+
+    def _flush(self) -> Iterator[DepthResult]:
+        yield from self._release_unlocked()
+        if self.stab is not None:
+            for out in self.stab.flush():
+                yield self._finish(out)
+
+
+def _stabilised(result: DepthResult, out: Stabilized) -> DepthResult:
+    extra = {**result.extra, "stabilizer": {"scale": out.scale, "shift": out.shift, "cut": out.cut}}
+    return replace(result, prediction=_from_disparity(result, out.disparity), extra=extra)
+
+
+def _vda_results(
+    model: DepthModel, frames: Iterable[Frame], mode: str, stabilizer: StabilizerSettings | None
+) -> Iterator[DepthResult]:
+    """Video Depth Anything through the vda helper's pipeline; frames are matched to maps in order."""
+    from . import vda_video
+
+    fed: deque[Frame] = deque()
+
+    def feed() -> Iterator[np.ndarray]:
+        for frame in frames:
+            fed.append(frame)
+            yield frame.rgb
+
+    stab = Stabilizer(stabilizer) if stabilizer is not None else None
+    waiting: deque[DepthResult] = deque()
+    vda_mode: Literal["offline", "streaming"] = "streaming" if mode == "streaming" else "offline"
+    for depth_map in vda_video.vda_video_maps(model, feed(), vda_mode):
+        frame = fed.popleft()
+        result = DepthResult(
+            prediction=np.asarray(depth_map, dtype=np.float32),
+            kind=model.spec.output_kind,
+            model_name=model.spec.name,
+            weights_sha256=model.weights_sha256,
+            image=frame.rgb,
+            frame_index=frame.index,
+            timestamp_s=frame.timestamp_s,
+        )
+        if stab is None:
+            yield result
+            continue
+        waiting.append(result)
+        for out in stab.push(result.disparity, frame.rgb):
+            done = waiting.popleft()
+            yield _stabilised(done, out)
+    if stab is not None:
+        for out in stab.flush():
+            done = waiting.popleft()
+            yield _stabilised(done, out)
+
+
+def predict_video(
+    model: DepthModel,
+    source: VideoInput,
+    mode: str = "offline",
+    stabilize: bool | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    selection: FrameSelection | None = None,
+    fps: float | None = None,
+    focal_px: float | None = None,
+    fov_deg: float | None = None,
+    stabilizer: StabilizerSettings | None = None,
+    focal_frames: int = DEFAULT_FOCAL_FRAMES,
+    reuse: Reuse | None = None,
+    prefetch_frames: int = 8,
+) -> Iterator[DepthResult]:
+    """Depth for every (selected) frame of `source`, in order, one `DepthResult` each.
+
+    `source`: a video file, a folder or glob of frames, a TxHxWx3 uint8 array, a
+    list of frames, or an opened `FrameSource`. `mode`: "offline" (look-ahead,
+    best quality) or "streaming" (causal). `stabilize`: None = the model's
+    default (on for image models, off for Video Depth Anything).
+    """
+    if mode not in MODES:
+        raise OptionError(f"unknown video mode {mode!r}; choose {' or '.join(MODES)}")
+    if batch_size < 1:
+        raise OptionError("batch size must be at least 1")
+    if focal_frames < 1:
+        raise OptionError("focal_frames must be at least 1")
+    opened: FrameSource = open_frames(source, selection, model.max_pixels, fps)
+    video_model = is_video_model(model)
+    use_stab = (not video_model) if stabilize is None else bool(stabilize)
+    stab_settings = None
+    if use_stab:
+        base = stabilizer or StabilizerSettings()
+        stab_settings = replace(base, mode=mode)
+    frames = prefetch(opened.frames(), prefetch_frames)
+    if video_model:
+        if reuse is not None:
+            raise OptionError("resuming is not supported for video models (they need every frame)")
+        yield from _vda_results(model, frames, mode, stab_settings)
+        return
+    runner = _ImageModelVideo(
+        model, opened.info.exif_focal_px, stab_settings, batch_size, focal_px, fov_deg, focal_frames, reuse
+    )
+    yield from runner.run(frames)

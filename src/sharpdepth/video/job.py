@@ -1,0 +1,513 @@
+"""The `video` job: one clip in, per-frame depth files + preview video + one JSON sidecar out.
+
+Layout of `OUT/<stem>/`:
+    000000.npz, 000001.npz, ...     per-frame lossless depth in each chosen format
+                                    (the number is the frame's index in the source)
+    <stem>_preview.mp4              H.264 colour view of inverse depth, the input's
+                                    frame count, timing, size and audio
+    <stem>_sbs.mp4                  input | view side by side (optional)
+    <stem>.json                     the sidecar, written last
+
+Why this shape: every file is written atomically, and a frame counts as done
+only when all its format files exist, so `skip_existing` can resume an
+interrupted run: finished frames are read back instead of recomputed (and
+seed the stabiliser, so the frames after the gap continue smoothly), missing
+ones are computed, none is duplicated, and the preview and sidecar are
+rebuilt from the complete set. Decoding, the network and encoding overlap:
+frames are decoded in a thread ahead of the network (engine.video) and
+results are written by another thread behind it, through bounded queues.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..engine.jobs import Failure
+from ..engine.model import DepthModel
+from ..engine.settings import FocalSettings, ModelSettings
+from ..engine.stabilize import MODES, StabilizerSettings
+from ..engine.video import DEFAULT_BATCH_SIZE, is_video_model, predict_video
+from ..errors import OptionError, SharpDepthError
+from ..io.atomic import write_text_atomic
+from ..io.colormap import colorize, lut
+from ..io.depth_files import DEFAULT_PNG16_SCALE_M, Notice, output_path, read_depth_result, write_result
+from ..io.outputs import OutputOptions
+from ..io.video import Frame, FrameSelection, FrameSource, VideoWriter, open_frames
+from ..result import DepthResult, OutputKind
+
+READ_BACK_ORDER = ("npz", "npy", "exr", "pfm", "png16")
+"""Which format an interrupted run's frame is read back from (lossless float first)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoSettings:
+    """One `video` job: model, focal, mode, stabiliser, frame selection, outputs, resuming."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    focal: FocalSettings = field(default_factory=FocalSettings)
+    mode: str = "offline"
+    stabilize: bool | None = None
+    """None: the model's default (image models on, Video Depth Anything off)."""
+    stabilizer: StabilizerSettings = field(default_factory=StabilizerSettings)
+    selection: FrameSelection = field(default_factory=FrameSelection)
+    fps: float | None = None
+    """Frame rate of image-sequence inputs (video files keep their own)."""
+    formats: tuple[str, ...] = ("npz",)
+    colormap: str = "inferno"
+    png16_scale_m: float = DEFAULT_PNG16_SCALE_M
+    preview: bool = True
+    side_by_side: bool = False
+    skip_existing: bool = False
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise OptionError(f"unknown --mode {self.mode!r}; choose {' or '.join(MODES)}")
+        if not self.formats:
+            raise OptionError("give at least one --format")
+        # The predict job's output checks (formats, colormap, PNG scale), not a copy of them.
+        OutputOptions(formats=self.formats, colormap=self.colormap, png16_scale_m=self.png16_scale_m)
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise OptionError(f"--fps must be a positive number, got {self.fps}")
+        if self.batch_size < 1:
+            raise OptionError("--batch-size must be at least 1")
+
+
+@dataclass
+class VideoSummary:
+    """What one clip produced."""
+
+    source: str
+    folder: Path
+    frames: int = 0
+    computed: int = 0
+    reused: int = 0
+    sidecar: Path | None = None
+
+
+@dataclass
+class BatchSummary:
+    videos: list[VideoSummary] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+
+def frame_stem(index: int) -> str:
+    return f"{index:06d}"
+
+
+def frame_paths(folder: Path, index: int, formats: Sequence[str], kind: OutputKind) -> list[Path]:
+    return [output_path(folder, frame_stem(index), fmt, kind) for fmt in formats]
+
+
+class _FixedRange:
+    """One display range for the whole clip (set from the first frame), so the preview does not flicker."""
+
+    def __init__(self, colormap: str) -> None:
+        self.colormap = colormap
+        self.lo: float | None = None
+        self.hi: float | None = None
+        lut(colormap)
+
+    def view(self, disparity: np.ndarray) -> np.ndarray:
+        finite = np.isfinite(disparity) & (disparity > 0)
+        if self.lo is None or self.hi is None:
+            if finite.any():
+                lo, hi = np.percentile(disparity[finite], [1.0, 99.0])
+            else:
+                lo, hi = 0.0, 1.0
+            margin = 0.1 * float(hi - lo) if hi > lo else 1e-6
+            self.lo, self.hi = float(lo) - margin, float(hi) + margin
+        scaled = np.clip((disparity - self.lo) / (self.hi - self.lo), 0.0, 1.0)
+        scaled = np.where(finite, scaled, 0.0)
+        return colorize(scaled, self.colormap)
+
+
+class _Writer:
+    """Writes results in a background thread (per-frame files, preview frames) behind the network."""
+
+    def __init__(self, job: _ClipJob) -> None:
+        self.job = job
+        self.queue: queue.Queue[tuple[DepthResult, bool] | None] = queue.Queue(maxsize=8)
+        self.error: BaseException | None = None
+        self.busy_s = 0.0
+        self.thread = threading.Thread(target=self._work, name="sharpdepth-write", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue  # drain after a failure so the producer never blocks
+            start = time.perf_counter()
+            try:
+                self.job.write_frame(*item)
+            except BaseException as exc:  # re-raised in the producer thread
+                self.error = exc
+            self.busy_s += time.perf_counter() - start
+
+    def put(self, result: DepthResult, reused: bool) -> None:
+        self.check()
+        self.queue.put((result, reused))
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self.check()
+
+    def close_quietly(self) -> None:
+        """After an error elsewhere: stop the thread, keep the first error."""
+        self.queue.put(None)
+        self.thread.join()
+
+
+class _ClipJob:
+    """State of one clip while it is being processed."""
+
+    def __init__(self, source: FrameSource, folder: Path, stem: str, settings: VideoSettings, kind: OutputKind):
+        self.source = source
+        self.folder = folder
+        self.stem = stem
+        self.settings = settings
+        self.kind = kind
+        self.view = _FixedRange(settings.colormap)
+        self.records: list[dict[str, Any]] = []
+        self.preview: VideoWriter | None = None
+        self.sbs: VideoWriter | None = None
+        self.model_name = ""
+        self.weights_sha256: str | None = None
+        self.focal_locked: float | None = None
+        self.focal_source: str | None = None
+        self.notices: dict[str, dict[str, str | int]] = {}
+
+    # ---------------------------------------------------------------- files
+    def reuse(self, frame: Frame) -> DepthResult | None:
+        """A frame finished by an earlier (interrupted) run, read back; None if it must be computed."""
+        if not self.settings.skip_existing:
+            return None
+        paths = dict(zip(self.settings.formats, frame_paths(self.folder, frame.index, self.settings.formats,
+                                                            self.kind), strict=True))  # fmt: skip
+        if not all(p.is_file() for p in paths.values()):
+            return None
+        fmt = next(f for f in READ_BACK_ORDER if f in paths)
+        try:
+            return read_depth_result(paths[fmt], kind=self.kind)
+        except SharpDepthError:
+            return None  # unreadable: compute it again (the rewrite is atomic)
+
+    def _notice(self, notice: Notice) -> None:
+        """Writer notices (e.g. 16-bit PNG saturation), counted per kind for the sidecar."""
+        entry = self.notices.setdefault(notice.kind, {"message": notice.message, "frames": 0})
+        entry["frames"] = int(entry["frames"]) + 1
+
+    def already_written(self, result: DepthResult) -> bool:
+        """Resuming a video model (which recomputes every frame): keep the files that exist."""
+        if not self.settings.skip_existing or result.frame_index is None:
+            return False
+        return all(p.is_file() for p in frame_paths(self.folder, result.frame_index, self.settings.formats, self.kind))
+
+    def open_writers(self) -> None:
+        info = self.source.info
+        audio = Path(info.source) if info.kind == "video" and info.has_audio else None
+        end = self.settings.selection.end_s
+        rate = info.rate / self.settings.selection.every
+        if self.settings.preview:
+            self.preview = VideoWriter(self.folder / f"{self.stem}_preview.mp4", info.width, info.height, rate,
+                                       audio_from=audio, audio_end_s=end)  # fmt: skip
+        if self.settings.side_by_side:
+            self.sbs = VideoWriter(self.folder / f"{self.stem}_sbs.mp4", 2 * info.width, info.height, rate,
+                                   audio_from=audio, audio_end_s=end)  # fmt: skip
+
+    def write_frame(self, result: DepthResult, reused: bool) -> None:
+        assert result.frame_index is not None
+        names = []
+        stem = frame_stem(result.frame_index)
+        for fmt in self.settings.formats:
+            if reused:
+                path = output_path(self.folder, stem, fmt, result.kind)
+            else:
+                path = write_result(result, self.folder, stem, fmt, scale_m=self.settings.png16_scale_m,
+                                    on_notice=self._notice)  # fmt: skip
+            names.append(path.name)
+        view = self.view.view(result.disparity)
+        if self.preview is not None:
+            self.preview.write(view, result.timestamp_s)
+        if self.sbs is not None and result.image is not None:
+            self.sbs.write(np.concatenate([result.image, view], axis=1), result.timestamp_s)
+        self.model_name = self.model_name or result.model_name
+        self.weights_sha256 = self.weights_sha256 or result.weights_sha256
+        if result.focal_px is not None:
+            self.focal_locked, self.focal_source = float(result.focal_px), str(result.focal_source)
+        estimate = result.extra.get("focal_estimate_px")
+        stab = result.extra.get("stabilizer")
+        self.records.append(
+            {
+                "index": result.frame_index,
+                "timestamp_s": result.timestamp_s,
+                "files": names,
+                "reused": reused,
+                "focal_estimate_px": None if estimate is None else float(estimate),
+                "stabilizer": stab,
+            }
+        )
+
+    def finish_writers(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, writer in (("preview", self.preview), ("side_by_side", self.sbs)):
+            if writer is not None:
+                out[key] = writer.close().name
+                if writer.audio_note:
+                    out["audio_note"] = writer.audio_note
+        return out
+
+    def _stabilizer_settings(self) -> dict[str, float | int | str]:
+        return replace(self.settings.stabilizer, mode=self.settings.mode).as_dict()
+
+    def abort(self) -> None:
+        for writer in (self.preview, self.sbs):
+            if writer is not None:
+                writer.abort()
+
+    def sidecar(self, videos: dict[str, Any], stabilized: bool, timings: dict[str, float | None]) -> dict[str, Any]:
+        info = self.source.info
+        sel = self.settings.selection
+        per_format = {fmt: [r["files"][i] for r in self.records] for i, fmt in enumerate(self.settings.formats)}
+        estimates = [r["focal_estimate_px"] for r in self.records]
+        return {
+            "source": info.source,
+            "source_kind": info.kind,
+            "model": self.model_name,
+            "weights_sha256": self.weights_sha256,
+            "output_kind": str(self.kind),
+            "unit": "m" if self.kind is OutputKind.METRIC_DEPTH else "relative disparity (unitless, affine-invariant)",
+            "fps": info.fps / sel.every,
+            "source_fps": info.fps,
+            "frame_count": len(self.records),
+            "width": info.width,
+            "height": info.height,
+            "rotation_applied_deg": info.rotation,
+            "audio_copied": bool(info.has_audio and videos and "audio_note" not in videos),
+            "selection": {
+                "start_s": sel.start_s,
+                "end_s": sel.end_s,
+                "every": sel.every,
+                "max_frames": sel.max_frames,
+            },  # fmt: skip
+            "mode": self.settings.mode,
+            "stabilizer": {"enabled": stabilized, **(self._stabilizer_settings() if stabilized else {})},
+            "focal": {
+                "locked_px": self.focal_locked,
+                "source": self.focal_source,
+                "per_frame_estimates_px": estimates if any(e is not None for e in estimates) else None,
+            },
+            "formats": list(self.settings.formats),
+            "frame_files": per_format,
+            "frame_indices": [r["index"] for r in self.records],
+            "timestamps_s": [r["timestamp_s"] for r in self.records],
+            "frames_reused": sum(1 for r in self.records if r["reused"]),
+            "per_frame_stabilizer": [r["stabilizer"] for r in self.records] if stabilized else None,
+            "videos": videos,
+            "view_encodes": "inverse depth (near = bright), one fixed range for the clip",
+            "notices": self.notices,
+            "timings": timings,
+        }
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise SharpDepthError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+
+
+def _finished(sidecar: Path, settings: VideoSettings) -> bool:
+    """A clip done by an earlier run with the same selection and formats (every file still there)."""
+    try:
+        done = json.loads(sidecar.read_text())
+        sel = settings.selection
+        same = done["selection"] == {"start_s": sel.start_s, "end_s": sel.end_s, "every": sel.every,
+                                     "max_frames": sel.max_frames}  # fmt: skip
+        same = same and done["formats"] == list(settings.formats) and done["mode"] == settings.mode
+        files = [name for names in done["frame_files"].values() for name in names]
+        files += [name for key, name in done["videos"].items() if key in ("preview", "side_by_side")]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return bool(same) and all((sidecar.parent / name).is_file() for name in files)
+
+
+def run_video(
+    source: str | Path | np.ndarray | FrameSource,
+    out_dir: Path,
+    settings: VideoSettings,
+    model: DepthModel | None = None,
+    stem: str | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> VideoSummary:
+    """Process one clip into `out_dir/<stem>/`; raises SharpDepthError (one line) if it cannot."""
+    opened = open_frames(source, settings.selection, settings.model.max_pixels, settings.fps)
+    stem = stem or opened.info.stem
+    folder = Path(out_dir) / stem
+    _check_writable(folder)
+    sidecar = folder / f"{stem}.json"
+    if settings.skip_existing and _finished(sidecar, settings):
+        done = json.loads(sidecar.read_text())
+        count = int(done["frame_count"])
+        return VideoSummary(opened.info.source, folder, frames=count, reused=count, sidecar=sidecar)
+    model = model or settings.model.load()
+    kind = model.spec.output_kind
+    job = _ClipJob(opened, folder, stem, settings, kind)
+    stabilized = (not is_video_model(model)) if settings.stabilize is None else settings.stabilize
+    summary = VideoSummary(source=opened.info.source, folder=folder)
+    start = time.perf_counter()
+    job.open_writers()
+    writer = _Writer(job)
+    try:
+        results = predict_video(
+            model, opened, mode=settings.mode, stabilize=settings.stabilize, batch_size=settings.batch_size,
+            focal_px=settings.focal.focal_px, fov_deg=settings.focal.fov_deg, stabilizer=settings.stabilizer,
+            reuse=job.reuse if settings.skip_existing and not is_video_model(model) else None,
+        )  # fmt: skip
+        for result in results:
+            reused = bool(result.extra.get("reused")) or job.already_written(result)
+            writer.put(result, reused)
+            summary.frames += 1
+            summary.reused += int(reused)
+            if on_frame is not None:
+                on_frame(1)
+        writer.close()
+    except BaseException:
+        writer.close_quietly()
+        job.abort()
+        raise
+    videos = job.finish_writers()
+    elapsed = time.perf_counter() - start
+    timings: dict[str, float | None] = {
+        "total_s": round(elapsed, 3),
+        "frames_per_s": round(summary.frames / elapsed, 3) if elapsed > 0 else None,
+        "write_thread_s": round(writer.busy_s, 3),
+    }
+    summary.computed = summary.frames - summary.reused
+    write_text_atomic(sidecar, json.dumps(job.sidecar(videos, stabilized, timings), indent=2) + "\n")
+    summary.sidecar = sidecar
+    return summary
+
+
+@dataclass(frozen=True)
+class ClipInput:
+    """One clip of a batch: what to open and the name of its output folder."""
+
+    source: str
+    stem: str
+
+
+def expand_video_inputs(arguments: Sequence[str]) -> tuple[list[ClipInput], list[Failure]]:
+    """Video files, folders (of frames = one clip; of videos = one clip each) and globs -> clips.
+
+    A glob matching images is one image sequence; a glob matching videos is one clip per video.
+    """
+    import glob as globlib
+
+    from ..io.video import VIDEO_SUFFIXES, frame_files_in, natural_key
+
+    clips: list[ClipInput] = []
+    problems: list[Failure] = []
+    for arg in arguments:
+        path = Path(arg)
+        if path.is_dir():
+            videos = sorted((p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()),
+                            key=lambda p: natural_key(p.name))  # fmt: skip
+            if videos and not frame_files_in(path):
+                clips.extend(ClipInput(str(v), v.stem) for v in videos)
+            else:
+                clips.append(ClipInput(str(path), path.resolve().name or "frames"))
+        elif path.is_file():
+            clips.append(ClipInput(str(path), path.stem))
+        elif globlib.has_magic(arg):
+            matches = sorted(
+                (Path(m) for m in globlib.glob(arg) if Path(m).is_file()), key=lambda p: natural_key(str(p))
+            )
+            videos = [m for m in matches if m.suffix.lower() in VIDEO_SUFFIXES]
+            if videos:
+                clips.extend(ClipInput(str(v), v.stem) for v in videos)
+            elif matches:
+                parent = matches[0].parent.resolve().name or "frames"
+                clips.append(ClipInput(arg, parent))
+            else:
+                problems.append(Failure(arg, "pattern matched no files"))
+        else:
+            problems.append(Failure(arg, "no such file or directory"))
+    seen: dict[str, str] = {}
+    unique: list[ClipInput] = []
+    for clip in clips:
+        if clip.stem in seen:
+            problems.append(Failure(clip.source, f"same output folder name as {seen[clip.stem]} ({clip.stem}/)"))
+            continue
+        seen[clip.stem] = clip.source
+        unique.append(clip)
+    return unique, problems
+
+
+def run_videos(
+    arguments: Sequence[str],
+    out_dir: Path,
+    settings: VideoSettings,
+    on_done: Callable[[VideoSummary], None] | None = None,
+    on_failure: Callable[[Failure], None] | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> BatchSummary:
+    """A batch of clips with one model; a clip that fails is reported and the others go on."""
+    clips, problems = expand_video_inputs(arguments)
+    batch = BatchSummary(failures=list(problems))
+    for failure in problems:
+        if on_failure is not None:
+            on_failure(failure)
+    model: DepthModel | None = None
+    for clip in clips:
+        try:
+            opened = open_frames(clip.source, settings.selection, settings.model.max_pixels, settings.fps)
+        except SharpDepthError as exc:  # bad input: report it before any model work
+            _fail(batch, Failure(clip.source, str(exc)), on_failure)
+            continue
+        if model is None:
+            model = settings.model.load()  # a model that cannot load stops the batch (one line)
+        try:
+            summary = run_video(opened, out_dir, settings, model=model, stem=clip.stem, on_frame=on_frame)
+        except SharpDepthError as exc:
+            _fail(batch, Failure(clip.source, str(exc)), on_failure)
+        except OSError as exc:
+            _fail(batch, Failure(clip.source, f"could not write outputs: {exc.strerror or exc}"), on_failure)
+        else:
+            batch.videos.append(summary)
+            if on_done is not None:
+                on_done(summary)
+    return batch
+
+
+def _fail(batch: BatchSummary, failure: Failure, on_failure: Callable[[Failure], None] | None) -> None:
+    batch.failures.append(failure)
+    if on_failure is not None:
+        on_failure(failure)
