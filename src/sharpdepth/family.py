@@ -25,25 +25,27 @@ How to add a family (e.g. `models/video_depth_anything.py`):
 3. add one line to `sharpdepth.registry._register_all`:
    `register_family(my_module.FAMILY, my_module.PRESETS)`.
 
-This module sits at the bottom of the package (it imports only `errors` and `result`),
-so `models`, `weights` and `engine` can all use its types without import cycles.
+This module sits at the bottom of the package (it imports only `errors` and `result`,
+and torch only for type checking), so `models`, `weights` and `engine` can all use its
+types without import cycles, and the registry can be queried without importing torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, Literal, Protocol, TypeVar
-
-import numpy as np
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
 from .errors import WeightsError
 from .result import OutputKind
 
+if TYPE_CHECKING:  # annotations only: the registry (and so `sharpdepth --help`) must not import torch
+    import numpy as np
+    import torch
+    from torch import nn
+
 C = TypeVar("C")
-StateDict = dict[str, torch.Tensor]
+StateDict = dict[str, "torch.Tensor"]
 Converter = Callable[[StateDict, C], StateDict]
 """A pure key-map function: checkpoint in some layout -> official layout (raises `KeyMapError`)."""
 

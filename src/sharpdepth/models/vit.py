@@ -253,6 +253,16 @@ class VisionTransformer(nn.Module):
         tokens, grid = self.embed(x)
         return self.forward_tokens(tokens, grid, indices, stop_early)
 
+    def forward_features(
+        self, x: torch.Tensor, taps: Sequence[int] = ()
+    ) -> tuple[list[torch.Tensor], torch.Tensor, tuple[int, int]]:
+        """Former interface, kept for callers: (raw outputs of `taps`, final normed sequence, grid)."""
+        tokens, grid = self.embed(x)
+        inter = self.forward_tokens(tokens, grid, taps)
+        if inter.final is None:  # forward_tokens without stop_early always runs every block
+            raise RuntimeError("internal error: the ViT stopped early")
+        return inter.features, inter.final, grid
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         final = self.forward_intermediates(x).final
         if final is None:  # forward_intermediates without stop_early always runs every block
