@@ -101,3 +101,39 @@ def test_interrupted_ray_job_resumes_without_duplicates(tmp_path, inputs, weight
     for rel in files:
         if rel.endswith(".npy"):
             assert np.isfinite(np.load(out / rel)).all()
+
+
+def test_video_on_ray_one_task_per_clip_same_files(tmp_path) -> None:
+    """`sharpdepth video clips/ --ray`: each clip's folder as the local batch writes it; a bad clip reported."""
+    import json
+
+    import sharpdepth
+    from video_clips import make_clip
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    make_clip(clips / "a.mp4", n=6)
+    make_clip(clips / "b.mp4", n=5, w=48, h=32)
+    (clips / "c.mp4").write_bytes(b"not a video at all")
+    weights = tmp_path / "da_tiny.pt"
+    torch.save(sharpdepth.load("depth-anything-v2-tiny", random_weights=True).net.state_dict(), weights)
+
+    def video(out: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "sharpdepth", "video", str(clips), "-o", str(tmp_path / out), "--model",
+               "depth-anything-v2-tiny", "--weights", str(weights), "--input-size", "56", "-q", *extra]  # fmt: skip
+        return subprocess.run(cmd, capture_output=True, text=True, env=_env())
+
+    local, ray = video("local"), video("ray", "--ray", "--ray-actors", "2")
+    for run in (local, ray):
+        assert run.returncode == 1 and "c.mp4" in run.stderr and "Traceback" not in run.stdout + run.stderr
+    files = _files(tmp_path / "local")
+    assert files == _files(tmp_path / "ray") and any(f.startswith("b/") for f in files)
+    for rel in files:
+        a, b = tmp_path / "local" / rel, tmp_path / "ray" / rel
+        if rel.endswith(".json"):  # the sidecar: everything but the clock
+            side_a, side_b = json.loads(a.read_text()), json.loads(b.read_text())
+            for side in (side_a, side_b):
+                side.pop("timings", None)
+            assert side_a == side_b, rel
+        elif not rel.endswith(".mp4"):
+            assert a.read_bytes() == b.read_bytes(), rel

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ..distributed.settings import RaySettings
 from ..io.images import DEFAULT_MAX_PIXELS
 
 ThreadsOpt = Annotated[
@@ -31,3 +32,23 @@ def apply_threads(threads: int | None) -> None:
     from ..engine.settings import set_threads
 
     set_threads(threads)
+
+
+RayOpt = Annotated[bool, typer.Option("--ray", help="Run on a local Ray instance (Ray Data; sharpdepth[ray]).")]
+RayAddressOpt = Annotated[
+    str | None, typer.Option("--ray-address", help="Run on a Ray cluster: auto or ray://head:10001 (implies --ray).")
+]
+RayActorsOpt = Annotated[int, typer.Option("--ray-actors", min=1, help="Model replicas (Ray actors).")]
+RayGpusOpt = Annotated[float, typer.Option("--ray-gpus-per-actor", min=0.0, help="GPUs per Ray actor.")]
+RayCpusOpt = Annotated[
+    float | None, typer.Option("--ray-cpus-per-actor", help="CPUs per Ray actor (default: leave a core free).")
+]
+
+
+def ray_settings(
+    ray: bool, address: str | None, actors: int, gpus: float, cpus: float | None, threads: int | None = None
+) -> RaySettings | None:
+    """The Ray settings the flags ask for, or None for a local run."""
+    if not ray and address is None:
+        return None
+    return RaySettings(address=address, actors=actors, cpus_per_actor=cpus, gpus_per_actor=gpus, threads=threads)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from ..distributed.settings import DEFAULT_ACTORS as DEFAULT_RAY_ACTORS
 from ..engine.settings import (
     DEFAULT_ALIGN_METHOD,
     DEFAULT_BATCH_SIZE,
@@ -33,7 +34,16 @@ from ..io.depth_files import DEFAULT_PNG16_SCALE_M, Notice
 from ..io.images import DEFAULT_MAX_PIXELS, load_image
 from ..io.outputs import OutputOptions, parse_formats
 from ..result import fov_from_focal
-from .options import MaxPixelsOpt, ThreadsOpt
+from .options import (
+    MaxPixelsOpt,
+    RayActorsOpt,
+    RayAddressOpt,
+    RayCpusOpt,
+    RayGpusOpt,
+    RayOpt,
+    ThreadsOpt,
+    ray_settings,
+)
 
 if TYPE_CHECKING:
     from ..distributed.settings import RaySettings
@@ -170,15 +180,11 @@ def register(app: typer.Typer) -> None:
             DEFAULT_ALIGN_METHOD
         ),
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-        ray: Annotated[bool, typer.Option("--ray", help="Run on a local Ray instance (Ray Data).")] = False,
-        ray_address: Annotated[
-            str | None, typer.Option(help="Run on a Ray cluster: 'auto' or ray://head:10001 (implies --ray).")
-        ] = None,
-        ray_actors: Annotated[int, typer.Option(help="Model replicas (Ray actors).")] = 2,
-        ray_gpus_per_actor: Annotated[float, typer.Option(help="GPUs per Ray actor.")] = 0.0,
-        ray_cpus_per_actor: Annotated[
-            float | None, typer.Option(help="CPUs per Ray actor (default: leave one core).")
-        ] = (None),
+        ray: RayOpt = False,
+        ray_address: RayAddressOpt = None,
+        ray_actors: RayActorsOpt = DEFAULT_RAY_ACTORS,
+        ray_gpus_per_actor: RayGpusOpt = 0.0,
+        ray_cpus_per_actor: RayCpusOpt = None,
     ) -> None:
         """Predict depth for images and write depth files, views and a JSON sidecar per image."""
         options = OutputOptions(
@@ -201,18 +207,8 @@ def register(app: typer.Typer) -> None:
             align_to=align_to,
             align_method=align_method,
         )  # fmt: skip
-        ray_settings = None
-        if ray or ray_address is not None:
-            from ..distributed.settings import RaySettings
-
-            ray_settings = RaySettings(
-                address=ray_address,
-                actors=ray_actors,
-                cpus_per_actor=ray_cpus_per_actor,
-                gpus_per_actor=ray_gpus_per_actor,
-                threads=threads,
-            )
-        done, failures = run_predict(inputs, output, settings, show_progress=not quiet, ray=ray_settings)
+        on_ray = ray_settings(ray, ray_address, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor, threads)
+        done, failures = run_predict(inputs, output, settings, show_progress=not quiet, ray=on_ray)
         console.print(f"wrote {done} result(s) to {output}", markup=False)
         if failures:
             # One plain line per failure (no table): greppable, never wrapped mid-path.

@@ -8,19 +8,26 @@ go on; the command then exits with status 1.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from ..distributed.settings import DEFAULT_ACTORS as DEFAULT_RAY_ACTORS
 from ..engine.settings import FocalSettings, ModelSettings
 from ..io.images import DEFAULT_MAX_PIXELS
 from ..io.outputs import parse_formats
 from ..io.video import FrameSelection
-from ..video.job import VideoSettings, VideoSummary, run_videos
+from ..video.settings import VideoSettings
+from .options import RayActorsOpt, RayAddressOpt, RayCpusOpt, RayGpusOpt, RayOpt, ThreadsOpt, ray_settings
+
+if TYPE_CHECKING:
+    from ..video.job import VideoSummary
 
 console = Console(stderr=True)
+_DEFAULT = VideoSettings()
+"""Flag defaults are read from the settings object, the one place where they live."""
 
 
 def register(app: typer.Typer) -> None:
@@ -31,14 +38,18 @@ def register(app: typer.Typer) -> None:
             Path("out")
         ),
         model: Annotated[str, typer.Option("--model", "-m", help="Model name (sharpdepth weights list).")] = (
-            "depth-pro"
+            _DEFAULT.model.name
         ),
         weights: Annotated[Path | None, typer.Option(help="Checkpoint file (.pt/.pth/.safetensors).")] = None,
-        device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = "cpu",
-        precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU only).")] = "fp32",
+        device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = _DEFAULT.model.device,
+        precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU only).")] = (
+            _DEFAULT.model.precision
+        ),
         input_size: Annotated[int | None, typer.Option(help="Network input size (DA/VDA/MiDaS).")] = None,
-        mode: Annotated[str, typer.Option(help="offline (look-ahead, best) or streaming (causal).")] = "offline",
-        format: Annotated[str, typer.Option("--format", "-f", help="npy,npz,png16,exr,pfm (comma list).")] = "npz",
+        mode: Annotated[str, typer.Option(help="offline (look-ahead, best) or streaming (causal).")] = (_DEFAULT.mode),
+        format: Annotated[str, typer.Option("--format", "-f", help="npy,npz,png16,exr,pfm (comma list).")] = (
+            ",".join(_DEFAULT.formats)
+        ),
         fps: Annotated[float | None, typer.Option(help="Frame rate of image-sequence inputs (default 24).")] = None,
         start: Annotated[float, typer.Option(help="Start time in seconds.")] = 0.0,
         end: Annotated[float | None, typer.Option(help="End time in seconds.")] = None,
@@ -55,20 +66,32 @@ def register(app: typer.Typer) -> None:
         ] = False,
         focal_px: Annotated[float | None, typer.Option(help="Focal length in pixels (locks metric scale).")] = None,
         fov_deg: Annotated[float | None, typer.Option(help="Horizontal field of view in degrees.")] = None,
-        colormap: Annotated[str, typer.Option(help="Preview colours: inferno, turbo, viridis, ...")] = "inferno",
-        png_scale: Annotated[float, typer.Option(help="16-bit PNG: metres per unit (0.001 = mm).")] = 0.001,
-        batch_size: Annotated[int, typer.Option(help="Frames per forward pass (image models).")] = 4,
+        colormap: Annotated[str, typer.Option(help="Preview colours: inferno, turbo, viridis, ...")] = (
+            _DEFAULT.colormap
+        ),
+        png_scale: Annotated[float, typer.Option(help="16-bit PNG: metres per unit (0.001 = mm).")] = (
+            _DEFAULT.png16_scale_m
+        ),
+        batch_size: Annotated[int, typer.Option(help="Frames per forward pass (image models).")] = (
+            _DEFAULT.batch_size
+        ),
         max_pixels: Annotated[int, typer.Option(help="Refuse frames larger than this many pixels.")] = (
             DEFAULT_MAX_PIXELS
         ),
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+        threads: ThreadsOpt = None,
+        ray: RayOpt = False,
+        ray_address: RayAddressOpt = None,
+        ray_actors: RayActorsOpt = DEFAULT_RAY_ACTORS,
+        ray_gpus_per_actor: RayGpusOpt = 0.0,
+        ray_cpus_per_actor: RayCpusOpt = None,
     ) -> None:
         """Depth for every frame of videos or image sequences: depth files, preview video, JSON sidecar."""
         if no_stabilize and stabilize:
             raise typer.BadParameter("give --stabilize or --no-stabilize, not both")
         settings = VideoSettings(
             model=ModelSettings(name=model, weights=weights, device=device, precision=precision,
-                                input_size=input_size, max_pixels=max_pixels),
+                                input_size=input_size, max_pixels=max_pixels, threads=threads),
             focal=FocalSettings(focal_px=focal_px, fov_deg=fov_deg),
             mode=mode,
             stabilize=False if no_stabilize else (True if stabilize else None),
@@ -92,8 +115,16 @@ def register(app: typer.Typer) -> None:
                     note = f" ({summary.reused} reused)" if summary.reused else ""
                     console.print(f"{summary.source}: {summary.frames} frames{note} -> {summary.folder}")
 
-            batch = run_videos(inputs, output, settings, on_done=done,
-                               on_frame=lambda n: progress.advance(task, n))  # fmt: skip
+            on_ray = ray_settings(ray, ray_address, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor, threads)
+            if on_ray is not None:  # one Ray task per clip, each the local job below
+                from ..distributed.ray_video import run_videos_on_ray
+
+                batch = run_videos_on_ray(inputs, output, settings, on_ray, on_done=done)
+            else:
+                from ..video.job import run_videos
+
+                batch = run_videos(inputs, output, settings, on_done=done,
+                                   on_frame=lambda n: progress.advance(task, n))  # fmt: skip
         if batch.failures:
             lines = [f"{len(batch.failures)} failed:"] + [f"  {f.source}: {f.reason}" for f in batch.failures]
             typer.echo("\n".join(lines), err=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..errors import OptionError
 
+DEFAULT_ACTORS = 2
 INSTALL_HINT = 'Ray is not installed: pip install "sharpdepth[ray]"'
 
 
@@ -15,7 +16,7 @@ class RaySettings:
 
     address: str | None = None
     """None: start a local Ray instance on this machine (127.0.0.1); "auto" or "ray://head:10001": join a cluster."""
-    actors: int = 2
+    actors: int = DEFAULT_ACTORS
     cpus_per_actor: float | None = None
     """None: leave a core for decoding and writing on this machine (at most 1 CPU per actor)."""
     gpus_per_actor: float = 0.0

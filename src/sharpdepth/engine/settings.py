@@ -26,6 +26,8 @@ DEFAULT_MODEL = "depth-pro"
 DEFAULT_DEVICE = "cpu"
 DEFAULT_PRECISION = "fp32"
 DEFAULT_BATCH_SIZE = 1
+DEFAULT_VIDEO_BATCH_SIZE = 4
+"""Frames per forward pass of an image model in `predict_video` (frames share a size)."""
 ALIGN_METHODS = ("lstsq", "lstsq-robust", "median")
 DEFAULT_ALIGN_METHOD = "lstsq"
 PRECISIONS = ("fp32", "bf16", "fp16")

@@ -33,7 +33,6 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-import cv2
 import numpy as np
 
 from ..errors import OptionError
@@ -124,6 +123,8 @@ def _to_disparity(values: np.ndarray) -> np.ndarray:
 
 
 def _gray(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2  # imported on use: `sharpdepth --help` must not pay for OpenCV
+
     gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
 
@@ -135,6 +136,8 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _sample(img: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, border: float = np.nan) -> np.ndarray:
     """Bilinear sampling; NaN where any neighbour is NaN or outside."""
+    import cv2  # imported on use: `sharpdepth --help` must not pay for OpenCV
+
     valid = np.isfinite(img).astype(np.float32)
     filled = np.where(np.isfinite(img), img, 0.0).astype(np.float32)
     val = cv2.remap(filled, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
@@ -179,6 +182,8 @@ class Stabilizer:
     """
 
     def __init__(self, settings: StabilizerSettings | None = None) -> None:
+        import cv2  # imported on use: `sharpdepth --help` must not pay for OpenCV
+
         self.settings = settings or StabilizerSettings()
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # type: ignore[attr-defined]
         self.pending: deque[FrameState] = deque()
@@ -241,6 +246,8 @@ class Stabilizer:
         return state
 
     def _pair(self, state: FrameState, prev: FrameState, gray: np.ndarray) -> None:
+        import cv2  # imported on use: `sharpdepth --help` must not pay for OpenCV
+
         assert self.small is not None and self.last_gray is not None
         sw, sh = self.small
         fwd = self.flow.calc(gray, self.last_gray, None)  # this frame -> previous
@@ -316,6 +323,8 @@ class Stabilizer:
         return Stabilized(out.astype(np.float32), a, b, state.cut, state.reliable_fraction)
 
     def _blend(self, out: np.ndarray, state: FrameState) -> np.ndarray:
+        import cv2  # imported on use: `sharpdepth --help` must not pay for OpenCV
+
         assert self.last_out is not None and state.flow is not None and state.consistent is not None
         h, w = out.shape
         sh, sw = state.flow.shape[:2]

@@ -30,9 +30,9 @@ from ..errors import OptionError
 from ..io.video import Frame, FrameSelection, FrameSource, VideoInput, open_frames
 from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
 from .model import DepthModel
+from .settings import DEFAULT_VIDEO_BATCH_SIZE as DEFAULT_BATCH_SIZE
 from .stabilize import MODES, Stabilized, Stabilizer, StabilizerSettings
 
-DEFAULT_BATCH_SIZE = 4
 DEFAULT_FOCAL_FRAMES = 8
 VDA_FAMILY_PREFIX = "video_depth_anything"
 

@@ -21,7 +21,6 @@ results are written by another thread behind it, through bounded queues.
 from __future__ import annotations
 
 import json
-import math
 import os
 import queue
 import tempfile
@@ -34,55 +33,19 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.jobs import Failure
+from ..engine.jobs import Failure, make_failure
 from ..engine.model import DepthModel
-from ..engine.settings import FocalSettings, ModelSettings
-from ..engine.stabilize import MODES, StabilizerSettings
-from ..engine.video import DEFAULT_BATCH_SIZE, is_video_model, predict_video
-from ..errors import OptionError, SharpDepthError
+from ..engine.video import is_video_model, predict_video
+from ..errors import SharpDepthError
 from ..io.atomic import write_text_atomic
 from ..io.colormap import colorize, lut
-from ..io.depth_files import DEFAULT_PNG16_SCALE_M, Notice, output_path, read_depth_result, write_result
-from ..io.outputs import OutputOptions
-from ..io.video import Frame, FrameSelection, FrameSource, VideoWriter, open_frames
+from ..io.depth_files import Notice, output_path, read_depth_result, write_result
+from ..io.video import Frame, FrameSource, VideoWriter, open_frames
 from ..result import DepthResult, OutputKind
+from .settings import VideoSettings
 
 READ_BACK_ORDER = ("npz", "npy", "exr", "pfm", "png16")
 """Which format an interrupted run's frame is read back from (lossless float first)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class VideoSettings:
-    """One `video` job: model, focal, mode, stabiliser, frame selection, outputs, resuming."""
-
-    model: ModelSettings = field(default_factory=ModelSettings)
-    focal: FocalSettings = field(default_factory=FocalSettings)
-    mode: str = "offline"
-    stabilize: bool | None = None
-    """None: the model's default (image models on, Video Depth Anything off)."""
-    stabilizer: StabilizerSettings = field(default_factory=StabilizerSettings)
-    selection: FrameSelection = field(default_factory=FrameSelection)
-    fps: float | None = None
-    """Frame rate of image-sequence inputs (video files keep their own)."""
-    formats: tuple[str, ...] = ("npz",)
-    colormap: str = "inferno"
-    png16_scale_m: float = DEFAULT_PNG16_SCALE_M
-    preview: bool = True
-    side_by_side: bool = False
-    skip_existing: bool = False
-    batch_size: int = DEFAULT_BATCH_SIZE
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise OptionError(f"unknown --mode {self.mode!r}; choose {' or '.join(MODES)}")
-        if not self.formats:
-            raise OptionError("give at least one --format")
-        # The predict job's output checks (formats, colormap, PNG scale), not a copy of them.
-        OutputOptions(formats=self.formats, colormap=self.colormap, png16_scale_m=self.png16_scale_m)
-        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
-            raise OptionError(f"--fps must be a positive number, got {self.fps}")
-        if self.batch_size < 1:
-            raise OptionError("--batch-size must be at least 1")
 
 
 @dataclass
@@ -490,14 +453,14 @@ def run_videos(
         try:
             opened = open_frames(clip.source, settings.selection, settings.model.max_pixels, settings.fps)
         except SharpDepthError as exc:  # bad input: report it before any model work
-            _fail(batch, Failure(clip.source, str(exc)), on_failure)
+            _fail(batch, make_failure(clip.source, str(exc)), on_failure)
             continue
         if model is None:
             model = settings.model.load()  # a model that cannot load stops the batch (one line)
         try:
             summary = run_video(opened, out_dir, settings, model=model, stem=clip.stem, on_frame=on_frame)
         except SharpDepthError as exc:
-            _fail(batch, Failure(clip.source, str(exc)), on_failure)
+            _fail(batch, make_failure(clip.source, str(exc)), on_failure)
         except OSError as exc:
             _fail(batch, Failure(clip.source, f"could not write outputs: {exc.strerror or exc}"), on_failure)
         else:

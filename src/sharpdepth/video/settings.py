@@ -1,0 +1,52 @@
+"""Settings of the `video` job: the one place where its defaults live (no torch, no OpenCV here).
+
+The CLI builds a `VideoSettings` from its flags, the Ray job ships the same object to its
+actors; `sharpdepth.video.job.run_video` runs it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..engine.settings import DEFAULT_VIDEO_BATCH_SIZE as DEFAULT_BATCH_SIZE
+from ..engine.settings import FocalSettings, ModelSettings
+from ..engine.stabilize import MODES, StabilizerSettings
+from ..errors import OptionError
+from ..io.depth_files import DEFAULT_PNG16_SCALE_M
+from ..io.outputs import OutputOptions
+from ..io.video import FrameSelection
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoSettings:
+    """One `video` job: model, focal, mode, stabiliser, frame selection, outputs, resuming."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    focal: FocalSettings = field(default_factory=FocalSettings)
+    mode: str = "offline"
+    stabilize: bool | None = None
+    """None: the model's default (image models on, Video Depth Anything off)."""
+    stabilizer: StabilizerSettings = field(default_factory=StabilizerSettings)
+    selection: FrameSelection = field(default_factory=FrameSelection)
+    fps: float | None = None
+    """Frame rate of image-sequence inputs (video files keep their own)."""
+    formats: tuple[str, ...] = ("npz",)
+    colormap: str = "inferno"
+    png16_scale_m: float = DEFAULT_PNG16_SCALE_M
+    preview: bool = True
+    side_by_side: bool = False
+    skip_existing: bool = False
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise OptionError(f"unknown --mode {self.mode!r}; choose {' or '.join(MODES)}")
+        if not self.formats:
+            raise OptionError("give at least one --format")
+        # The predict job's output checks (formats, colormap, PNG scale), not a copy of them.
+        OutputOptions(formats=self.formats, colormap=self.colormap, png16_scale_m=self.png16_scale_m)
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise OptionError(f"--fps must be a positive number, got {self.fps}")
+        if self.batch_size < 1:
+            raise OptionError("--batch-size must be at least 1")
