@@ -18,7 +18,7 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "sharpdepth"
 
 # Lowest first. Sideways imports (same layer) are allowed; cycles never.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "result", "maps", "assets"}),
+    frozenset({"errors", "result", "maps", "family", "assets"}),
     frozenset({"io", "models", "weights", "registry", "align"}),
     frozenset({"geometry"}),
     frozenset({"engine"}),

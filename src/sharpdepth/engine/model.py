@@ -28,9 +28,12 @@ from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
 from ..weights.checkpoint import load_state_dict_file, sha256_file_cached
 from ..weights.hub import ResolvedWeights, resolve_weights
 from .runtime import resolve_device, resolve_precision
+from .settings import DEFAULT_VIDEO_BATCH_SIZE
 
 if TYPE_CHECKING:
     from ..io.video import FrameSelection, VideoInput
+    from .stabilize import StabilizerSettings
+    from .video import Reuse
 
 ImageInput = str | Path | Image.Image | np.ndarray | LoadedImage
 """What `predict` accepts: a path, a PIL image, an HxWx3 array or an already loaded image."""
@@ -128,24 +131,28 @@ class DepthModel:
         source: VideoInput,
         mode: str = "offline",
         stabilize: bool | None = None,
-        batch_size: int = 4,
+        batch_size: int = DEFAULT_VIDEO_BATCH_SIZE,
         *,
         selection: FrameSelection | None = None,
         fps: float | None = None,
         focal_px: float | None = None,
         fov_deg: float | None = None,
+        stabilizer: StabilizerSettings | None = None,
+        focal_frames: int | None = None,
+        reuse: Reuse | None = None,
     ) -> Iterator[DepthResult]:
         """One DepthResult per frame of a video, folder, glob or TxHxWx3 array, in order.
 
         Image models run per frame (batched) and are stabilised by default (`stabilize=False`
-        turns it off); Video Depth Anything runs its own offline/streaming pipeline. See
-        `sharpdepth.engine.video.predict_video` for every option.
+        turns it off); Video Depth Anything runs its own offline/streaming pipeline. Options
+        are those of `sharpdepth.engine.video.predict_video`.
         """
-        from .video import predict_video
+        from .video import DEFAULT_FOCAL_FRAMES, predict_video
 
         return predict_video(
-            self, source, mode, stabilize, batch_size, selection=selection, fps=fps, focal_px=focal_px, fov_deg=fov_deg
-        )
+            self, source, mode, stabilize, batch_size, selection=selection, fps=fps, focal_px=focal_px,
+            fov_deg=fov_deg, stabilizer=stabilizer, focal_frames=focal_frames or DEFAULT_FOCAL_FRAMES, reuse=reuse,
+        )  # fmt: skip
 
     # ------------------------------------------------------------ internals
     def _run(
