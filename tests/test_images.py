@@ -42,11 +42,22 @@ def test_all_exif_orientations(tmp_path, orientation):
     np.testing.assert_array_equal(loaded.rgb, UPRIGHT[orientation](stored))
 
 
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma with Pillow's fixed-point rounding (L = 0.299 R + 0.587 G + 0.114 B)."""
+    r, g, b = (rgb[..., i].astype(np.int64) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+
+
+def _grey3(gray: np.ndarray) -> np.ndarray:
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
 @pytest.mark.parametrize(
     "mode",
     ["L", "LA", "RGBA", "P", "CMYK", "I;16", "1"],
 )
 def test_pixel_formats_become_rgb8(tmp_path, mode):
+    """Each mode's RGB is what the stored pixels mean, computed here from the stored data."""
     rgb = _pattern(8, 8)
     base = Image.fromarray(rgb)
     if mode == "I;16":
@@ -55,12 +66,29 @@ def test_pixel_formats_become_rgb8(tmp_path, mode):
     elif mode == "P":
         img = base.convert("P")
         img.info["transparency"] = 0
+    elif mode == "RGBA":
+        img = Image.fromarray(np.dstack([rgb, np.full((8, 8), 7, np.uint8)]), "RGBA")
     else:
         img = base.convert(mode)
     path = tmp_path / ("x.jpg" if mode == "CMYK" else "x.png")
-    img.save(path)
+    img.save(path, **({"quality": 95} if mode == "CMYK" else {}))
     loaded = load_image(path)
     assert loaded.rgb.dtype == np.uint8 and loaded.rgb.shape == (8, 8, 3)
+    got = loaded.rgb
+    if mode in ("L", "LA"):
+        np.testing.assert_array_equal(got, _grey3(_luma(rgb)))
+    elif mode == "RGBA":  # alpha is dropped, colours kept
+        np.testing.assert_array_equal(got, rgb)
+    elif mode == "P":  # palette lookup of the stored indices
+        indices = np.asarray(Image.open(path))
+        palette = np.asarray(Image.open(path).getpalette()[: 3 * 256], np.uint8).reshape(-1, 3)
+        np.testing.assert_array_equal(got, palette[indices])
+    elif mode == "I;16":  # 16-bit scaled to 8 bits (v * 255 / 65535), not clipped
+        np.testing.assert_array_equal(got, _grey3(rgb[..., 0]))
+    elif mode == "1":  # bilevel: 0 or 255 on every channel, as stored
+        np.testing.assert_array_equal(got, _grey3(np.asarray(Image.open(path), np.uint8) * 255))
+    elif mode == "CMYK":  # lossy JPEG of the picture: close to the original colours
+        assert float(np.abs(got.astype(np.int16) - rgb).mean()) < 4  # 1.5 measured; inverted channels would be ~85
     if mode == "I;16":  # 16-bit scaled down, not clipped
         np.testing.assert_array_equal(loaded.rgb[..., 0], rgb[..., 0])
 
