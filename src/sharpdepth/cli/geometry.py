@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..geometry.measure import PointMeasurement, parse_pixel
+from ..geometry.measure import DistanceMeasurement, Measurement, PointMeasurement, measurement_report, parse_pixel
 from ..geometry.settings import (
     DEFAULT_MAX_GRAZING_DEG,
     DEFAULT_MAX_REL_JUMP,
@@ -57,30 +57,12 @@ def run_pointcloud(
     return out, len(cloud), 0
 
 
-def run_measure(source: DepthSource, settings: MeasureSettings) -> dict:
-    """Measurements as a JSON-ready dict (one pixel: distance from camera; two: distance between)."""
-    from ..geometry.measure import DistanceMeasurement, measure
+def run_measure(source: DepthSource, settings: MeasureSettings) -> tuple[Measurement, float | None]:
+    """The measurement (one pixel: distance from camera; two: distance between) and the focal length used."""
+    from ..geometry.measure import measure
 
     result = source.obtain()
-    m = measure(result, settings)
-    if not isinstance(m, DistanceMeasurement):
-        return {"point": _point_dict(m), "focal_px": result.focal_px}
-    return {
-        "distance_m": m.distance_m,
-        "a": _point_dict(m.a),
-        "b": _point_dict(m.b),
-        "focal_px": result.focal_px,
-    }
-
-
-def _point_dict(p: PointMeasurement) -> dict:
-    return {
-        "pixel": list(p.pixel),
-        "depth_m": p.depth_m,
-        "distance_from_camera_m": p.distance_m,
-        "xyz_m": list(p.point),
-        "spread_m": p.spread_m,
-    }
+    return measure(result, settings), result.focal_px
 
 
 def register(app: typer.Typer) -> None:
@@ -139,22 +121,17 @@ def register(app: typer.Typer) -> None:
         settings = MeasureSettings(pixels=tuple(parse_pixel(p) for p in picks), window=window)
         source = DepthSource(image=image, depth=depth, model=model, weights=weights, device=device,
                              focal_px=focal_px, max_pixels=max_pixels)  # fmt: skip
-        data = run_measure(source, settings)
+        m, focal = run_measure(source, settings)
         if as_json:
-            typer.echo(json.dumps(data, indent=2))
-            return
-        if "distance_m" in data:
-            a, b = data["a"], data["b"]
-            typer.echo(f"distance: {data['distance_m']:.3f} m")
-            for label, p in (("A", a), ("B", b)):
-                typer.echo(f"  {label} {_fmt_pixel(p)}: {p['distance_from_camera_m']:.3f} m from camera")
+            typer.echo(json.dumps(measurement_report(m, focal), indent=2))
+        elif isinstance(m, DistanceMeasurement):
+            typer.echo(f"distance: {m.distance_m:.3f} m")
+            for label, p in (("A", m.a), ("B", m.b)):
+                typer.echo(f"  {label} {_fmt_pixel(p)}: {p.distance_m:.3f} m from camera")
         else:
-            p = data["point"]
-            typer.echo(
-                f"{_fmt_pixel(p)}: {p['distance_from_camera_m']:.3f} m from camera (z-depth {p['depth_m']:.3f} m)"
-            )
+            typer.echo(f"{_fmt_pixel(m)}: {m.distance_m:.3f} m from camera (z-depth {m.depth_m:.3f} m)")
 
 
-def _fmt_pixel(p: dict) -> str:
-    x, y = p["pixel"]
+def _fmt_pixel(p: PointMeasurement) -> str:
+    x, y = p.pixel
     return f"({x:g}, {y:g})"

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..engine.jobs import Failure, make_failure
 from ..errors import SharpDepthError
-from ..video.job import BatchSummary, VideoSummary, expand_video_inputs, run_video
+from ..video.job import BatchSummary, VideoSummary, plan_videos, run_video
 from ..video.settings import VideoSettings
 from .ray_predict import _connect, _import_ray, _local_threads
 from .settings import RaySettings
@@ -67,11 +67,7 @@ def run_videos_on_ray(
     on_failure: Callable[[Failure], None] | None = None,
 ) -> BatchSummary:
     """`video.job.run_videos` on Ray: one clip per task, same folders and files as a local batch."""
-    clips, problems = expand_video_inputs(arguments)
-    batch = BatchSummary(failures=list(problems))
-    for failure in problems:
-        if on_failure is not None:
-            on_failure(failure)
+    clips, batch = plan_videos(arguments, on_failure)
     if not clips:
         return batch
     started = _connect(ray_settings)

@@ -51,12 +51,34 @@ class PointMeasurement:
     """Median absolute deviation of the depths in the window: how much the pick wavers."""
     n_valid: int
 
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready fields (`sharpdepth measure --json` and `POST /v1/measure` give the same)."""
+        return {
+            "pixel": list(self.pixel),
+            "depth_m": self.depth_m,
+            "distance_from_camera_m": self.distance_m,
+            "xyz_m": list(self.point),
+            "spread_m": self.spread_m,
+        }
+
 
 @dataclass(frozen=True)
 class DistanceMeasurement:
     a: PointMeasurement
     b: PointMeasurement
     distance_m: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"distance_m": self.distance_m, "a": self.a.to_dict(), "b": self.b.to_dict()}
+
+
+Measurement = PointMeasurement | DistanceMeasurement
+
+
+def measurement_report(m: Measurement, focal_px: float | None) -> dict[str, object]:
+    """The JSON of a measurement: one pixel's distance from the camera, or two pixels' distance."""
+    body = {"point": m.to_dict()} if isinstance(m, PointMeasurement) else m.to_dict()
+    return {**body, "focal_px": focal_px}
 
 
 def parse_pixel(text: str) -> tuple[float, float]:
@@ -131,7 +153,7 @@ def measure_distance(
     return DistanceMeasurement(a, b, float(np.linalg.norm(np.subtract(a.point, b.point))))
 
 
-def measure(result: DepthResult, settings: MeasureSettings) -> PointMeasurement | DistanceMeasurement:
+def measure(result: DepthResult, settings: MeasureSettings) -> Measurement:
     """The measurement the settings ask for: one pixel's distance, or the distance between two."""
     if len(settings.pixels) == 1:
         return measure_point(result, settings.pixels[0], settings.window)

@@ -16,7 +16,7 @@ from ..apps.portrait import portrait
 from ..apps.settings import DofSettings, PortraitSettings
 from ..errors import OptionError
 from ..geometry import pointcloud as pc
-from ..geometry.measure import DistanceMeasurement, PointMeasurement, measure
+from ..geometry.measure import measure, measurement_report
 from ..geometry.settings import MeasureSettings, PointCloudSettings
 from ..result import DepthResult
 from .encode import MEDIA_TYPES, Encoded, picture
@@ -48,25 +48,12 @@ def make_portrait(result: DepthResult, settings: PortraitSettings, stem: str, fm
     return picture(portrait(result, settings).image, f"{stem}_portrait", fmt)
 
 
-def measurement(result: DepthResult, settings: MeasureSettings) -> dict[str, Any]:
+def measurement(result: DepthResult, settings: MeasureSettings) -> dict[str, object]:
     """One pixel: its distance from the camera; two: the 3D distance between them (metres).
 
-    The same JSON as `sharpdepth measure --json`.
+    The same JSON as `sharpdepth measure --json` (both are `geometry.measure.measurement_report`).
     """
-    m = measure(result, settings)
-    if not isinstance(m, DistanceMeasurement):
-        return {"point": _point(m), "focal_px": result.focal_px}
-    return {"distance_m": m.distance_m, "a": _point(m.a), "b": _point(m.b), "focal_px": result.focal_px}
-
-
-def _point(p: PointMeasurement) -> dict[str, Any]:
-    return {
-        "pixel": list(p.pixel),
-        "depth_m": p.depth_m,
-        "distance_from_camera_m": p.distance_m,
-        "xyz_m": list(p.point),
-        "spread_m": p.spread_m,
-    }
+    return measurement_report(measure(result, settings), result.focal_px)
 
 
 def cloud(result: DepthResult, settings: PointCloudSettings, stem: str) -> Encoded:

@@ -434,6 +434,18 @@ def expand_video_inputs(arguments: Sequence[str]) -> tuple[list[ClipInput], list
     return unique, problems
 
 
+def plan_videos(
+    arguments: Sequence[str], on_failure: Callable[[Failure], None] | None = None
+) -> tuple[list[ClipInput], BatchSummary]:
+    """The clips of a batch, and its summary holding the arguments that matched nothing (reported now)."""
+    clips, problems = expand_video_inputs(arguments)
+    batch = BatchSummary(failures=list(problems))
+    for failure in problems:
+        if on_failure is not None:
+            on_failure(failure)
+    return clips, batch
+
+
 def run_videos(
     arguments: Sequence[str],
     out_dir: Path,
@@ -443,11 +455,7 @@ def run_videos(
     on_frame: Callable[[int], None] | None = None,
 ) -> BatchSummary:
     """A batch of clips with one model; a clip that fails is reported and the others go on."""
-    clips, problems = expand_video_inputs(arguments)
-    batch = BatchSummary(failures=list(problems))
-    for failure in problems:
-        if on_failure is not None:
-            on_failure(failure)
+    clips, batch = plan_videos(arguments, on_failure)
     model: DepthModel | None = None
     for clip in clips:
         try:
