@@ -109,7 +109,10 @@ class DataConfig:
 
 @dataclass
 class NetworkOutput:
-    """Raw output for one image at network resolution (float32, on CPU)."""
+    """Raw output for one image at network resolution (float32, on the network's device).
+
+    Post-processing (scale, resize to the image, clamp) runs on that device too; the one
+    conversion to numpy happens when the `Prediction` is made (`models.processing.to_numpy`)."""
 
     map: torch.Tensor
     """(h, w): canonical inverse depth (Depth Pro), relative disparity or metric depth."""
@@ -143,7 +146,8 @@ class Processor(Protocol):
         ...
 
     def forward(self, net: nn.Module, batch: torch.Tensor) -> list[NetworkOutput]:
-        """Run a batch (N, 3, h, w) of same-size inputs; outputs as float32 on CPU."""
+        """Run a batch (N, 3, h, w) of same-size inputs, moved once to the network's device and dtype
+        inside one inference scope; outputs as float32 on that device."""
         ...
 
     def postprocess(self, out: NetworkOutput, height: int, width: int, focal_px: float | None) -> Prediction:

@@ -163,10 +163,9 @@ class DepthModel:
         inputs = [self.processor.preprocess(img.rgb) for img in loaded]
         outputs: list[NetworkOutput | None] = [None] * len(loaded)
         for group in _same_shape_chunks(inputs, batch_size):
-            batch = torch.stack([inputs[i] for i in group]).to(self.device, self.dtype)
+            batch = torch.stack([inputs[i] for i in group])  # the processor moves it to the device, once
             start = time.perf_counter()
-            with torch.inference_mode():
-                raw = self.processor.forward(self.net, batch)
+            raw = self.processor.forward(self.net, batch)
             self.last_timings["forward_s"] = time.perf_counter() - start
             for i, output in zip(group, raw, strict=True):
                 outputs[i] = output

@@ -51,7 +51,7 @@ from ..errors import OptionError
 from ..family import DataConfig, Family, ModelSpec, NetworkOutput, Prediction, WeightSource, official_layout
 from ..result import OutputKind
 from ..weights.keymaps import depth_pro as keymap
-from .processing import check_rgb, validate_input_size
+from .processing import check_rgb, to_numpy, validate_input_size
 from .vit import VisionTransformer, ViTConfig
 
 
@@ -596,7 +596,7 @@ class DepthProProcessor:
         param = next(net.parameters())
         with torch.inference_mode():
             inverse_depth, fov = net(batch.to(param.device, param.dtype))
-            maps = inverse_depth[:, 0].float().cpu()
+            maps = inverse_depth[:, 0].float()  # stays on the device: scale, resize and clamp run there
             fovs: list[float | None] = list(fov.float().cpu().tolist()) if fov is not None else [None] * len(maps)
         return [NetworkOutput(map=m, fov_deg=f) for m, f in zip(maps, fovs, strict=True)]
 
@@ -615,9 +615,7 @@ class DepthProProcessor:
         if inverse_depth.shape[-2:] != (height, width):
             inverse_depth = F.interpolate(inverse_depth, size=(height, width), mode="bilinear", align_corners=False)
         depth = 1.0 / torch.clamp(inverse_depth, *INVERSE_DEPTH_RANGE)
-        return Prediction(
-            map=depth[0, 0].numpy().astype(np.float32, copy=False), focal_px=focal, focal_from_model=from_model
-        )
+        return Prediction(map=to_numpy(depth[0, 0]), focal_px=focal, focal_from_model=from_model)
 
 
 FAMILY = Family[DepthProConfig](

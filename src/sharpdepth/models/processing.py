@@ -99,6 +99,11 @@ def check_network_size(
         )
 
 
+def to_numpy(values: torch.Tensor) -> np.ndarray:
+    """The one device -> host conversion of a finished map: float32 numpy, no further copy."""
+    return values.detach().to(device="cpu", dtype=torch.float32).numpy()
+
+
 def check_rgb(rgb: np.ndarray) -> None:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise InputImageError(f"expected an HxWx3 uint8 RGB image, got {rgb.dtype} {rgb.shape}")
@@ -136,13 +141,13 @@ class MapProcessor(Generic[C]):
         param = next(net.parameters())
         with torch.inference_mode():
             out = net(batch.to(device=param.device, dtype=param.dtype))
-        return [NetworkOutput(map=m.float().cpu()) for m in out]
+        return [NetworkOutput(map=m.float()) for m in out]  # stays on the device for the resize
 
     def postprocess(self, out: NetworkOutput, height: int, width: int, focal_px: float | None) -> Prediction:
-        """Resize to the image with the official kernel; the focal length passes through."""
+        """Resize to the image with the official kernel (on the map's device); the focal length passes through."""
         raw = out.map.float()[None, None]
         data = self.data
         resized = F.interpolate(
             raw, size=(height, width), mode=data.output_kernel, align_corners=data.output_align_corners
         )
-        return Prediction(map=resized[0, 0].numpy().astype(np.float32), focal_px=focal_px, focal_from_model=False)
+        return Prediction(map=to_numpy(resized[0, 0]), focal_px=focal_px, focal_from_model=False)

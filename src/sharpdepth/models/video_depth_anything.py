@@ -455,7 +455,7 @@ class VdaProcessor(MapProcessor[VideoDepthAnythingConfig]):
         param = next(net.parameters())
         with torch.inference_mode():
             out = net(batch.to(device=param.device, dtype=param.dtype)[:, None])
-        return [NetworkOutput(map=m[0].float().cpu()) for m in out]
+        return [NetworkOutput(map=m[0].float()) for m in out]  # on the device, as every processor
 
 
 def _official_converter(state: dict[str, torch.Tensor], cfg: VideoDepthAnythingConfig) -> dict[str, torch.Tensor]:
