@@ -17,11 +17,13 @@ import hashlib
 import json
 import pickle
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import WeightsError
 from ..io.atomic import atomic_path
+
+if TYPE_CHECKING:  # torch is imported where tensors are read: digests and `weights list` need no torch
+    import torch
 
 DIGEST_SUFFIX = ".sha256.json"
 
@@ -82,6 +84,7 @@ def sha256_file_cached(path: str | Path) -> str:
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors / .pt / .pth / .bin file (memory-mapped), unwrapped from common containers."""
+
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
@@ -104,6 +107,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 def _torch_load(path: Path) -> object:
     """`torch.load(weights_only=True)`, memory-mapped for zip archives (legacy files: read)."""
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError as exc:
@@ -130,6 +135,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _unwrap(state: object, path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     for _ in range(3):
         if isinstance(state, dict) and len(state) <= 4:
             inner = next((state[k] for k in _WRAPPER_KEYS if isinstance(state.get(k), dict)), None)
@@ -149,6 +156,7 @@ def _unwrap(state: object, path: Path) -> dict[str, torch.Tensor]:
 
 
 def save_safetensors(state: dict[str, torch.Tensor], dest: str | Path, metadata: dict[str, str] | None = None) -> None:
+
     from safetensors.torch import save_file
 
     # safetensors refuses shared storage; contiguous clones are cheap next to the I/O.
@@ -158,4 +166,5 @@ def save_safetensors(state: dict[str, torch.Tensor], dest: str | Path, metadata:
 
 
 def _shares_storage(tensor: torch.Tensor) -> bool:
+
     return tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size()
