@@ -67,10 +67,14 @@ def _connect(settings: RaySettings) -> bool:
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
     kwargs: dict[str, object] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "error"}
-    if settings.address is None:
+    address = settings.address
+    if address is None:
+        # "local": always a new instance of our own, on loopback; never another job's cluster that
+        # `ray.init()` would otherwise find and join (and that our exit would not clean up).
+        address = "local"
         kwargs["_node_ip_address"] = "127.0.0.1"
     try:
-        ray.init(address=settings.address, **kwargs)
+        ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = settings.address or "a local instance"
         raise OptionError(f"cannot start or reach Ray at {where}: {str(exc).splitlines()[0][:200]}") from None
