@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -92,7 +93,10 @@ def test_interrupted_ray_job_resumes_without_duplicates(tmp_path, inputs, weight
     )  # fmt: skip
     text = resumed.stdout + resumed.stderr
     assert resumed.returncode == 1, text[-2000:]
-    assert f"skipped {len(done_before)} image(s)" in text
+    # Ray's workers may finish an image between the kill of the driver and their own end: at least what
+    # was complete when we looked is skipped, and never everything.
+    skipped = re.search(r"skipped (\d+) image\(s\)", text)
+    assert skipped is not None and len(done_before) <= int(skipped[1]) < len(PHOTOS), text[-2000:]
     files = _files(out)
     assert not [f for f in files if ".part" in f], "a temporary file of the killed run was left behind"
     stems = sorted(Path(f).name.removesuffix(".json") for f in files if f.endswith(".json"))

@@ -28,9 +28,10 @@ FINAL_BIAS = {
     "depth_anything": {"depth_head.scratch.output_conv2.2.bias": 1.0},
     "midas": {"scratch.output_conv.4.bias": 1.0},
     "midas_small": {"scratch.output_conv.4.bias": 1.0},
+    "video_depth_anything": {"head.scratch.output_conv2.2.bias": 1.0},
 }
 # Smaller network inputs where the family allows it keep CI time down; the pipeline is the same.
-INPUT_SIZE = {"depth_anything": 196, "midas": None}
+INPUT_SIZE = {"depth_anything": 196, "video_depth_anything": 196, "midas": None}
 
 PHOTO = "da2_demo01.jpg"
 
