@@ -15,7 +15,11 @@ written (depth beyond a 16-bit PNG, ignored EXIF, a clamped map) goes to
 from __future__ import annotations
 
 import json
+import queue
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Any
@@ -24,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import OptionError, SharpDepthError
+from ..family import NetworkOutput
 from ..geometry.camera import Camera
 from ..geometry.normals import normals_to_rgb, surface_normals
 from ..io.atomic import clean_stale_parts, ensure_writable_dir
@@ -33,7 +38,7 @@ from ..io.inputs import InputItem, expand_inputs
 from ..io.outputs import OutputOptions, planned_files, sidecar_path, write_outputs
 from ..maps import share_at_maximum, valid_depth_mask
 from ..result import DepthResult, OutputKind
-from .model import DepthModel
+from .model import DepthModel, PreparedBatch
 from .settings import PredictSettings
 
 Aligner = Callable[[DepthResult], DepthResult]
@@ -230,6 +235,222 @@ def _clamp_notice(result: DepthResult) -> Notice | None:
     )
 
 
+PIPELINE_DEPTH = 2
+"""Chunks the pipelined job keeps in flight on each side of the forward pass: decoded and
+prepared ahead of it, and forwarded but not yet written behind it. Bounded, so memory stays
+flat on a folder of any size."""
+_POLL_S = 0.1
+"""How often a waiting decoder thread looks whether the job was stopped (Ctrl-C, a crash)."""
+_JOIN_S = 5.0
+"""How long a stopped job waits for the decoder thread (it may be inside one slow read)."""
+
+
+@dataclass
+class _Chunk:
+    """One chunk of inputs on its way through the job, with everything that happened to it.
+
+    Stages only record here; the main thread reports, chunk after chunk, so callbacks never
+    run in a worker thread and failures and notices come in the order of a plain loop.
+    """
+
+    items: Sequence[InputItem]
+    ok_items: list[InputItem] = field(default_factory=list)
+    loaded: list[LoadedImage] = field(default_factory=list)
+    decode_failures: list[tuple[str, str]] = field(default_factory=list)
+    prepared: PreparedBatch | None = None
+    outputs: list[NetworkOutput] | None = None
+    results: list[DepthResult] | None = None
+    batch_error: str | None = None
+    """Why every decoded image of the chunk failed (input the network refuses, out of memory)."""
+    crash: BaseException | None = None
+    """An unexpected error: the job ends with it once the chunks before this one are reported."""
+
+    @property
+    def runnable(self) -> bool:
+        return bool(self.loaded) and self.batch_error is None and self.crash is None
+
+
+@dataclass(frozen=True)
+class _Written:
+    """What writing one image came to: the notices heard, then a failure reason, a crash, or neither."""
+
+    source: str
+    notices: list[Notice]
+    failure: str | None = None
+    crash: BaseException | None = None
+
+
+@dataclass
+class _WriteReport:
+    entries: list[_Written] = field(default_factory=list)
+    batch_error: str | None = None
+    """Post-processing refused the chunk (same meaning as `_Chunk.batch_error`)."""
+    crash: BaseException | None = None
+
+
+class _Job:
+    """The three stages of `predict_items` for one model and settings, each recording into a `_Chunk`.
+
+    prepare (decode + network inputs) and write (post-processing + files) may run in worker
+    threads; forward runs in the caller's thread. Errors that fail images are classified
+    exactly as the plain loop always did: `SharpDepthError` fails the image (decoding,
+    writing) or the chunk (network input, post-processing), running out of memory fails the
+    chunk, anything else ends the job.
+    """
+
+    def __init__(self, model: DepthModel, out_dir: Path, settings: PredictSettings, aligner: Aligner | None) -> None:
+        self.model = model
+        self.out_dir = out_dir
+        self.settings = settings
+        self.output = job_output(model, settings)
+        self.aligner = aligner
+        self.stop = threading.Event()
+        # A model that overrides predict_batch (a wrapper, a test double) runs it whole in the forward stage.
+        self.staged = isinstance(model, DepthModel) and type(model).predict_batch is DepthModel.predict_batch
+
+    def chunk_error(self, exc: Exception) -> str | None:
+        """The reason for an error that fails a whole chunk but not the job; None ends the job."""
+        if isinstance(exc, SharpDepthError):
+            return str(exc)
+        if isinstance(exc, _OUT_OF_MEMORY):  # one image too large for this machine must not end the batch
+            return f"not enough memory to run {self.model.name} on it ({_first_line(exc)})"
+        return None
+
+    def _record(self, chunk: _Chunk, exc: Exception) -> None:
+        reason = self.chunk_error(exc)
+        chunk.batch_error = reason
+        chunk.crash = exc if reason is None else None
+
+    def prepare(self, items: Sequence[InputItem]) -> _Chunk:
+        """Decode every image of a chunk and turn them into network inputs (CPU, no network)."""
+        chunk = _Chunk(items)
+        try:
+            for item in items:
+                try:
+                    chunk.loaded.append(load_image(item.path, self.settings.model.max_pixels))
+                    chunk.ok_items.append(item)
+                except SharpDepthError as exc:
+                    chunk.decode_failures.append((str(item.path), str(exc)))
+        except Exception as exc:
+            chunk.crash = exc
+            return chunk
+        if self.staged and chunk.loaded:
+            focal = self.settings.focal
+            try:
+                chunk.prepared = self.model.prepare_batch(
+                    chunk.loaded, focal.focal_px, focal.fov_deg, self.settings.batch_size
+                )
+            except Exception as exc:
+                self._record(chunk, exc)
+        return chunk
+
+    def forward(self, chunk: _Chunk) -> None:
+        """The network on a prepared chunk: the only stage that runs torch's forward pass."""
+        if not chunk.runnable:
+            return
+        try:
+            if chunk.prepared is not None:
+                chunk.outputs = self.model.forward_batch(chunk.prepared)
+            else:
+                focal = self.settings.focal
+                chunk.results = self.model.predict_batch(
+                    chunk.loaded, focal_px=focal.focal_px, fov_deg=focal.fov_deg, batch_size=self.settings.batch_size
+                )
+        except Exception as exc:
+            self._record(chunk, exc)
+
+    def write(self, chunk: _Chunk) -> _WriteReport:
+        """Post-process a forwarded chunk and write each image's files (sidecar last), in order."""
+        report = _WriteReport()
+        try:
+            results = self._finish(chunk)
+        except Exception as exc:
+            report.batch_error = self.chunk_error(exc)
+            if report.batch_error is None:
+                report.crash = exc
+                self.stop.set()  # the job ends here: later chunks are neither decoded nor written
+            return report
+        finally:  # inputs and raw maps are not needed any more: keep memory flat
+            chunk.prepared, chunk.outputs, chunk.results = None, None, None
+        for item, image, result in zip(chunk.ok_items, chunk.loaded, results, strict=False):
+            if self.stop.is_set():  # Ctrl-C or a crash: the file being written was finished, no new one
+                break
+            report.entries.append(self._write_one(item, image, result))
+            if report.entries[-1].crash is not None:
+                self.stop.set()
+                break
+        chunk.loaded = []
+        return report
+
+    def _write_one(self, item: InputItem, image: LoadedImage, result: DepthResult) -> _Written:
+        source = str(item.path)
+        notices: list[Notice] = []
+
+        def sink(notice: Notice) -> None:
+            notices.append(replace(notice, source=source))
+
+        try:
+            if self.aligner is not None:
+                result = self.aligner(result)
+            write_item(result, image.notes, self.out_dir, item.stem, self.output, on_notice=sink)
+        except SharpDepthError as exc:
+            return _Written(source, notices, failure=str(exc))
+        except OSError as exc:
+            return _Written(source, notices, failure=f"could not write outputs: {exc.strerror or exc}")
+        except Exception as exc:
+            return _Written(source, notices, crash=exc)
+        return _Written(source, notices)
+
+    def _finish(self, chunk: _Chunk) -> list[DepthResult]:
+        if chunk.results is not None:
+            return chunk.results
+        if chunk.prepared is None or chunk.outputs is None:
+            raise RuntimeError("internal error: a chunk reached the writer without its forward pass")
+        return self.model.finish_batch(chunk.prepared, chunk.outputs)
+
+
+@dataclass
+class _Reporter:
+    """Turns recorded chunks into the job's callbacks and summary, always in the caller's thread."""
+
+    on_failure: Callable[[Failure], None] | None
+    on_progress: Callable[[int], None] | None
+    on_notice: NoticeSink | None
+    summary: PredictSummary = field(default_factory=PredictSummary)
+
+    def fail(self, source: object, reason: str) -> None:
+        failure = make_failure(source, reason)
+        self.summary.failures.append(failure)
+        if self.on_failure is not None:
+            self.on_failure(failure)
+
+    def report(self, chunk: _Chunk, written: _WriteReport | None) -> None:
+        """Everything that happened to one chunk, in the order the plain loop said it; re-raises a crash."""
+        for source, reason in chunk.decode_failures:
+            self.fail(source, reason)
+        if chunk.crash is not None:
+            raise chunk.crash
+        batch_error = chunk.batch_error or (written.batch_error if written is not None else None)
+        if batch_error is not None:
+            for item in chunk.ok_items:
+                self.fail(item.path, batch_error)
+        elif written is not None:
+            for entry in written.entries:
+                for notice in entry.notices:
+                    if self.on_notice is not None:
+                        self.on_notice(notice)
+                if entry.crash is not None:
+                    raise entry.crash
+                if entry.failure is not None:
+                    self.fail(entry.source, entry.failure)
+                else:
+                    self.summary.written += 1
+            if written.crash is not None:
+                raise written.crash
+        if self.on_progress is not None:
+            self.on_progress(len(chunk.items))
+
+
 def predict_items(
     model: DepthModel,
     items: Sequence[InputItem],
@@ -240,55 +461,82 @@ def predict_items(
     on_progress: Callable[[int], None] | None = None,
     on_notice: NoticeSink | None = None,
 ) -> PredictSummary:
-    """Run a loaded model over `items` and write every image's files."""
-    summary = PredictSummary()
-    output = job_output(model, settings)
+    """Run a loaded model over `items` and write every image's files.
 
-    def fail(source: object, reason: str) -> None:
-        failure = make_failure(source, reason)
-        summary.failures.append(failure)
-        if on_failure is not None:
-            on_failure(failure)
+    With `settings.pipeline` (the default) one thread decodes and prepares the next chunks and
+    one writes the previous ones while the network runs in this thread, so a folder takes
+    about as long as its forward passes. The files, and the order of failures, notices and
+    progress, are those of the plain loop (`pipeline=False`): callbacks are only ever called
+    from this thread. Ctrl-C stops both threads (a file being written is finished, never
+    left half-written); an unexpected error in either ends the job here, as it would in the loop.
+    """
+    reporter = _Reporter(on_failure, on_progress, on_notice)
+    job = _Job(model, out_dir, settings, aligner)
+    chunks = list(_chunks(items, settings.batch_size))
+    if settings.pipeline and len(chunks) > 1:
+        _run_pipelined(job, chunks, reporter)
+    else:
+        for items_ in chunks:
+            chunk = job.prepare(items_)
+            job.forward(chunk)
+            reporter.report(chunk, job.write(chunk) if chunk.runnable else None)
+    return reporter.summary
 
-    def tell(source: object) -> NoticeSink:
-        def sink(notice: Notice) -> None:
-            if on_notice is not None:
-                on_notice(replace(notice, source=str(source)))
 
-        return sink
+def _run_pipelined(job: _Job, chunks: list[Sequence[InputItem]], reporter: _Reporter) -> None:
+    """Decode ahead and write behind the forward passes, within `PIPELINE_DEPTH` chunks each way."""
+    ready: queue.SimpleQueue[_Chunk | None] = queue.SimpleQueue()
+    slots = threading.Semaphore(PIPELINE_DEPTH)
+    decoder = threading.Thread(
+        target=_decode_ahead, args=(job, chunks, ready, slots), name="sharpdepth-prepare", daemon=True
+    )
+    # One writer: the file writers are safe to run beside the other stages, not beside each other
+    # (`io.atomic` reads the process umask by setting it).
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sharpdepth-write")
+    pending: deque[tuple[_Chunk, Future[_WriteReport] | None]] = deque()
+    try:
+        decoder.start()
+        while (chunk := ready.get()) is not None:
+            slots.release()
+            job.forward(chunk)
+            pending.append((chunk, writer.submit(job.write, chunk) if chunk.runnable else None))
+            if chunk.crash is not None:
+                break
+            while pending and (len(pending) > PIPELINE_DEPTH or _done(pending[0][1])):
+                _report_first(pending, reporter)
+        while pending:
+            _report_first(pending, reporter)
+    finally:
+        job.stop.set()
+        writer.shutdown(wait=True, cancel_futures=True)
+        decoder.join(_JOIN_S)
 
-    focal = settings.focal
-    for chunk in _chunks(items, settings.batch_size):
-        loaded: list[LoadedImage] = []
-        ok_items: list[InputItem] = []
-        for item in chunk:
-            try:
-                loaded.append(load_image(item.path, settings.model.max_pixels))
-                ok_items.append(item)
-            except SharpDepthError as exc:
-                fail(item.path, str(exc))
-        try:
-            results = model.predict_batch(
-                loaded, focal_px=focal.focal_px, fov_deg=focal.fov_deg, batch_size=settings.batch_size
-            )
-        except SharpDepthError as exc:
-            for it in ok_items:
-                fail(it.path, str(exc))
-            results = []
-        except _OUT_OF_MEMORY as exc:  # one image too large for this machine must not end the batch
-            for it in ok_items:
-                fail(it.path, f"not enough memory to run {model.name} on it ({_first_line(exc)})")
-            results = []
-        for item, image, result in zip(ok_items, loaded, results, strict=False):
-            try:
-                if aligner is not None:
-                    result = aligner(result)
-                write_item(result, image.notes, out_dir, item.stem, output, on_notice=tell(item.path))
-                summary.written += 1
-            except SharpDepthError as exc:
-                fail(item.path, str(exc))
-            except OSError as exc:
-                fail(item.path, f"could not write outputs: {exc.strerror or exc}")
-        if on_progress is not None:
-            on_progress(len(chunk))
-    return summary
+
+def _done(future: Future[_WriteReport] | None) -> bool:
+    return future is None or future.done()
+
+
+def _report_first(pending: deque[tuple[_Chunk, Future[_WriteReport] | None]], reporter: _Reporter) -> None:
+    chunk, future = pending.popleft()
+    reporter.report(chunk, None if future is None else future.result())
+
+
+def _decode_ahead(
+    job: _Job, chunks: list[Sequence[InputItem]], ready: queue.SimpleQueue[_Chunk | None], slots: threading.Semaphore
+) -> None:
+    """The decoder thread: prepare chunk after chunk, never more than the free slots ahead."""
+    try:
+        for items in chunks:
+            while not slots.acquire(timeout=_POLL_S):
+                if job.stop.is_set():
+                    return
+            if job.stop.is_set():
+                return
+            chunk = job.prepare(items)
+            ready.put(chunk)
+            if chunk.crash is not None:
+                return
+    except BaseException as exc:  # never lost in this thread: the main thread raises it in turn
+        ready.put(_Chunk((), crash=exc))
+    finally:
+        ready.put(None)

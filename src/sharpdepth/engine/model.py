@@ -60,6 +60,21 @@ class FocalRequest:
         return None
 
 
+@dataclass
+class PreparedBatch:
+    """Images turned into network inputs (`DepthModel.prepare_batch`), waiting for the forward pass."""
+
+    images: list[LoadedImage]
+    requests: list[FocalRequest]
+    inputs: list[torch.Tensor]
+    """One (3, h, w) float32 CPU tensor per image; same-size ones share a forward pass."""
+    batch_size: int
+    keep_image: bool
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
 class DepthModel:
     """A loaded network plus its official pre/post-processing; thread-compatible, not thread-safe."""
 
@@ -120,11 +135,60 @@ class DepthModel:
         batch_size: int = 4,
         keep_image: bool = True,
     ) -> list[DepthResult]:
-        """Depth for several images, several per forward pass where their network inputs share a size."""
+        """Depth for several images, several per forward pass where their network inputs share a size.
+
+        The three stages (`prepare_batch`, `forward_batch`, `finish_batch`) chained; a batch job
+        that overlaps decoding and writing with the network calls them separately.
+        """
+        prepared = self.prepare_batch(images, focal_px, fov_deg, batch_size, keep_image)
+        return self.finish_batch(prepared, self.forward_batch(prepared))
+
+    def prepare_batch(
+        self,
+        images: Sequence[ImageInput],
+        focal_px: float | Sequence[float | None] | None = None,
+        fov_deg: float | None = None,
+        batch_size: int = 4,
+        keep_image: bool = True,
+    ) -> PreparedBatch:
+        """Stage 1 of `predict_batch`, on the CPU and without the network: images -> network inputs.
+
+        Safe to run in another thread while `forward_batch` runs the previous batch (it only
+        reads the processor, which holds no state between calls).
+        """
         loaded = [as_loaded_image(img, self.max_pixels) for img in images]
         focals = _per_image(focal_px, len(loaded))
         requests = [FocalRequest(f, fov_deg) for f in focals]
-        return list(self._run(loaded, requests, batch_size, keep_image))
+        if batch_size < 1:
+            raise OptionError("batch size must be at least 1")
+        inputs = [self.processor.preprocess(img.rgb) for img in loaded]
+        return PreparedBatch(loaded, requests, inputs, batch_size, keep_image)
+
+    def forward_batch(self, prepared: PreparedBatch) -> list[NetworkOutput]:
+        """Stage 2: the network, one forward pass per group of same-size inputs (at most batch_size each)."""
+        inputs = prepared.inputs
+        outputs: list[NetworkOutput | None] = [None] * len(inputs)
+        for group in _same_shape_chunks(inputs, prepared.batch_size):
+            batch = torch.stack([inputs[i] for i in group])  # the processor moves it to the device, once
+            start = time.perf_counter()
+            raw = self.processor.forward(self.net, batch)
+            self.last_timings["forward_s"] = time.perf_counter() - start
+            for i, output in zip(group, raw, strict=True):
+                outputs[i] = output
+            del batch, raw
+        done: list[NetworkOutput] = []
+        for out in outputs:
+            if out is None:  # every index belongs to exactly one group
+                raise RuntimeError("internal error: an image was not run through the network")
+            done.append(out)
+        return done
+
+    def finish_batch(self, prepared: PreparedBatch, outputs: Sequence[NetworkOutput]) -> list[DepthResult]:
+        """Stage 3: post-processing (resize back, metric scale, focal length) -> one DepthResult per image."""
+        return [
+            self._finish(img, request, out, prepared.keep_image)
+            for img, request, out in zip(prepared.images, prepared.requests, outputs, strict=True)
+        ]
 
     def predict_video(
         self,
@@ -155,26 +219,6 @@ class DepthModel:
         )  # fmt: skip
 
     # ------------------------------------------------------------ internals
-    def _run(
-        self, loaded: list[LoadedImage], requests: list[FocalRequest], batch_size: int, keep_image: bool
-    ) -> Iterator[DepthResult]:
-        if batch_size < 1:
-            raise OptionError("batch size must be at least 1")
-        inputs = [self.processor.preprocess(img.rgb) for img in loaded]
-        outputs: list[NetworkOutput | None] = [None] * len(loaded)
-        for group in _same_shape_chunks(inputs, batch_size):
-            batch = torch.stack([inputs[i] for i in group])  # the processor moves it to the device, once
-            start = time.perf_counter()
-            raw = self.processor.forward(self.net, batch)
-            self.last_timings["forward_s"] = time.perf_counter() - start
-            for i, output in zip(group, raw, strict=True):
-                outputs[i] = output
-            del batch, raw
-        for img, request, out in zip(loaded, requests, outputs, strict=True):
-            if out is None:  # every index belongs to exactly one chunk
-                raise RuntimeError("internal error: an image was not run through the network")
-            yield self._finish(img, request, out, keep_image)
-
     def _finish(self, img: LoadedImage, request: FocalRequest, out: NetworkOutput, keep_image: bool) -> DepthResult:
         given = request.resolve(img.width)
         source = FocalSource.USER if given is not None else FocalSource.NONE

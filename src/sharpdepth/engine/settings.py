@@ -117,6 +117,9 @@ class PredictSettings:
     """Skip an image only when its sidecar records this model, these settings and every requested file."""
     align_to: Path | None = None
     align_method: str = DEFAULT_ALIGN_METHOD
+    pipeline: bool = True
+    """Decode and prepare the next images and write the previous ones while the network runs
+    (`engine.jobs.predict_items`); off runs every step in turn. The files are the same either way."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
