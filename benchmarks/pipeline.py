@@ -169,7 +169,10 @@ def main() -> None:
         make_folder(work / "in", args.images, shared / "data" / "photos")
         items, problems = expand_inputs([str(work / "in")])
         assert not problems, problems
-        rows = [measure(name, items, work, output, args.batch_size) for name in args.model or DEFAULT_MODELS]
+        rows = []
+        for name in args.model or DEFAULT_MODELS:
+            rows.append(measure(name, items, work, output, args.batch_size))
+            print(f"measured {name}", flush=True)  # progress on a slow machine; the table comes last
     print_table(rows, args.batch_size, output)
 
 
