@@ -25,8 +25,9 @@ from ..family import NetworkOutput, Processor, StateDict
 from ..io.images import DEFAULT_MAX_PIXELS, LoadedImage, as_loaded_image
 from ..registry import AnySpec, get_spec
 from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
-from ..weights.checkpoint import load_state_dict_file, sha256_file_cached
+from ..weights.checkpoint import MappedPages, load_state_dict_file, sha256_file_cached
 from ..weights.hub import ResolvedWeights, resolve_weights
+from .memory import return_large_blocks_to_os
 from .runtime import resolve_device, resolve_precision
 from .settings import DEFAULT_VIDEO_BATCH_SIZE
 
@@ -284,13 +285,13 @@ def load_network(spec: AnySpec, resolved: ResolvedWeights, dtype: torch.dtype = 
     expected = net.state_dict()
     state = convert_checkpoint(spec, state, resolved.layout, origin, set(expected))
     check_keys(expected, state, origin)
+    pages = MappedPages(resolved.path)
     for key in list(state):  # one tensor at a time: the mapped file is never copied whole
         value = state[key]
-        if value.is_floating_point():
-            if value.dtype != dtype:
-                state[key] = value.to(dtype)
-        elif expected[key].dtype != value.dtype:  # integer buffers keep the network's dtype
-            state[key] = value.to(expected[key].dtype)
+        target = dtype if value.is_floating_point() else expected[key].dtype  # integer buffers keep theirs
+        if value.dtype != target:
+            state[key] = value.to(target)
+            pages.release(value)  # its file pages are dead weight from here on
     if on_meta:
         net.load_state_dict(state, strict=True, assign=True)
     else:
@@ -365,6 +366,8 @@ def load(
         raise OptionError(f"max pixels must be positive, got {max_pixels}")
     processor = spec.processor(input_size)
     resolved = None if random_weights else resolve_weights(spec, weights, download_ok=download)
+    if dev.type == "cpu":
+        return_large_blocks_to_os()  # activations' memory goes back as it is freed: a flat resident set
     if resolved is None:
         net = spec.build().to(dtype=dtype)
         digest = None
