@@ -53,6 +53,8 @@ def load(
     download: bool = True,
     random_weights: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    compile: bool = False,
+    cuda_graphs: bool = False,
 ) -> DepthModel:
     """Build a named model and load its weights: `weights` file > cache > hub download.
 
@@ -61,7 +63,8 @@ def load(
     fp16 (GPU) | auto; input_size: network input size where the model allows it (Depth
     Anything, MiDaS DPT; Depth Pro is fixed at 1536 and refuses it); download: allow a hub
     download; random_weights: no weights (tests/benchmarks only); max_pixels: refuse larger
-    images (None: no limit). Options are validated before the network is built; see
+    images (None: no limit); compile: torch.compile the network; cuda_graphs: replay it as CUDA
+    graphs (CUDA only). Options are validated before the network is built; see
     `sharpdepth.engine.model.load` for details.
     """
     from .engine.model import load as _load
@@ -75,6 +78,8 @@ def load(
         download=download,
         random_weights=random_weights,
         max_pixels=max_pixels,
+        compile=compile,
+        cuda_graphs=cuda_graphs,
     )
 
 
