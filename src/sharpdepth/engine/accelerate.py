@@ -37,6 +37,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -44,6 +45,9 @@ from torch import nn
 from ..errors import OptionError
 from ..family import NetworkOutput, Processor
 from .runtime import is_reduced_precision
+
+if TYPE_CHECKING:
+    from torch.cuda import _POOL_HANDLE as GraphPool  # what torch.cuda.graph_pool_handle() returns
 
 log = logging.getLogger("sharpdepth")
 
@@ -180,7 +184,7 @@ class NetworkRunner(nn.Module):
         self._compile_failed = False
         self._graphs: dict[tuple[int | str, ...], _Graph] = {}
         self._graphs_failed = False
-        self._graph_pool: tuple[int, int] | None = None
+        self._graph_pool: GraphPool | None = None
         self._check_constant = True
         self._warned_rerun = False
         self._source: torch.Tensor | None = None
@@ -274,7 +278,7 @@ class NetworkRunner(nn.Module):
         self._graphs[key] = graph
         return graph
 
-    def _pool(self) -> tuple[int, int]:
+    def _pool(self) -> GraphPool:
         if self._graph_pool is None:
             self._graph_pool = torch.cuda.graph_pool_handle()
         return self._graph_pool
@@ -324,7 +328,7 @@ class NetworkRunner(nn.Module):
         return out
 
 
-def capture_graph(fn: Forward, x: torch.Tensor, pool: tuple[int, int] | None = None) -> _Graph:
+def capture_graph(fn: Forward, x: torch.Tensor, pool: GraphPool | None = None) -> _Graph:
     """Capture `fn` on a static copy of `x` (the public torch.cuda.graph recipe).
 
     Warm-up runs go to a side stream (as the CUDA-graphs documentation requires: lazy
