@@ -102,6 +102,17 @@ def with_option(model: DepthModel, option: str) -> DepthModel:
 def measure(model: DepthModel, option: str, batches: list[int], warmup: int, iters: int) -> list[Row]:
     rows: list[Row] = []
     with_option(model, option)
+    # One untimed batch first: random weights can give a constant map even in fp32, which the
+    # precision guard finds out (one fp32 re-run, then it stops checking for constant maps);
+    # that re-run must not count in the timings or the peak memory.
+    try:
+        model.runner.run_batch(model.processor, make_inputs(model, 1))
+    except Exception as exc:
+        rows = [Row(model.name, PRECISION_NAMES[model.dtype], option, b, error=f"{type(exc).__name__}: {exc}"[:120])
+                for b in batches]  # fmt: skip
+        for row in rows:
+            print(format_row(row), flush=True)
+        return rows
     for batch in batches:
         row = Row(model.name, PRECISION_NAMES[model.dtype], option, batch)
         try:
@@ -109,13 +120,15 @@ def measure(model: DepthModel, option: str, batches: list[int], warmup: int, ite
             model.runner.release_graphs()
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
+            reruns = model.runner.stats.fp32_reruns
             times = time_batches(model, inputs, warmup, iters)
+            reruns = model.runner.stats.fp32_reruns - reruns
             row.p50_ms = float(np.percentile(times, 50) * 1e3)
             row.p90_ms = float(np.percentile(times, 90) * 1e3)
             row.images_per_s = batch / float(np.median(times))
             row.peak_gib = torch.cuda.max_memory_allocated() / 2**30
-            if model.runner.stats.fp32_reruns:
-                row.error = f"precision guard re-ran {model.runner.stats.fp32_reruns} batch(es) in fp32"
+            if reruns:  # the timings would include fp32 passes: do not report them as this precision
+                row.error = f"precision guard re-ran {reruns} batch(es) in fp32 (output non-finite or blank)"
         except torch.cuda.OutOfMemoryError:
             row.error = "out of GPU memory"
         except Exception as exc:
