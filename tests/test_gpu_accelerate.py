@@ -284,6 +284,32 @@ def test_graph_cache_captures_once_per_key_and_copies_outputs_out(monkeypatch):
         assert runner.stats.graph_captures == accelerate.MAX_CUDA_GRAPHS
 
 
+def test_a_compiler_failure_before_capture_keeps_graphs_and_captures_eager(monkeypatch, caplog):
+    def broken_backend(gm: torch.fx.GraphModule, inputs: list[torch.Tensor]) -> object:
+        raise RuntimeError("no compiler here")
+
+    captured: list[accelerate.Forward] = []
+
+    def recording_capture(fn: accelerate.Forward, x: torch.Tensor, pool: object = None) -> accelerate._Graph:
+        captured.append(fn)
+        return _fake_capture(fn, x, pool)
+
+    monkeypatch.setattr(accelerate, "_compile_backend", broken_backend)
+    monkeypatch.setattr(accelerate, "capture_graph", recording_capture)
+    torch._dynamo.reset()
+    net = _tiny_cnn()
+    runner = NetworkRunner(net, name="tiny", options=Acceleration(compile=True, cuda_graphs=True))
+    monkeypatch.setattr(runner, "_pool", lambda: (0, 0))
+    x = torch.rand(1, 3, 16, 16)
+    with caplog.at_level(logging.WARNING, logger="sharpdepth"), torch.inference_mode():
+        graph = runner._graph_for(runner._callable(x), x)
+        assert graph is not None
+        torch.testing.assert_close(runner._replay(graph, x), net(x))
+    assert captured == [net]  # the eager network was captured, not the broken compiled one
+    assert runner._compile_failed and not runner._graphs_failed
+    assert len([r for r in caplog.records if "torch.compile failed" in r.getMessage()]) == 1
+
+
 def test_failed_capture_disables_graphs_with_one_warning(monkeypatch, caplog):
     def failing(fn: accelerate.Forward, x: torch.Tensor, pool: object = None) -> accelerate._Graph:
         raise RuntimeError("operation not permitted when stream is capturing")

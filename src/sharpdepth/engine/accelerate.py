@@ -212,6 +212,7 @@ class NetworkRunner(nn.Module):
         nonfinite, constant = output_flags(out, self._check_constant)
         if not bool(nonfinite | constant):  # the one host sync per batch
             return out
+        del out  # free the failed output before the fp32 pass
         return self._rerun_fp32(x, bool(nonfinite))
 
     # ---- eager / compiled / graphs
@@ -220,12 +221,11 @@ class NetworkRunner(nn.Module):
         return self.options.cuda_graphs and x.device.type == "cuda" and not self._graphs_failed
 
     def _fast_forward(self, x: torch.Tensor) -> NetOutput:
-        fn = self._callable(x)
         if self.uses_cuda_graphs(x):
-            graph = self._graph_for(fn, x)
+            graph = self._graph_for(self._callable(x), x)
             if graph is not None:
                 return self._replay(graph, x)
-        return self._call(fn, x)
+        return self._call(self._callable(x), x)
 
     def _replay(self, graph: _Graph, x: torch.Tensor) -> NetOutput:
         """Copy in, replay, copy out (the static output is overwritten by the next replay)."""
@@ -264,6 +264,9 @@ class NetworkRunner(nn.Module):
             return graph
         if len(self._graphs) >= MAX_CUDA_GRAPHS:
             return None
+        if fn is not self.net:  # compile this shape first, so that a compiler failure is not taken
+            self._call(fn, x)  # for a capture failure (`_call` falls back to eager and says so)
+            fn = self._callable(x)
         try:
             graph = capture_graph(fn, x, self._pool())
         except Exception as exc:
