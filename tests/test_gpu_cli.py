@@ -76,5 +76,8 @@ def test_batch_size_default_depends_on_the_device(monkeypatch):
     assert predict_cli._default_batch_size("mps") == DEFAULT_BATCH_SIZE
     if not torch.cuda.is_available():
         assert predict_cli._default_batch_size("auto") == DEFAULT_BATCH_SIZE  # auto -> cpu here
-    monkeypatch.setattr(runtime, "resolve_device", lambda name: torch.device("cuda"))
+    # Named CUDA devices get the GPU default without a GPU here (with --ray they may be on the workers).
     assert predict_cli._default_batch_size("cuda:0") == runtime.DEFAULT_CUDA_BATCH_SIZE > DEFAULT_BATCH_SIZE
+    assert predict_cli._default_batch_size("CUDA") == runtime.DEFAULT_CUDA_BATCH_SIZE
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert predict_cli._default_batch_size("auto") == runtime.DEFAULT_CUDA_BATCH_SIZE

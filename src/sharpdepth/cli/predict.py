@@ -144,12 +144,22 @@ def run_predict(
 
 
 def _default_batch_size(device: str) -> int:
-    """The settings' default on CPU, more on CUDA (engine.runtime.default_batch_size); torch only for cuda/auto."""
-    if not device.lower().startswith(("cuda", "auto")):
-        return DEFAULT_BATCH_SIZE
-    from ..engine.runtime import default_batch_size, resolve_device
+    """The settings' default on CPU, more on CUDA (engine.runtime.default_batch_size).
 
-    return max(DEFAULT_BATCH_SIZE, default_batch_size(resolve_device(device)))
+    Decided from the name, without checking the device here: with --ray the GPUs may be on
+    the workers only, and a missing GPU is reported by the model load, once. Only "auto"
+    asks torch whether this machine has CUDA.
+    """
+    name = device.lower()
+    if name == "auto":
+        import torch
+
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if not name.startswith("cuda"):
+        return DEFAULT_BATCH_SIZE
+    from ..engine.runtime import DEFAULT_CUDA_BATCH_SIZE
+
+    return max(DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE)
 
 
 def register(app: typer.Typer) -> None:

@@ -100,9 +100,5 @@ def is_reduced_precision(dtype: torch.dtype) -> bool:
 DEFAULT_CUDA_BATCH_SIZE = 4
 """Images per forward pass on a GPU where the caller gives none: batch 1 leaves a GPU idle between
 kernels for small models, and 4 Depth Pro inputs (4 x 35 ViT-L patches at 384) fit in bf16 on
-a 24 GB card. On CPU batching buys nothing (the network already uses every core), so 1."""
-
-
-def default_batch_size(device: torch.device) -> int:
-    """A sane batch size for `device` when the user did not choose one."""
-    return DEFAULT_CUDA_BATCH_SIZE if device.type == "cuda" else 1
+a 24 GB card. On CPU batching buys nothing (the network already uses every core): `predict`
+keeps its settings' default of 1 there (`cli/predict.py`)."""
