@@ -35,6 +35,8 @@ from ..io.images import DEFAULT_MAX_PIXELS, load_image
 from ..io.outputs import OutputOptions, parse_formats
 from ..result import fov_from_focal
 from .options import (
+    CompileOpt,
+    CudaGraphsOpt,
     MaxPixelsOpt,
     RayActorsOpt,
     RayAddressOpt,
@@ -141,6 +143,25 @@ def run_predict(
     return summary.written, failures
 
 
+def _default_batch_size(device: str) -> int:
+    """The settings' default on CPU, more on CUDA (engine.runtime.default_batch_size).
+
+    Decided from the name, without checking the device here: with --ray the GPUs may be on
+    the workers only, and a missing GPU is reported by the model load, once. Only "auto"
+    asks torch whether this machine has CUDA.
+    """
+    name = device.lower()
+    if name == "auto":
+        import torch
+
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if not name.startswith("cuda"):
+        return DEFAULT_BATCH_SIZE
+    from ..engine.runtime import DEFAULT_CUDA_BATCH_SIZE
+
+    return max(DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict(
@@ -169,10 +190,14 @@ def register(app: typer.Typer) -> None:
         skip_existing: Annotated[
             bool, typer.Option("--skip-existing", help="Skip images already done with the same model and outputs.")
         ] = False,
-        batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = DEFAULT_BATCH_SIZE,
+        batch_size: Annotated[
+            int | None, typer.Option(help=f"Images per forward pass (default {DEFAULT_BATCH_SIZE}; 4 on CUDA).")
+        ] = None,
         input_size: Annotated[int | None, typer.Option(help="Network input size (DA/MiDaS; higher = finer).")] = (None),
         max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         threads: ThreadsOpt = None,
+        compile: CompileOpt = False,
+        cuda_graphs: CudaGraphsOpt = False,
         align_to: Annotated[
             Path | None, typer.Option(help="CSV of x,y,depth_m: fit a relative model's output to metres.")
         ] = None,
@@ -198,11 +223,11 @@ def register(app: typer.Typer) -> None:
         settings = PredictSettings(
             model=ModelSettings(
                 name=model, weights=weights, device=device, precision=precision, input_size=input_size,
-                max_pixels=max_pixels, threads=threads,
+                max_pixels=max_pixels, threads=threads, compile=compile, cuda_graphs=cuda_graphs,
             ),
             focal=FocalSettings(focal_px=focal_px, fov_deg=fov_deg),
             output=options,
-            batch_size=batch_size,
+            batch_size=batch_size if batch_size is not None else _default_batch_size(device),
             skip_existing=skip_existing,
             align_to=align_to,
             align_method=align_method,

@@ -27,6 +27,7 @@ from ..registry import AnySpec, get_spec
 from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
 from ..weights.checkpoint import MappedPages, load_state_dict_file, sha256_file_cached
 from ..weights.hub import ResolvedWeights, resolve_weights
+from .accelerate import Acceleration, NetworkRunner, plan
 from .memory import return_large_blocks_to_os
 from .runtime import resolve_device, resolve_precision
 from .settings import DEFAULT_VIDEO_BATCH_SIZE
@@ -74,6 +75,7 @@ class DepthModel:
         weights: ResolvedWeights | None,
         weights_sha256: str | None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        acceleration: Acceleration | None = None,
     ) -> None:
         self.spec = spec
         self.processor = processor
@@ -84,6 +86,16 @@ class DepthModel:
         self.weights_sha256 = weights_sha256
         self.max_pixels = max_pixels
         self.last_timings: dict[str, float] = {}
+        self.acceleration = acceleration or Acceleration()
+        self._runner: NetworkRunner | None = None
+
+    @property
+    def runner(self) -> NetworkRunner:
+        """`net` as the forward pass calls it: compile, CUDA graphs and the precision guard
+        (`engine.accelerate`); remade if `net` is replaced."""
+        if self._runner is None or self._runner.net is not self.net:
+            self._runner = NetworkRunner(self.net, name=self.spec.name, options=self.acceleration)
+        return self._runner
 
     @property
     def name(self) -> str:
@@ -164,13 +176,12 @@ class DepthModel:
         inputs = [self.processor.preprocess(img.rgb) for img in loaded]
         outputs: list[NetworkOutput | None] = [None] * len(loaded)
         for group in _same_shape_chunks(inputs, batch_size):
-            batch = torch.stack([inputs[i] for i in group])  # the processor moves it to the device, once
-            start = time.perf_counter()
-            raw = self.processor.forward(self.net, batch)
+            start = time.perf_counter()  # the runner stacks the batch and moves it to the device, once
+            raw = self.runner.run_batch(self.processor, [inputs[i] for i in group])
             self.last_timings["forward_s"] = time.perf_counter() - start
             for i, output in zip(group, raw, strict=True):
                 outputs[i] = output
-            del batch, raw
+            del raw
         for img, request, out in zip(loaded, requests, outputs, strict=True):
             if out is None:  # every index belongs to exactly one chunk
                 raise RuntimeError("internal error: an image was not run through the network")
@@ -336,6 +347,9 @@ def load(
     download: bool = True,
     random_weights: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    compile: bool = False,
+    cuda_graphs: bool = False,
+    precision_guard: bool = True,
 ) -> DepthModel:
     """Build a named model and load its weights; every option is checked before any work.
 
@@ -355,6 +369,12 @@ def load(
         random_weights: skip weights entirely (plumbing tests and benchmarks only: the
             outputs are meaningless).
         max_pixels: refuse larger images (decompression-bomb guard); None disables it.
+        compile: run the network through `torch.compile` (compiled on first use per input
+            shape; a failed compilation warns and runs eager).
+        cuda_graphs: capture and replay the forward as CUDA graphs per (batch, shape); CUDA
+            only (refused on an explicit CPU/MPS device, ignored with a warning for "auto").
+        precision_guard: in bf16/fp16, re-run a batch in fp32 when its raw output has
+            non-finite values or a constant map (see `sharpdepth.engine.accelerate`).
 
     Order: options and input size are validated, then the weights are located (a missing
     file is reported at once), and only then is the network built and loaded.
@@ -362,6 +382,10 @@ def load(
     spec = get_spec(name)
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
+    acceleration = plan(
+        dev, compile=compile, cuda_graphs=cuda_graphs, precision_guard=precision_guard,
+        device_was_auto=str(device or "auto").lower() == "auto",
+    )  # fmt: skip
     if max_pixels is not None and max_pixels <= 0:
         raise OptionError(f"max pixels must be positive, got {max_pixels}")
     processor = spec.processor(input_size)
@@ -375,4 +399,4 @@ def load(
         net = load_network(spec, resolved, dtype)
         digest = sha256_file_cached(resolved.path)
     net = net.to(device=dev).eval()
-    return DepthModel(spec, processor, net, dev, dtype, resolved, digest, max_pixels)
+    return DepthModel(spec, processor, net, dev, dtype, resolved, digest, max_pixels, acceleration)

@@ -60,6 +60,12 @@ class ModelSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     threads: int | None = None
     """CPU threads for torch (None: torch's default); applied by `load()`."""
+    compile: bool = False
+    """torch.compile the network (first use per input shape compiles; see engine.accelerate)."""
+    cuda_graphs: bool = False
+    """Capture/replay the forward as CUDA graphs (CUDA only; opt-in, see engine.accelerate)."""
+    precision_guard: bool = True
+    """bf16/fp16: re-run a batch in fp32 when its output is non-finite or a constant map."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -85,6 +91,9 @@ class ModelSettings:
             precision=self.precision,
             input_size=self.input_size,
             max_pixels=self.max_pixels,
+            compile=self.compile,
+            cuda_graphs=self.cuda_graphs,
+            precision_guard=self.precision_guard,
         )
 
 
