@@ -167,7 +167,7 @@ for _name in ("Compose", "ToTensor", "Normalize", "ConvertImageDtype", "Lambda",
     setattr(transforms, _name, globals()[_name])
 '''
 
-CHILD = r'''
+CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 
@@ -182,6 +182,9 @@ def status():
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+def system_cpu():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
 
 impl, precision, checkpoint, image, out_npy, threads = sys.argv[1:7]
 wall0 = time.perf_counter()
@@ -228,13 +231,14 @@ after = status()
 np.save(out_npy, canonical.float().numpy().reshape(canonical.shape[-2:]))
 print(json.dumps({
     "impl": impl, "precision": precision, "threads": torch.get_num_threads(), "torch": torch.__version__,
-    "cpu_s": cpu(), "cpu_import_s": cpu_import, "cpu_load_s": cpu_loaded - cpu_import, "forward_cpu_s": forward_cpu,
+    "cpu_s": cpu(), "system_cpu_s": system_cpu(), "cpu_import_s": cpu_import,
+    "cpu_load_s": cpu_loaded - cpu_import, "forward_cpu_s": forward_cpu,
     "forward_wall_s": forward_wall, "wall_s": time.perf_counter() - wall0,
     "peak_load_mib": load_status["VmHWM"], "rss_before_forward_mib": before["VmRSS"],
     "file_backed_before_forward_mib": before["RssFile"], "peak_forward_mib": after["VmHWM"],
     "fov_deg": float(fov.float().reshape(-1)[0]),
 }))
-'''
+"""
 
 
 def shared_root() -> Path:
@@ -354,10 +358,11 @@ def table(results: dict[tuple[str, str], dict[str, float]], workdir: Path, preci
         peak_ratio = max(s["peak_load_mib"], s["peak_forward_mib"]) / max(o["peak_load_mib"], o["peak_forward_mib"])
         fwd_ratio = s["forward_cpu_s"] / o["forward_cpu_s"]
         fpk_ratio = s["peak_forward_mib"] / o["peak_forward_mib"]
+        between = relative_difference(workdir / f"out_ours_{precision}.npy", workdir / f"out_official_{precision}.npy")
         rows.append(
             f"| {precision} | **ours / official** | **{cpu_ratio:.2f}×**{_target(precision, 'cpu_s', cpu_ratio)} "
             f"| {fwd_ratio:.2f}× | **{peak_ratio:.2f}×**{_target(precision, 'peak_mib', peak_ratio)} "
-            f"| {fpk_ratio:.2f}× | ours vs official {relative_difference(workdir / f'out_ours_{precision}.npy', workdir / f'out_official_{precision}.npy'):.1e} |"
+            f"| {fpk_ratio:.2f}× | ours vs official {between:.1e} |"
         )
     return "\n".join(rows)
 
@@ -369,7 +374,7 @@ def _target(precision: str, what: str, ratio: float) -> str:
     return f" (target ≤ {bound}: {'met' if ratio <= bound else 'NOT met'})"
 
 
-FLOOR = r'''
+FLOOR = r"""
 import json, time
 import torch
 import torch.nn.functional as F
@@ -402,9 +407,13 @@ with torch.inference_mode():
         "bmm": 4 * 12 * 16 * 577 * 577 * 64 / cpu_seconds(lambda: F.scaled_dot_product_attention(q, q, q)),
     }
 floor = {op: flops.get(op, 0) / rates[op] for op in rates}
-print(json.dumps({"tflop": {k: v / 1e12 for k, v in flops.items()}, "gflop_per_cpu_s": {k: v / 1e9 for k, v in rates.items()},
-                  "floor_cpu_s": floor, "total_floor_cpu_s": sum(floor.values())}))
-'''
+print(json.dumps({
+    "tflop": {k: v / 1e12 for k, v in flops.items()},
+    "gflop_per_cpu_s": {k: v / 1e9 for k, v in rates.items()},
+    "floor_cpu_s": floor,
+    "total_floor_cpu_s": sum(floor.values()),
+}))
+"""
 
 
 def fp32_floor(threads: int) -> dict[str, object]:
@@ -424,7 +433,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/sharpdepth-vs-official"))
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--only", choices=("ours", "official"), help="re-measure one side, reuse the other's last result")
+    parser.add_argument(
+        "--only", choices=("ours", "official"), help="re-measure one side, reuse the other's last result"
+    )
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     precisions = args.precisions.split(",")
@@ -444,7 +455,12 @@ def main(argv: list[str] | None = None) -> None:
             if args.only and args.only != impl and (impl, precision) in results:
                 continue
             results[(impl, precision)] = measure(
-                python if impl == "official" else sys.executable, impl, precision, checkpoint, args.workdir, args.threads
+                python if impl == "official" else sys.executable,
+                impl,
+                precision,
+                checkpoint,
+                args.workdir,
+                args.threads,
             )
     saved.write_text(json.dumps({f"{k[0]}/{k[1]}": v for k, v in results.items()}, indent=1))
     print()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -31,8 +32,14 @@ print(json.dumps({"applied": applied, "left_mib": rss_mib() - base}))
 """
 
 
-def _probe(mode: str) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True)
+def _probe(mode: str, env: dict[str, str] | None = None) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
+    )
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -46,3 +53,8 @@ def test_freed_activations_leave_the_resident_set():
 
 def test_default_glibc_keeps_them_which_is_why_the_fix_exists():
     assert _probe("default")["left_mib"] > 32
+
+
+def test_environment_keeps_glibc_policy():
+    kept = _probe("fixed", {"SHARPDEPTH_MALLOC": "default"})
+    assert not kept["applied"] and kept["left_mib"] > 32

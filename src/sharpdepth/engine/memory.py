@@ -9,12 +9,14 @@ Depth Pro at 1536² in bf16 (`benchmarks/depth_pro_vs_official.py`): the forward
 +966 MiB over the weights with glibc's default, +682 MiB with a fixed 1 MiB threshold, where
 every large tensor gets its own mapping and is unmapped when freed.
 
-Elsewhere (macOS, Windows, musl) this does nothing.
+Elsewhere (macOS, Windows, musl) this does nothing, and `SHARPDEPTH_MALLOC=default` in the
+environment keeps glibc's own policy (for comparisons, or a process that tunes malloc itself).
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 
 M_MMAP_THRESHOLD = -3
@@ -34,7 +36,7 @@ def return_large_blocks_to_os() -> bool:
     global _applied
     if _applied:
         return True
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or os.environ.get("SHARPDEPTH_MALLOC") == "default":
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")

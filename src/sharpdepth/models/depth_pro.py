@@ -96,9 +96,9 @@ class DepthProConfig:
     )
     band_rows: int = 96
     """Execution only (not architecture): rows of the 768 map per band in the full-resolution
-    stages of `DepthPro.forward`; 0 runs them on whole maps. Measured on the full model (fp32,
-    CPU): whole maps need 3.3 GB for these stages, bands of 192 rows 0.9 GB for ~7% more
-    work in them (the halos), about 1% of the whole forward."""
+    stages of `DepthPro.forward`; 0 runs them on whole maps. These stages set the forward's
+    peak: whole maps need 3.3 GB (fp32), bands of 192 rows 0.9 GB, bands of 96 rows about
+    0.5 GB, for 12.5% more work in them (the halos), about 2% of the whole forward."""
     patch_batch: int = 12
     """Execution only: windows per patch-encoder call (0: all 35 per image at once). The ViT's
     activations scale with it (MLP hidden state: 35 windows 331 MB fp32, 12 windows 113 MB),
