@@ -53,6 +53,7 @@ def load(
     download: bool = True,
     random_weights: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    backend: str = "torch",
 ) -> DepthModel:
     """Build a named model and load its weights: `weights` file > cache > hub download.
 
@@ -61,8 +62,9 @@ def load(
     fp16 (GPU) | auto; input_size: network input size where the model allows it (Depth
     Anything, MiDaS DPT; Depth Pro is fixed at 1536 and refuses it); download: allow a hub
     download; random_weights: no weights (tests/benchmarks only); max_pixels: refuse larger
-    images (None: no limit). Options are validated before the network is built; see
-    `sharpdepth.engine.model.load` for details.
+    images (None: no limit); backend: torch | onnxruntime (fp32 forward pass in onnxruntime,
+    graph exported on first use and cached, or weights=FILE.onnx). Options are validated
+    before the network is built; see `sharpdepth.engine.model.load` for details.
     """
     from .engine.model import load as _load
 
@@ -75,6 +77,7 @@ def load(
         download=download,
         random_weights=random_weights,
         max_pixels=max_pixels,
+        backend=backend,
     )
 
 

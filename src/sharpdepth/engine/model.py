@@ -28,7 +28,7 @@ from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
 from ..weights.checkpoint import load_state_dict_file, sha256_file_cached
 from ..weights.hub import ResolvedWeights, resolve_weights
 from .runtime import resolve_device, resolve_precision
-from .settings import DEFAULT_VIDEO_BATCH_SIZE
+from .settings import DEFAULT_VIDEO_BATCH_SIZE, ONNX_SUFFIX, check_backend
 
 if TYPE_CHECKING:
     from ..io.video import FrameSelection, VideoInput
@@ -73,6 +73,7 @@ class DepthModel:
         weights: ResolvedWeights | None,
         weights_sha256: str | None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        backend: str = "torch",
     ) -> None:
         self.spec = spec
         self.processor = processor
@@ -82,6 +83,8 @@ class DepthModel:
         self.weights = weights
         self.weights_sha256 = weights_sha256
         self.max_pixels = max_pixels
+        self.backend = backend
+        """What runs the network's forward: "torch", or "onnxruntime" (`engine.ort_backend`)."""
         self.last_timings: dict[str, float] = {}
 
     @property
@@ -335,6 +338,7 @@ def load(
     download: bool = True,
     random_weights: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    backend: str = "torch",
 ) -> DepthModel:
     """Build a named model and load its weights; every option is checked before any work.
 
@@ -354,6 +358,9 @@ def load(
         random_weights: skip weights entirely (plumbing tests and benchmarks only: the
             outputs are meaningless).
         max_pixels: refuse larger images (decompression-bomb guard); None disables it.
+        backend: "torch" (default) or "onnxruntime": the forward pass in an onnxruntime
+            session (fp32, CPU or CUDA), the graph exported on first use into a cache
+            beside the checkpoint, or `weights=FILE.onnx` (see `engine.ort_backend`).
 
     Order: options and input size are validated, then the weights are located (a missing
     file is reported at once), and only then is the network built and loaded.
@@ -364,6 +371,15 @@ def load(
     if max_pixels is not None and max_pixels <= 0:
         raise OptionError(f"max pixels must be positive, got {max_pixels}")
     processor = spec.processor(input_size)
+    if check_backend(backend) == "onnxruntime":
+        from .ort_backend import load_onnxruntime  # builds on DepthModel (this module)
+
+        if random_weights:
+            raise OptionError("the onnxruntime backend caches graphs by checkpoint; save random weights to a file")
+        graph_dtype = torch.float32 if str(precision).lower() == "auto" else dtype  # the graph is fp32
+        return load_onnxruntime(name, weights, dev, graph_dtype, processor, spec, download, max_pixels, input_size)
+    if weights is not None and Path(weights).suffix.lower() == ONNX_SUFFIX:
+        raise OptionError(f"{weights} is an ONNX graph: run it with --backend onnxruntime")
     resolved = None if random_weights else resolve_weights(spec, weights, download_ok=download)
     if resolved is None:
         net = spec.build().to(dtype=dtype)
