@@ -368,7 +368,9 @@ def load_onnxruntime(
 
     def export(path: Path, hw: tuple[int, int] | None) -> list[tuple[tuple[int, ...], float]]:
         torch_model = load(name, weights=resolved.path, device="cpu", precision="fp32", input_size=input_size)
-        report = export_graph(torch_model, path, input_hw=hw, input_size=processor.input_size, dynamic=hw is None,
+        # A fixed-size network is checked on a real picture through its own pre-processing (at that size anyway).
+        exact = None if spec.data.input_size_fixed else hw
+        report = export_graph(torch_model, path, input_hw=exact, input_size=processor.input_size, dynamic=hw is None,
                               opset=OPSET)  # fmt: skip
         return report.checks
 
