@@ -290,7 +290,7 @@ class CachedGraphs(GraphSource):
         try:
             checks = self.export(tmp / GRAPH_FILE, hw)
             _write_manifest(tmp, key, checks)
-            if folder.exists():
+            if folder.exists() and damage(folder, key) is not None:  # an intact one is another process's export
                 shutil.rmtree(folder)
             try:
                 os.replace(tmp, folder)
