@@ -263,6 +263,9 @@ class _FakeSession:
     def get_inputs(self) -> list[object]:
         return [type("Input", (), {"shape": self.shape, "name": "image"})()]
 
+    def get_outputs(self) -> list[object]:
+        return [type("Output", (), {"shape": [1, 8, 8], "name": n})() for n in ("inverse_depth", "fov_deg")]
+
     def run(self, _names: object, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         x = feed["image"]
         self.batches.append(len(x))
@@ -285,3 +288,12 @@ def test_onnx_network_returns_what_the_network_returns(batch_dim, runs):
     assert plain(x).shape == (3, 8, 8)
     with pytest.raises(OptionError, match="takes 8x8 network inputs"):
         net(torch.randn(1, 3, 8, 12))
+
+
+def test_a_graph_of_another_model_is_refused():
+    from sharpdepth.registry import get_spec
+
+    session = _FakeSession([1, 3, 8, 8])  # two outputs, like Depth Pro's graph
+    ort_backend.check_file_graph(Path("dp.onnx"), session, get_spec("depth-pro-tiny"))
+    with pytest.raises(OptionError, match="does not look like an export of depth-anything-v2-tiny"):
+        ort_backend.check_file_graph(Path("dp.onnx"), session, get_spec(DA))

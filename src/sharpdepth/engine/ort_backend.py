@@ -35,11 +35,11 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ from ..registry import AnySpec
 from ..weights.checkpoint import DIGEST_SUFFIX, sha256_file_cached
 from ..weights.hub import resolve_weights
 from .model import DepthModel, load
-from .onnx_graph import EXPORTABLE_FAMILIES, INPUT_NAME, ExportError, export_graph, static_only_reason
+from .onnx_graph import EXPORTABLE_FAMILIES, ExportError, export_graph, static_only_reason
 from .settings import ONNX_SUFFIX
 
 if TYPE_CHECKING:
@@ -64,6 +64,26 @@ GRAPH_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 
 log = logging.getLogger("sharpdepth")
+
+
+class NodeArg(Protocol):
+    """An input or output of a graph, as onnxruntime describes it (dims: int, or a name where free)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def shape(self) -> Sequence[int | str | None]: ...
+
+
+class Session(Protocol):
+    """The part of `onnxruntime.InferenceSession` the backend uses."""
+
+    def get_inputs(self) -> Sequence[NodeArg]: ...
+
+    def get_outputs(self) -> Sequence[NodeArg]: ...
+
+    def run(self, output_names: list[str] | None, input_feed: dict[str, np.ndarray]) -> list[np.ndarray]: ...
 
 
 def import_onnxruntime() -> ModuleType:
@@ -104,45 +124,46 @@ class SessionFactory:
     providers: list[str | tuple[str, dict[str, int]]]
     threads: int
 
-    def open(self, path: Path) -> object:
+    def open(self, path: Path) -> Session:
         """An InferenceSession, or ExportError (one line) for a file onnxruntime cannot load."""
         options = self.ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         try:
-            return self.ort.InferenceSession(str(path), options, providers=self.providers)
+            session: Session = self.ort.InferenceSession(str(path), options, providers=self.providers)
+            return session
         except Exception as exc:  # onnxruntime's own error types (InvalidProtobuf, NoSuchFile, ...)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
             raise ExportError(f"{path}: onnxruntime cannot load this graph ({first})") from None
 
 
-def _input_hw(session: object) -> tuple[int, int] | None:
+def _input_hw(session: Session) -> tuple[int, int] | None:
     """The (h, w) a graph takes, or None where both are free (a dynamic graph)."""
-    shape = session.get_inputs()[0].shape  # type: ignore[attr-defined]
+    shape = session.get_inputs()[0].shape
     h, w = shape[-2], shape[-1]
     return (h, w) if isinstance(h, int) and isinstance(w, int) else None
 
 
-def _batch_free(session: object) -> bool:
-    return not isinstance(session.get_inputs()[0].shape[0], int)  # type: ignore[attr-defined]
+def _batch_free(session: Session) -> bool:
+    return not isinstance(session.get_inputs()[0].shape[0], int)
 
 
 class GraphSource:
     """Gives the session that runs a network input of a given (h, w)."""
 
-    def session_for(self, hw: tuple[int, int]) -> object:
+    def session_for(self, hw: tuple[int, int]) -> Session:
         raise NotImplementedError
 
 
 class FileGraph(GraphSource):
     """A user's .onnx file: one session, which must accept the image's network input."""
 
-    def __init__(self, path: Path, session: object) -> None:
+    def __init__(self, path: Path, session: Session) -> None:
         self.path = path
         self.session = session
         self.hw = _input_hw(session)
 
-    def session_for(self, hw: tuple[int, int]) -> object:
+    def session_for(self, hw: tuple[int, int]) -> Session:
         if self.hw is not None and self.hw != hw:
             raise OptionError(
                 f"{self.path.name} takes {self.hw[0]}x{self.hw[1]} network inputs but this image needs "
@@ -259,10 +280,10 @@ class CachedGraphs(GraphSource):
         self.key = key
         self.export = export
         self.factory = factory
-        self.sessions: dict[tuple[int, int] | None, object] = {}
+        self.sessions: dict[tuple[int, int] | None, Session] = {}
         self.dynamic = False
 
-    def open(self, hw: tuple[int, int] | None) -> object:
+    def open(self, hw: tuple[int, int] | None) -> Session:
         """The session for one key: from an intact cache entry, else exported (again) now."""
         if hw in self.sessions:
             return self.sessions[hw]
@@ -300,7 +321,7 @@ class CachedGraphs(GraphSource):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def session_for(self, hw: tuple[int, int]) -> object:
+    def session_for(self, hw: tuple[int, int]) -> Session:
         return self.open(None if self.dynamic else hw)
 
 
@@ -326,13 +347,26 @@ class OnnxNetwork(nn.Module):
         session = self.graphs.session_for(hw)
         batch = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         parts = [batch] if _batch_free(session) else [batch[i : i + 1] for i in range(len(batch))]
-        runs = [session.run(None, {INPUT_NAME: part}) for part in parts]  # type: ignore[attr-defined]
+        name = session.get_inputs()[0].name
+        runs = [session.run(None, {name: part}) for part in parts]
         outputs = [torch.from_numpy(np.concatenate([run[i] for run in runs])) for i in range(len(runs[0]))]
         maps = outputs[0].to(self.out_device)
         if not self.tuple_output:
             return maps
         fov = outputs[1].to(self.out_device) if len(outputs) > 1 else None
         return maps[:, None], fov
+
+
+def check_file_graph(path: Path, session: Session, spec: AnySpec) -> None:
+    """A user's graph must look like this model's export: one NCHW input, as many outputs as the network has."""
+    want = 2 if spec.family == "depth_pro" and getattr(spec.config, "use_fov_head", False) else 1
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or len(outputs) != want:
+        raise OptionError(
+            f"{path.name} does not look like an export of {spec.name} ({len(inputs)} input(s) of rank "
+            f"{len(inputs[0].shape) if inputs else 0}, {len(outputs)} output(s); expected 1 NCHW input, {want} "
+            "output(s)); make it with `sharpdepth export onnx`"
+        )
 
 
 def load_onnxruntime(
@@ -355,8 +389,9 @@ def load_onnxruntime(
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsError(f"--weights {path}: no such file")
-        graphs: GraphSource = FileGraph(path, factory.open(path))
-        net = OnnxNetwork(graphs, tuple_output, device)
+        session = factory.open(path)
+        check_file_graph(path, session, spec)
+        net = OnnxNetwork(FileGraph(path, session), tuple_output, device)
         return DepthModel(spec, processor, net, device, torch.float32, None, sha256_file_cached(path), max_pixels,
                           backend="onnxruntime")  # fmt: skip
     resolved = resolve_weights(spec, weights, download_ok=download)
