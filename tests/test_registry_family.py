@@ -313,7 +313,7 @@ def test_load_signature_is_explicit():
 
     params = inspect.signature(sharpdepth.load).parameters
     assert list(params) == [
-        "name", "weights", "device", "precision", "input_size", "download", "random_weights", "max_pixels"
+        "name", "weights", "device", "precision", "input_size", "download", "random_weights", "max_pixels", "backend"
     ]  # fmt: skip
     assert inspect.signature(engine_model.load).parameters.keys() == params.keys()
     for option in ("input_size", "precision", "random_weights", "max_pixels"):
