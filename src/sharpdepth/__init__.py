@@ -56,6 +56,7 @@ def load(
     compile: bool = False,
     cuda_graphs: bool = False,
     precision_guard: bool = True,
+    backend: str = "torch",
 ) -> DepthModel:
     """Build a named model and load its weights: `weights` file > cache > hub download.
 
@@ -66,8 +67,9 @@ def load(
     download; random_weights: no weights (tests/benchmarks only); max_pixels: refuse larger
     images (None: no limit); compile: torch.compile the network; cuda_graphs: replay it as CUDA
     graphs (CUDA only); precision_guard: re-run a bf16/fp16 batch in fp32 when its output is
-    non-finite or blank. Options are validated before the network is built; see
-    `sharpdepth.engine.model.load` for details.
+    non-finite or blank; backend: torch | onnxruntime (fp32 forward pass in onnxruntime,
+    graph exported on first use and cached, or weights=FILE.onnx). Options are validated
+    before the network is built; see `sharpdepth.engine.model.load` for details.
     """
     from .engine.model import load as _load
 
@@ -83,6 +85,7 @@ def load(
         compile=compile,
         cuda_graphs=cuda_graphs,
         precision_guard=precision_guard,
+        backend=backend,
     )
 
 

@@ -30,6 +30,14 @@ CudaGraphsOpt = Annotated[
     bool,
     typer.Option("--cuda-graphs", help="Replay the forward pass as CUDA graphs (CUDA only; fixed-size inputs)."),
 ]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="torch, or onnxruntime: the fp32 forward pass in onnxruntime (faster on CPUs; the graph is "
+        "exported on first use and cached beside the checkpoint; --weights may be an exported .onnx file).",
+    ),
+]
 MaxPixelsOpt = Annotated[
     int,
     typer.Option("--max-pixels", min=1, help="Refuse images larger than this many pixels (decompression-bomb guard)."),

@@ -22,6 +22,7 @@ from rich.console import Console
 from ..distributed.settings import DEFAULT_ACTORS as DEFAULT_RAY_ACTORS
 from ..engine.settings import (
     DEFAULT_ALIGN_METHOD,
+    DEFAULT_BACKEND,
     DEFAULT_BATCH_SIZE,
     DEFAULT_DEVICE,
     DEFAULT_MODEL,
@@ -35,6 +36,7 @@ from ..io.images import DEFAULT_MAX_PIXELS, load_image
 from ..io.outputs import OutputOptions, parse_formats
 from ..result import fov_from_focal
 from .options import (
+    BackendOpt,
     CompileOpt,
     CudaGraphsOpt,
     MaxPixelsOpt,
@@ -170,7 +172,9 @@ def register(app: typer.Typer) -> None:
         model: Annotated[str, typer.Option("--model", "-m", help="Model name (sharpdepth weights list).")] = (
             DEFAULT_MODEL
         ),
-        weights: Annotated[Path | None, typer.Option(help="Checkpoint file (.pt/.pth/.safetensors).")] = None,
+        weights: Annotated[
+            Path | None, typer.Option(help="Checkpoint file (.pt/.pth/.safetensors); .onnx with --backend onnxruntime.")
+        ] = None,
         device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = DEFAULT_DEVICE,
         precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU only).")] = (DEFAULT_PRECISION),
         focal_px: Annotated[float | None, typer.Option(help="Focal length in pixels (overrides EXIF/model).")] = None,
@@ -198,6 +202,7 @@ def register(app: typer.Typer) -> None:
         threads: ThreadsOpt = None,
         compile: CompileOpt = False,
         cuda_graphs: CudaGraphsOpt = False,
+        backend: BackendOpt = DEFAULT_BACKEND,
         align_to: Annotated[
             Path | None, typer.Option(help="CSV of x,y,depth_m: fit a relative model's output to metres.")
         ] = None,
@@ -224,6 +229,7 @@ def register(app: typer.Typer) -> None:
             model=ModelSettings(
                 name=model, weights=weights, device=device, precision=precision, input_size=input_size,
                 max_pixels=max_pixels, threads=threads, compile=compile, cuda_graphs=cuda_graphs,
+                backend=backend,
             ),
             focal=FocalSettings(focal_px=focal_px, fov_deg=fov_deg),
             output=options,

@@ -30,7 +30,7 @@ from ..weights.hub import ResolvedWeights, resolve_weights
 from .accelerate import Acceleration, NetworkRunner, plan
 from .memory import return_large_blocks_to_os
 from .runtime import resolve_device, resolve_precision
-from .settings import DEFAULT_VIDEO_BATCH_SIZE
+from .settings import DEFAULT_VIDEO_BATCH_SIZE, ONNX_SUFFIX, check_backend
 
 if TYPE_CHECKING:
     from ..io.video import FrameSelection, VideoInput
@@ -76,6 +76,7 @@ class DepthModel:
         weights_sha256: str | None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         acceleration: Acceleration | None = None,
+        backend: str = "torch",
     ) -> None:
         self.spec = spec
         self.processor = processor
@@ -85,6 +86,8 @@ class DepthModel:
         self.weights = weights
         self.weights_sha256 = weights_sha256
         self.max_pixels = max_pixels
+        self.backend = backend
+        """What runs the network's forward: "torch", or "onnxruntime" (`engine.ort_backend`)."""
         self.last_timings: dict[str, float] = {}
         self.acceleration = acceleration or Acceleration()
         self._runner: NetworkRunner | None = None
@@ -350,6 +353,7 @@ def load(
     compile: bool = False,
     cuda_graphs: bool = False,
     precision_guard: bool = True,
+    backend: str = "torch",
 ) -> DepthModel:
     """Build a named model and load its weights; every option is checked before any work.
 
@@ -375,6 +379,9 @@ def load(
             only (refused on an explicit CPU/MPS device, ignored with a warning for "auto").
         precision_guard: in bf16/fp16, re-run a batch in fp32 when its raw output has
             non-finite values or a constant map (see `sharpdepth.engine.accelerate`).
+        backend: "torch" (default) or "onnxruntime": the forward pass in an onnxruntime
+            session (fp32, CPU or CUDA), the graph exported on first use into a cache
+            beside the checkpoint, or `weights=FILE.onnx` (see `engine.ort_backend`).
 
     Order: options and input size are validated, then the weights are located (a missing
     file is reported at once), and only then is the network built and loaded.
@@ -389,6 +396,17 @@ def load(
     if max_pixels is not None and max_pixels <= 0:
         raise OptionError(f"max pixels must be positive, got {max_pixels}")
     processor = spec.processor(input_size)
+    if check_backend(backend) == "onnxruntime":
+        from .ort_backend import load_onnxruntime  # builds on DepthModel (this module)
+
+        if random_weights:
+            raise OptionError("the onnxruntime backend caches graphs by checkpoint; save random weights to a file")
+        if compile or cuda_graphs:
+            raise OptionError("--compile and --cuda-graphs speed up the torch backend; onnxruntime runs its own graph")
+        graph_dtype = torch.float32 if str(precision).lower() == "auto" else dtype  # the graph is fp32
+        return load_onnxruntime(name, weights, dev, graph_dtype, processor, spec, download, max_pixels, input_size)
+    if weights is not None and Path(weights).suffix.lower() == ONNX_SUFFIX:
+        raise OptionError(f"{weights} is an ONNX graph: run it with --backend onnxruntime")
     resolved = None if random_weights else resolve_weights(spec, weights, download_ok=download)
     if dev.type == "cpu":
         return_large_blocks_to_os()  # activations' memory goes back as it is freed: a flat resident set
