@@ -153,6 +153,27 @@ def test_tiny_banded_equals_whole_maps(tiny_net, tiny_forward):
         tiny_net.band_rows = DEPTH_PRO_TINY.band_rows
 
 
+def test_tiny_patch_batches_equal_one_call(tiny_net, tiny_forward):
+    """The patch ViT in groups of windows (any size, across image boundaries) gives the one-call result."""
+    x = net_input(TINY)
+    pair = torch.cat([x, x.flip(-1)])
+    ref, _ = tiny_forward
+    try:
+        tiny_net.encoder.patch_batch = 0
+        with torch.inference_mode():
+            ref_pair, fov_pair = tiny_net(pair)
+        for windows in (1, 7, 12, 35):
+            tiny_net.encoder.patch_batch = windows
+            with torch.inference_mode():
+                y, fov = tiny_net(pair)
+            bound = 1e-6 * float(ref.abs().max())
+            assert torch.allclose(y[:1], ref, rtol=0, atol=bound), windows
+            assert torch.allclose(y, ref_pair, rtol=0, atol=bound), windows
+            assert fov is not None and fov_pair is not None and torch.allclose(fov, fov_pair, atol=1e-5)
+    finally:
+        tiny_net.encoder.patch_batch = DEPTH_PRO_TINY.patch_batch
+
+
 def test_tiny_pipeline(tiny_net):
     adapter = get_spec("depth-pro-tiny").processor()
     check_pipeline(TINY, run_pipeline(TINY, tiny_net, adapter))

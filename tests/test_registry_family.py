@@ -313,10 +313,11 @@ def test_load_signature_is_explicit():
 
     params = inspect.signature(sharpdepth.load).parameters
     assert list(params) == [
-        "name", "weights", "device", "precision", "input_size", "download", "random_weights", "max_pixels"
+        "name", "weights", "device", "precision", "input_size", "download", "random_weights", "max_pixels",
+        "compile", "cuda_graphs", "precision_guard", "backend",
     ]  # fmt: skip
     assert inspect.signature(engine_model.load).parameters.keys() == params.keys()
-    for option in ("input_size", "precision", "random_weights", "max_pixels"):
+    for option in ("input_size", "precision", "random_weights", "max_pixels", "compile", "cuda_graphs"):
         assert option in (sharpdepth.load.__doc__ or "")
 
 

@@ -53,6 +53,10 @@ def load(
     download: bool = True,
     random_weights: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    compile: bool = False,
+    cuda_graphs: bool = False,
+    precision_guard: bool = True,
+    backend: str = "torch",
 ) -> DepthModel:
     """Build a named model and load its weights: `weights` file > cache > hub download.
 
@@ -61,8 +65,11 @@ def load(
     fp16 (GPU) | auto; input_size: network input size where the model allows it (Depth
     Anything, MiDaS DPT; Depth Pro is fixed at 1536 and refuses it); download: allow a hub
     download; random_weights: no weights (tests/benchmarks only); max_pixels: refuse larger
-    images (None: no limit). Options are validated before the network is built; see
-    `sharpdepth.engine.model.load` for details.
+    images (None: no limit); compile: torch.compile the network; cuda_graphs: replay it as CUDA
+    graphs (CUDA only); precision_guard: re-run a bf16/fp16 batch in fp32 when its output is
+    non-finite or blank; backend: torch | onnxruntime (fp32 forward pass in onnxruntime,
+    graph exported on first use and cached, or weights=FILE.onnx). Options are validated
+    before the network is built; see `sharpdepth.engine.model.load` for details.
     """
     from .engine.model import load as _load
 
@@ -75,6 +82,10 @@ def load(
         download=download,
         random_weights=random_weights,
         max_pixels=max_pixels,
+        compile=compile,
+        cuda_graphs=cuda_graphs,
+        precision_guard=precision_guard,
+        backend=backend,
     )
 
 

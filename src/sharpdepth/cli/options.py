@@ -20,6 +20,24 @@ ThreadsOpt = Annotated[
         help="CPU threads for the network (default: one per core; fewer is faster on a busy machine).",
     ),
 ]
+CompileOpt = Annotated[
+    bool,
+    typer.Option(
+        "--compile", help="torch.compile the network (slow first image per input size, faster after; best on GPU)."
+    ),
+]
+CudaGraphsOpt = Annotated[
+    bool,
+    typer.Option("--cuda-graphs", help="Replay the forward pass as CUDA graphs (CUDA only; fixed-size inputs)."),
+]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="torch, or onnxruntime: the fp32 forward pass in onnxruntime (faster on CPUs; the graph is "
+        "exported on first use and cached beside the checkpoint; --weights may be an exported .onnx file).",
+    ),
+]
 MaxPixelsOpt = Annotated[
     int,
     typer.Option("--max-pixels", min=1, help="Refuse images larger than this many pixels (decompression-bomb guard)."),

@@ -22,6 +22,7 @@ from rich.console import Console
 from ..distributed.settings import DEFAULT_ACTORS as DEFAULT_RAY_ACTORS
 from ..engine.settings import (
     DEFAULT_ALIGN_METHOD,
+    DEFAULT_BACKEND,
     DEFAULT_BATCH_SIZE,
     DEFAULT_DEVICE,
     DEFAULT_MODEL,
@@ -35,6 +36,9 @@ from ..io.images import DEFAULT_MAX_PIXELS, load_image
 from ..io.outputs import OutputOptions, parse_formats
 from ..result import fov_from_focal
 from .options import (
+    BackendOpt,
+    CompileOpt,
+    CudaGraphsOpt,
     MaxPixelsOpt,
     RayActorsOpt,
     RayAddressOpt,
@@ -141,6 +145,25 @@ def run_predict(
     return summary.written, failures
 
 
+def _default_batch_size(device: str) -> int:
+    """The settings' default on CPU, more on CUDA (engine.runtime.default_batch_size).
+
+    Decided from the name, without checking the device here: with --ray the GPUs may be on
+    the workers only, and a missing GPU is reported by the model load, once. Only "auto"
+    asks torch whether this machine has CUDA.
+    """
+    name = device.lower()
+    if name == "auto":
+        import torch
+
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if not name.startswith("cuda"):
+        return DEFAULT_BATCH_SIZE
+    from ..engine.runtime import DEFAULT_CUDA_BATCH_SIZE
+
+    return max(DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict(
@@ -149,7 +172,9 @@ def register(app: typer.Typer) -> None:
         model: Annotated[str, typer.Option("--model", "-m", help="Model name (sharpdepth weights list).")] = (
             DEFAULT_MODEL
         ),
-        weights: Annotated[Path | None, typer.Option(help="Checkpoint file (.pt/.pth/.safetensors).")] = None,
+        weights: Annotated[
+            Path | None, typer.Option(help="Checkpoint file (.pt/.pth/.safetensors); .onnx with --backend onnxruntime.")
+        ] = None,
         device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = DEFAULT_DEVICE,
         precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU only).")] = (DEFAULT_PRECISION),
         focal_px: Annotated[float | None, typer.Option(help="Focal length in pixels (overrides EXIF/model).")] = None,
@@ -169,10 +194,15 @@ def register(app: typer.Typer) -> None:
         skip_existing: Annotated[
             bool, typer.Option("--skip-existing", help="Skip images already done with the same model and outputs.")
         ] = False,
-        batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = DEFAULT_BATCH_SIZE,
+        batch_size: Annotated[
+            int | None, typer.Option(help=f"Images per forward pass (default {DEFAULT_BATCH_SIZE}; 4 on CUDA).")
+        ] = None,
         input_size: Annotated[int | None, typer.Option(help="Network input size (DA/MiDaS; higher = finer).")] = (None),
         max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         threads: ThreadsOpt = None,
+        compile: CompileOpt = False,
+        cuda_graphs: CudaGraphsOpt = False,
+        backend: BackendOpt = DEFAULT_BACKEND,
         align_to: Annotated[
             Path | None, typer.Option(help="CSV of x,y,depth_m: fit a relative model's output to metres.")
         ] = None,
@@ -198,11 +228,12 @@ def register(app: typer.Typer) -> None:
         settings = PredictSettings(
             model=ModelSettings(
                 name=model, weights=weights, device=device, precision=precision, input_size=input_size,
-                max_pixels=max_pixels, threads=threads,
+                max_pixels=max_pixels, threads=threads, compile=compile, cuda_graphs=cuda_graphs,
+                backend=backend,
             ),
             focal=FocalSettings(focal_px=focal_px, fov_deg=fov_deg),
             output=options,
-            batch_size=batch_size,
+            batch_size=batch_size if batch_size is not None else _default_batch_size(device),
             skip_existing=skip_existing,
             align_to=align_to,
             align_method=align_method,

@@ -181,6 +181,7 @@ def run_record(model: DepthModel, settings: PredictSettings) -> dict[str, Any]:
     return {
         "sharpdepth_version": _version(),
         "device": str(model.device),
+        "backend": getattr(model, "backend", "torch"),  # stand-in models (tests, adapters) run torch
         "precision": _PRECISION_NAMES.get(dtype, dtype),
         "input_size": effective,
         "job": _json_roundtrip(settings.record()),

@@ -25,10 +25,12 @@ from ..family import NetworkOutput, Processor, StateDict
 from ..io.images import DEFAULT_MAX_PIXELS, LoadedImage, as_loaded_image
 from ..registry import AnySpec, get_spec
 from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
-from ..weights.checkpoint import load_state_dict_file, sha256_file_cached
+from ..weights.checkpoint import MappedPages, load_state_dict_file, sha256_file_cached
 from ..weights.hub import ResolvedWeights, resolve_weights
+from .accelerate import Acceleration, NetworkRunner, plan
+from .memory import return_large_blocks_to_os
 from .runtime import resolve_device, resolve_precision
-from .settings import DEFAULT_VIDEO_BATCH_SIZE
+from .settings import DEFAULT_VIDEO_BATCH_SIZE, ONNX_SUFFIX, check_backend
 
 if TYPE_CHECKING:
     from ..io.video import FrameSelection, VideoInput
@@ -88,6 +90,8 @@ class DepthModel:
         weights: ResolvedWeights | None,
         weights_sha256: str | None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        acceleration: Acceleration | None = None,
+        backend: str = "torch",
     ) -> None:
         self.spec = spec
         self.processor = processor
@@ -97,7 +101,19 @@ class DepthModel:
         self.weights = weights
         self.weights_sha256 = weights_sha256
         self.max_pixels = max_pixels
+        self.backend = backend
+        """What runs the network's forward: "torch", or "onnxruntime" (`engine.ort_backend`)."""
         self.last_timings: dict[str, float] = {}
+        self.acceleration = acceleration or Acceleration()
+        self._runner: NetworkRunner | None = None
+
+    @property
+    def runner(self) -> NetworkRunner:
+        """`net` as the forward pass calls it: compile, CUDA graphs and the precision guard
+        (`engine.accelerate`); remade if `net` is replaced."""
+        if self._runner is None or self._runner.net is not self.net:
+            self._runner = NetworkRunner(self.net, name=self.spec.name, options=self.acceleration)
+        return self._runner
 
     @property
     def name(self) -> str:
@@ -169,13 +185,12 @@ class DepthModel:
         inputs = prepared.inputs
         outputs: list[NetworkOutput | None] = [None] * len(inputs)
         for group in _same_shape_chunks(inputs, prepared.batch_size):
-            batch = torch.stack([inputs[i] for i in group])  # the processor moves it to the device, once
-            start = time.perf_counter()
-            raw = self.processor.forward(self.net, batch)
+            start = time.perf_counter()  # the runner stacks the batch and moves it to the device, once
+            raw = self.runner.run_batch(self.processor, [inputs[i] for i in group])
             self.last_timings["forward_s"] = time.perf_counter() - start
             for i, output in zip(group, raw, strict=True):
                 outputs[i] = output
-            del batch, raw
+            del raw
         done: list[NetworkOutput] = []
         for out in outputs:
             if out is None:  # every index belongs to exactly one group
@@ -328,13 +343,13 @@ def load_network(spec: AnySpec, resolved: ResolvedWeights, dtype: torch.dtype = 
     expected = net.state_dict()
     state = convert_checkpoint(spec, state, resolved.layout, origin, set(expected))
     check_keys(expected, state, origin)
+    pages = MappedPages(resolved.path)
     for key in list(state):  # one tensor at a time: the mapped file is never copied whole
         value = state[key]
-        if value.is_floating_point():
-            if value.dtype != dtype:
-                state[key] = value.to(dtype)
-        elif expected[key].dtype != value.dtype:  # integer buffers keep the network's dtype
-            state[key] = value.to(expected[key].dtype)
+        target = dtype if value.is_floating_point() else expected[key].dtype  # integer buffers keep theirs
+        if value.dtype != target:
+            state[key] = value.to(target)
+            pages.release(value)  # its file pages are dead weight from here on
     if on_meta:
         net.load_state_dict(state, strict=True, assign=True)
     else:
@@ -379,6 +394,10 @@ def load(
     download: bool = True,
     random_weights: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    compile: bool = False,
+    cuda_graphs: bool = False,
+    precision_guard: bool = True,
+    backend: str = "torch",
 ) -> DepthModel:
     """Build a named model and load its weights; every option is checked before any work.
 
@@ -398,6 +417,15 @@ def load(
         random_weights: skip weights entirely (plumbing tests and benchmarks only: the
             outputs are meaningless).
         max_pixels: refuse larger images (decompression-bomb guard); None disables it.
+        compile: run the network through `torch.compile` (compiled on first use per input
+            shape; a failed compilation warns and runs eager).
+        cuda_graphs: capture and replay the forward as CUDA graphs per (batch, shape); CUDA
+            only (refused on an explicit CPU/MPS device, ignored with a warning for "auto").
+        precision_guard: in bf16/fp16, re-run a batch in fp32 when its raw output has
+            non-finite values or a constant map (see `sharpdepth.engine.accelerate`).
+        backend: "torch" (default) or "onnxruntime": the forward pass in an onnxruntime
+            session (fp32, CPU or CUDA), the graph exported on first use into a cache
+            beside the checkpoint, or `weights=FILE.onnx` (see `engine.ort_backend`).
 
     Order: options and input size are validated, then the weights are located (a missing
     file is reported at once), and only then is the network built and loaded.
@@ -405,10 +433,27 @@ def load(
     spec = get_spec(name)
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
+    acceleration = plan(
+        dev, compile=compile, cuda_graphs=cuda_graphs, precision_guard=precision_guard,
+        device_was_auto=str(device or "auto").lower() == "auto",
+    )  # fmt: skip
     if max_pixels is not None and max_pixels <= 0:
         raise OptionError(f"max pixels must be positive, got {max_pixels}")
     processor = spec.processor(input_size)
+    if check_backend(backend) == "onnxruntime":
+        from .ort_backend import load_onnxruntime  # builds on DepthModel (this module)
+
+        if random_weights:
+            raise OptionError("the onnxruntime backend caches graphs by checkpoint; save random weights to a file")
+        if compile or cuda_graphs:
+            raise OptionError("--compile and --cuda-graphs speed up the torch backend; onnxruntime runs its own graph")
+        graph_dtype = torch.float32 if str(precision).lower() == "auto" else dtype  # the graph is fp32
+        return load_onnxruntime(name, weights, dev, graph_dtype, processor, spec, download, max_pixels, input_size)
+    if weights is not None and Path(weights).suffix.lower() == ONNX_SUFFIX:
+        raise OptionError(f"{weights} is an ONNX graph: run it with --backend onnxruntime")
     resolved = None if random_weights else resolve_weights(spec, weights, download_ok=download)
+    if dev.type == "cpu":
+        return_large_blocks_to_os()  # activations' memory goes back as it is freed: a flat resident set
     if resolved is None:
         net = spec.build().to(dtype=dtype)
         digest = None
@@ -416,4 +461,4 @@ def load(
         net = load_network(spec, resolved, dtype)
         digest = sha256_file_cached(resolved.path)
     net = net.to(device=dev).eval()
-    return DepthModel(spec, processor, net, dev, dtype, resolved, digest, max_pixels)
+    return DepthModel(spec, processor, net, dev, dtype, resolved, digest, max_pixels, acceleration)

@@ -90,3 +90,15 @@ def resolve_precision(precision: str | None, device: torch.device) -> torch.dtyp
             "slower than fp32 here (it still halves memory)"
         )
     return DTYPES[name]
+
+
+def is_reduced_precision(dtype: torch.dtype) -> bool:
+    """fp16 or bf16: the dtypes whose forward passes the precision guard checks (engine.accelerate)."""
+    return dtype in (torch.float16, torch.bfloat16)
+
+
+DEFAULT_CUDA_BATCH_SIZE = 4
+"""Images per forward pass on a GPU where the caller gives none: batch 1 leaves a GPU idle between
+kernels for small models, and 4 Depth Pro inputs (4 x 35 ViT-L patches at 384) fit in bf16 on
+a 24 GB card. On CPU batching buys nothing (the network already uses every core): `predict`
+keeps its settings' default of 1 there (`cli/predict.py`)."""

@@ -31,6 +31,18 @@ DEFAULT_VIDEO_BATCH_SIZE = 4
 ALIGN_METHODS = ("lstsq", "lstsq-robust", "median")
 DEFAULT_ALIGN_METHOD = "lstsq"
 PRECISIONS = ("fp32", "bf16", "fp16")
+BACKENDS = ("torch", "onnxruntime")
+"""What runs the network's forward pass (`engine.ort_backend`: fp32 graphs, exported on first use)."""
+DEFAULT_BACKEND = "torch"
+ONNX_SUFFIX = ".onnx"
+
+
+def check_backend(backend: str) -> str:
+    """The backend's canonical name, or an OptionError naming the choices."""
+    name = backend.lower()
+    if name not in BACKENDS:
+        raise OptionError(f"unknown --backend {backend!r}; choose {', '.join(BACKENDS)}")
+    return name
 
 
 def set_threads(threads: int | None) -> None:
@@ -60,6 +72,14 @@ class ModelSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     threads: int | None = None
     """CPU threads for torch (None: torch's default); applied by `load()`."""
+    compile: bool = False
+    """torch.compile the network (first use per input shape compiles; see engine.accelerate)."""
+    cuda_graphs: bool = False
+    """Capture/replay the forward as CUDA graphs (CUDA only; opt-in, see engine.accelerate)."""
+    precision_guard: bool = True
+    """bf16/fp16: re-run a batch in fp32 when its output is non-finite or a constant map."""
+    backend: str = DEFAULT_BACKEND
+    """"torch", or "onnxruntime" (fp32; `weights` may then be an exported .onnx graph)."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -72,6 +92,19 @@ class ModelSettings:
             raise OptionError(f"unknown precision {self.precision!r}; choose {', '.join(PRECISIONS)}")
         if self.threads is not None and self.threads < 1:
             raise OptionError(f"--threads must be at least 1, got {self.threads}")
+        self._check_backend()
+
+    def _check_backend(self) -> None:
+        """Combinations the backends cannot run, refused before any model is loaded."""
+        onnx_file = self.weights is not None and Path(self.weights).suffix.lower() == ONNX_SUFFIX
+        if check_backend(self.backend) == "torch":
+            if onnx_file:
+                raise OptionError(f"--weights {self.weights} is an ONNX graph: run it with --backend onnxruntime")
+            return
+        if self.precision.lower() != "fp32":
+            raise OptionError(
+                f"--backend onnxruntime runs the fp32 graph; use --precision fp32 ({self.precision}: --backend torch)"
+            )
 
     def load(self) -> DepthModel:
         """Build the network and load its weights (slow: call once per process or actor)."""
@@ -85,6 +118,10 @@ class ModelSettings:
             precision=self.precision,
             input_size=self.input_size,
             max_pixels=self.max_pixels,
+            compile=self.compile,
+            cuda_graphs=self.cuda_graphs,
+            precision_guard=self.precision_guard,
+            backend=self.backend,
         )
 
 

@@ -1,45 +1,24 @@
-"""ONNX export of a loaded network, proven equal to PyTorch before the file is kept.
+"""`sharpdepth export onnx`: the job's settings around the engine's export core.
 
-The graph is the raw network: it takes the official network input (the family's
-pre-processing: resize + normalise, `N x 3 x h x w` float32) and returns its raw
-outputs (Depth Pro: canonical inverse depth and the FOV in degrees; the others:
-disparity or metric depth at network resolution). Pre- and post-processing stay
-with the caller, exactly as `sharpdepth` itself runs them.
-
-Every export is checked: onnxruntime runs the graph on a real network input and
-must agree with PyTorch within the parity bound (`max|a-b| <= 1e-4 * max|b|`),
-and a `--dynamic` graph is also checked at a second, different size — a dynamic
-DINOv2 graph that froze its position-embedding interpolation at trace time would
-fail there (see `sharpdepth.models.traceable`). The file is written to a
-temporary name and only renamed into place once the check passed.
+The tracing and the onnxruntime-vs-PyTorch parity check live in
+`sharpdepth.engine.onnx_graph` (the engine's onnxruntime backend exports with
+them on first use, and the engine may not import this layer); this module holds
+the job's one settings object and re-exports the core's names, so callers of
+`sharpdepth.export.onnx` keep working. See `engine.onnx_graph` for what the graph
+takes and returns and how every export is checked before the file is kept.
 """
 
 from __future__ import annotations
 
-import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
-
 from ..engine.model import DepthModel
+from ..engine.onnx_graph import PARITY_BOUND, ExportError, ExportReport, example_input, export_graph
 from ..engine.settings import ModelSettings
-from ..errors import OptionError, SharpDepthError
-from ..io.atomic import atomic_path
-from ..models.backbones.beit import BeitConfig
-from ..models.backbones.swin2 import Swin2Config
-from ..models.midas_small import MidasSmallConfig
-from ..result import OutputKind
+from ..errors import OptionError
 
-PARITY_BOUND = 1e-4
-"""Relative bound (to max|reference|) of the parity fixtures, used for the export check."""
-
-
-class ExportError(SharpDepthError):
-    """The network could not be exported, or the exported graph does not compute what PyTorch computes."""
+__all__ = ["PARITY_BOUND", "ExportError", "ExportReport", "OnnxExportSettings", "example_input", "export_onnx"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,143 +42,14 @@ class OnnxExportSettings:
             raise OptionError(f"output must be a .onnx file, got {self.output}")
 
 
-@dataclass
-class ExportReport:
-    path: Path
-    input_shape: tuple[int, ...]
-    output_names: tuple[str, ...]
-    dynamic: bool
-    seconds: float
-    checks: list[tuple[tuple[int, ...], float]] = field(default_factory=list)
-    """(input shape, max relative error vs PyTorch) per verified size."""
-
-
-class _Graph(nn.Module):
-    """The network with plain tensor outputs (no None), named by what they hold."""
-
-    def __init__(self, net: nn.Module, has_fov: bool) -> None:
-        super().__init__()
-        self.net = net
-        self.has_fov = has_fov
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.net(x)
-        if isinstance(out, tuple):
-            maps, fov = out
-            return (maps[:, 0], fov) if self.has_fov and fov is not None else (maps[:, 0],)
-        return (out,)
-
-
-def _static_only_reason(model: DepthModel) -> str | None:
-    """Why this network cannot take other input sizes in one graph, or None if it can."""
-    family = model.spec.family
-    if family == "depth_pro":
-        return "Depth Pro's network input is fixed at 1536x1536; export without --dynamic"
-    config = model.spec.config
-    if isinstance(config, MidasSmallConfig):
-        return f"{model.name}: TensorFlow-SAME padding depends on the input size; export one graph per size"
-    backbone = getattr(config, "backbone", None)
-    if isinstance(backbone, BeitConfig | Swin2Config):
-        return (
-            f"{model.name}: the {type(backbone).__name__.removesuffix('Config')} backbone's attention layout depends "
-            "on the input size; export one graph per size with --input-size instead of --dynamic"
-        )
-    return None
-
-
-def _output_names(model: DepthModel, n_outputs: int) -> tuple[str, ...]:
-    if model.spec.family == "depth_pro":
-        return ("canonical_inverse_depth", "fov_deg")[:n_outputs]
-    return ("depth",) if model.spec.output_kind is OutputKind.METRIC_DEPTH else ("disparity",)
-
-
-def example_input(model: DepthModel, height: int, width: int) -> torch.Tensor:
-    """A real network input: a textured picture through the family's own pre-processing."""
-    yy, xx = np.mgrid[0:height, 0:width]
-    rgb = np.stack([(xx * 7 + yy * 3) % 256, (yy * 5) % 256, ((xx - yy) * 11) % 256], axis=-1).astype(np.uint8)
-    return model.adapter.preprocess(rgb)[None]
-
-
-def _pattern_input(height: int, width: int) -> torch.Tensor:
-    """A deterministic normalised network input of exactly height x width (no resize)."""
-    yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    planes = [torch.sin(xx / 7.0 + c) * torch.cos(yy / 5.0 - c) for c in range(3)]
-    return torch.stack(planes)[None].float()
-
-
-def _second_size(first: torch.Tensor) -> tuple[int, int]:
-    """A different, non-square picture size for checking a dynamic graph (about 4:3 of the first)."""
-    h = int(first.shape[-2])
-    return h + h // 3, h + 2 * (h // 3)
-
-
-def _run_onnx(path: Path, x: torch.Tensor) -> list[np.ndarray]:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        hint = 'pip install "sharpdepth[onnx]" (or --no-verify)'
-        raise ExportError(f"checking the export needs onnxruntime: {hint}") from None
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    try:
-        return [np.asarray(o) for o in session.run(None, {session.get_inputs()[0].name: x.numpy()})]
-    except Exception as exc:  # onnxruntime's own error types; a graph that fails at a size is wrong there
-        first = str(exc).splitlines()[0][:160]
-        raise ExportError(f"the exported graph fails at input {tuple(x.shape)} ({first}) — file not written") from None
-
-
-def _relative_error(got: list[np.ndarray], ref: tuple[torch.Tensor, ...]) -> float:
-    worst = 0.0
-    for a, b in zip(got, ref, strict=True):
-        b_np = b.detach().float().numpy()
-        if a.shape != b_np.shape:
-            return float("inf")
-        worst = max(worst, float(np.abs(a - b_np).max() / max(float(np.abs(b_np).max()), 1e-12)))
-    return worst
-
-
 def export_onnx(model: DepthModel, settings: OnnxExportSettings) -> ExportReport:
     """Export `model`'s network to `settings.output` (fp32, CPU) and check it against PyTorch."""
-    if settings.dynamic and (reason := _static_only_reason(model)):
-        raise OptionError(reason)
-    graph = _Graph(model.net.float().cpu().eval(), has_fov=bool(getattr(model.spec.config, "use_fov_head", False)))
-    if settings.input_hw is not None:
-        x = _pattern_input(*settings.input_hw)
-    else:
-        side = settings.model.input_size or 518
-        x = example_input(model, side, side) if model.spec.family != "depth_pro" else example_input(model, 384, 384)
-    with torch.inference_mode():
-        ref = graph(x)
-    names = _output_names(model, len(ref))
-    axes: dict[str, dict[int, str]] = {}
-    if settings.dynamic:
-        axes = {"image": {0: "batch", 2: "height", 3: "width"}}
-        axes.update({name: {0: "batch"} for name in names})
-        axes.update({name: {0: "batch", 1: "height", 2: "width"} for name in names if name != "fov_deg"})
-    settings.output.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with atomic_path(settings.output) as tmp:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tracer chatter about shapes; the check below is the proof
-                torch.onnx.export(
-                    graph, (x,), str(tmp), input_names=["image"], output_names=list(names),
-                    dynamic_axes=axes or None, opset_version=settings.opset, dynamo=False,
-                )  # fmt: skip
-        except (RuntimeError, TypeError, ValueError) as exc:
-            raise ExportError(f"{model.name}: ONNX export failed ({type(exc).__name__}: {str(exc)[:200]})") from None
-        report = ExportReport(settings.output, tuple(x.shape), names, settings.dynamic, time.perf_counter() - start)
-        if settings.verify:
-            report.checks.append((tuple(x.shape), _relative_error(_run_onnx(tmp, x), ref)))
-            if settings.dynamic:
-                x2 = example_input(model, *_second_size(x))
-                with torch.inference_mode():
-                    ref2 = graph(x2)
-                report.checks.append((tuple(x2.shape), _relative_error(_run_onnx(tmp, x2), ref2)))
-            bad = [(shape, err) for shape, err in report.checks if not err <= PARITY_BOUND]
-            if bad:
-                shape, err = bad[0]
-                raise ExportError(
-                    f"{model.name}: onnxruntime differs from PyTorch by {err:.2e} (relative) at input {shape}; "
-                    f"bound {PARITY_BOUND:g} — file not written"
-                )
-    return report
+    return export_graph(
+        model,
+        settings.output,
+        input_hw=settings.input_hw,
+        input_size=settings.model.input_size,
+        dynamic=settings.dynamic,
+        opset=settings.opset,
+        verify=settings.verify,
+    )

@@ -94,14 +94,20 @@ class DepthProConfig:
         PyramidLevel(1536, grid=5, overlap=0.25, merge_padding=3),
         PyramidLevel(768, grid=3, overlap=0.5, merge_padding=6),
     )
-    band_rows: int = 192
+    band_rows: int = 96
     """Execution only (not architecture): rows of the 768 map per band in the full-resolution
-    stages of `DepthPro.forward`; 0 runs them on whole maps. Measured on the full model (fp32,
-    CPU): whole maps need 3.3 GB for these stages, bands of 192 rows 0.9 GB for ~7% more
-    work in them (the halos), about 1% of the whole forward."""
+    stages of `DepthPro.forward`; 0 runs them on whole maps. These stages set the forward's
+    peak: whole maps need 3.3 GB (fp32), bands of 192 rows 0.9 GB, bands of 96 rows about
+    0.5 GB, for 12.5% more work in them (the halos), about 2% of the whole forward."""
+    patch_batch: int = 12
+    """Execution only: windows per patch-encoder call (0: all 35 per image at once). The ViT's
+    activations scale with it (MLP hidden state: 35 windows 331 MB fp32, 12 windows 113 MB),
+    while its GEMMs stay large enough (12 x 577 rows) to run at full speed."""
 
     def __post_init__(self) -> None:
         tokens = self.tokens_per_side
+        if self.band_rows < 0 or self.patch_batch < 0:
+            raise ValueError("band_rows and patch_batch are counts (0: all at once)")
         if self.patch_size % self.vit_patch_size or self.img_size != 4 * self.patch_size:
             raise ValueError("Depth Pro needs img_size = 4 * patch_size, a multiple of the ViT patch size")
         if len(self.hook_block_ids) != 2 or not all(0 <= i < self.depth for i in self.hook_block_ids):
@@ -195,6 +201,7 @@ class DepthProEncoder(nn.Module):
         vit = cfg.vit
         dims = cfg.encoder_feature_dims
         width = vit.embed_dim
+        self.patch_batch = cfg.patch_batch
         self.patch_encoder = VisionTransformer(vit)
         self.image_encoder = VisionTransformer(vit)
         self.upsample_latent0 = _project_upsample(width, cfg.decoder_features, 3, dim_int=dims[0])
@@ -248,13 +255,9 @@ class DepthProEncoder(nn.Module):
         x2 = F.interpolate(x, scale_factor=0.25, mode="bilinear", align_corners=False)
         patches = torch.cat([*self.split(x, lvl0), *self.split(x1, lvl1), x2], dim=0)
         del x1
-        inter = self.patch_encoder.forward_intermediates(patches, self.cfg.hook_block_ids)
-        (hook0, hook1), final = inter.features, inter.final
-        del inter, patches
-        if final is None:  # the patch encoder always runs to its last block here
-            raise RuntimeError("internal error: the patch encoder stopped early")
-        tokens = final
         first1 = lvl0.grid**2 * n
+        (hook0, hook1), tokens = self.encode_patches(patches, hooked=first1)
+        del patches
         latent0 = self.merge(hook0, 0, n, lvl0)
         del hook0
         latent1 = self.merge(hook1, 0, n, lvl0)
@@ -269,6 +272,28 @@ class DepthProEncoder(nn.Module):
         return EncoderMaps(
             latent0, latent1, level0, level1, level2, image, x2, patch_tokens, image_tokens if keep_tokens else None
         )
+
+    def encode_patches(self, patches: torch.Tensor, hooked: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The patch ViT over all windows, `patch_batch` at a time: (hook outputs of the first
+        `hooked` windows — only the finest level uses them —, final tokens of every window)."""
+        step = self.patch_batch if self.patch_batch > 0 else patches.shape[0]
+        hooks: list[torch.Tensor] = []
+        final: torch.Tensor | None = None
+        for start in range(0, patches.shape[0], step):
+            inter = self.patch_encoder.forward_intermediates(patches[start : start + step], self.cfg.hook_block_ids)
+            if inter.final is None:  # the patch encoder always runs to its last block here
+                raise RuntimeError("internal error: the patch encoder stopped early")
+            if final is None:
+                final = inter.final.new_empty((patches.shape[0], *inter.final.shape[1:]))
+                hooks = [f.new_empty((hooked, *f.shape[1:])) for f in inter.features]
+            final[start : start + step] = inter.final
+            kept = max(0, min(step, hooked - start))
+            for hook, feature in zip(hooks, inter.features, strict=True):
+                hook[start : start + kept] = feature[:kept]
+            del inter
+        if final is None:
+            raise ValueError("Depth Pro got an empty batch")
+        return hooks, final
 
     def lowres(self, maps: EncoderMaps) -> torch.Tensor:
         """The coarsest encoding: patch-encoder 384 level fused with the image encoder (48x48)."""

@@ -9,13 +9,23 @@ pages until the engine assigns (or converts) them into the network.
 
 `sha256_file_cached` keeps a file's verified digest beside it (keyed by size and
 modification time), so a checkpoint is hashed once, not on every load.
+
+`MappedPages` gives converted tensors' pages back: once a mapped fp32 tensor has been
+cast to bf16, its file pages are only dead weight in the process's resident set (the
+kernel keeps them resident until the whole mapping goes), so a bf16 load would peak at
+the bf16 copy plus the whole file. Dropping them as each tensor is converted keeps the
+peak at the converted copy plus one tensor.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
+import mmap
+import os
 import pickle
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -153,6 +163,59 @@ def _unwrap(state: object, path: Path) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     return tensors
+
+
+class MappedPages:
+    """The address ranges where a checkpoint file is memory-mapped in this process, and a way to drop
+    a tensor's pages from the resident set once the tensor has been converted and is no longer needed.
+
+    Only pages that lie wholly inside both the tensor's storage and a mapping of *this file* are
+    dropped. The mappings are private and never written, so a dropped page is just re-read from the
+    file if anything touched it again: the call can cost time, never data. Without /proc (not Linux)
+    there are no known ranges and `release` does nothing.
+    """
+
+    _MADV_DONTNEED = 4
+    _page = mmap.PAGESIZE
+
+    def __init__(self, path: str | Path) -> None:
+        self.ranges = self._ranges_of(os.path.realpath(path))
+        self.released = 0
+        """Bytes handed back so far."""
+
+    @staticmethod
+    def _ranges_of(real_path: str) -> list[tuple[int, int]]:
+        if not sys.platform.startswith("linux"):
+            return []
+        ranges = []
+        try:
+            with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+                for line in maps:
+                    fields = line.split(maxsplit=5)
+                    if len(fields) == 6 and fields[5].rstrip("\n") == real_path:
+                        low, high = (int(x, 16) for x in fields[0].split("-"))
+                        ranges.append((low, high))
+        except OSError:
+            return []
+        return ranges
+
+    def release(self, tensor: torch.Tensor) -> None:
+        """Drop the resident file pages of `tensor`'s storage (call only when it will not be used)."""
+        if not self.ranges or tensor.device.type != "cpu":
+            return
+        storage = tensor.untyped_storage()
+        start, end = storage.data_ptr(), storage.data_ptr() + storage.nbytes()
+        first = -(-start // self._page) * self._page  # whole pages only: neighbours keep theirs
+        last = end // self._page * self._page
+        for low, high in self.ranges:
+            lo, hi = max(first, low), min(last, high)
+            if hi > lo and _madvise(lo, hi - lo, self._MADV_DONTNEED):
+                self.released += hi - lo
+
+
+def _madvise(address: int, length: int, advice: int) -> bool:
+    libc = ctypes.CDLL(None, use_errno=True)
+    return int(libc.madvise(ctypes.c_void_p(address), ctypes.c_size_t(length), ctypes.c_int(advice))) == 0
 
 
 def save_safetensors(state: dict[str, torch.Tensor], dest: str | Path, metadata: dict[str, str] | None = None) -> None:

@@ -117,16 +117,22 @@ class WindowAttention(nn.Module):
         qkv_bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
         qkv = F.linear(x, self.qkv.weight, qkv_bias).reshape(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
-        attn = attn * torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
+        # Cosine attention, softmax(cos(q, k) * scale + bias + mask) v, as one fused SDPA call: the
+        # per-head scale goes into q (scale=1 in SDPA), bias and shift mask into one additive mask.
+        # Windows are a batch dimension of their own so that the (nW, heads, n, n) mask broadcasts.
+        q = F.normalize(q, dim=-1) * torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
+        k = F.normalize(k, dim=-1)
         table = self.cpb_mlp(self.relative_coords_table).view(-1, self.num_heads)
-        bias = table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1)
-        attn = attn + 16 * torch.sigmoid(bias).unsqueeze(0)
-        if mask is not None:
-            attn = attn.view(-1, mask.shape[0], self.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
-            attn = attn.view(-1, self.num_heads, n, n)
-        x = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, c)
-        return self.proj(x)
+        bias = 16 * torch.sigmoid(table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1))
+        if mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=1.0)
+        else:
+            windows = (-1, mask.shape[0], self.num_heads, n, q.shape[-1])
+            full = (bias.unsqueeze(0) + mask.unsqueeze(1)).to(q.dtype)
+            out = F.scaled_dot_product_attention(
+                q.reshape(windows), k.reshape(windows), v.reshape(windows), attn_mask=full, scale=1.0
+            ).reshape(b, self.num_heads, n, -1)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
 def window_and_shift(cfg: Swin2Config, stage: int, shifted: bool) -> tuple[int, int]:
