@@ -35,6 +35,7 @@ import subprocess
 import sys
 import textwrap
 import venv
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -312,18 +313,74 @@ def fixture_dir() -> Path:
     return shared_root() / "fixtures" / "depth_pro" / "full"
 
 
-def measure(python: str, impl: str, precision: str, checkpoint: Path, workdir: Path, threads: int) -> dict[str, float]:
-    out = workdir / f"out_{impl}_{precision}.npy"
+def measure(
+    python: str,
+    impl: str,
+    precision: str,
+    checkpoint: Path,
+    workdir: Path,
+    threads: int,
+    variant: Variant | None = None,
+) -> dict[str, float]:
+    tag = impl if variant is None else f"variant-{variant.label}"
+    out = workdir / f"out_{tag}_{precision}.npy"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     if impl == "ours":
-        env["PYTHONPATH"] = str(REPO / "src")
+        env["PYTHONPATH"] = str(REPO / "src" if variant is None else variant.src)
+        env.update(variant.env if variant is not None else {})
     args = [python, "-c", CHILD, impl, precision, str(checkpoint), str(fixture_dir() / "image_net.png"), str(out)]
     proc = subprocess.run([*args, str(threads)], env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise SystemExit(f"{impl} {precision} failed:\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"{tag} {precision} failed:\n{proc.stderr[-3000:]}")
     record: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(json.dumps(record), flush=True)
+    print(tag, json.dumps(record), flush=True)
     return record
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Another build of ours (an older checkout's `src`, or an environment switch), for a per-change table."""
+
+    label: str
+    src: Path
+    env: dict[str, str]
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """LABEL=SRC[,KEY=VALUE...], e.g. `before=/work/wt/prev/src` or `glibc-malloc=src,SHARPDEPTH_MALLOC=default`."""
+        label, _, rest = text.partition("=")
+        src, *pairs = rest.split(",")
+        if not label or not src or any("=" not in p for p in pairs):
+            raise argparse.ArgumentTypeError(f"--variant wants LABEL=SRC[,KEY=VALUE...], got {text!r}")
+        return cls(label, Path(src).resolve(), dict(p.split("=", 1) for p in pairs))
+
+
+def variant_table(
+    variants: list[Variant],
+    found: dict[tuple[str, str], dict[str, float]],
+    results: dict[tuple[str, str], dict[str, float]],
+    workdir: Path,
+    precisions: list[str],
+) -> str:
+    rows = [
+        "| build | precision | CPU-s (process) | CPU-s (forward) | system CPU-s | peak RSS MiB "
+        "| CPU-s / official | peak / official |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for precision in precisions:
+        o = results[("official", precision)]
+        official_peak = max(o["peak_load_mib"], o["peak_forward_mib"])
+        labelled = [(v.label, found[(v.label, precision)]) for v in variants] + [
+            ("this checkout", results[("ours", precision)])
+        ]
+        for label, r in labelled:
+            peak = max(r["peak_load_mib"], r["peak_forward_mib"])
+            rows.append(
+                f"| {label} | {precision} | {r['cpu_s']:.1f} | {r['forward_cpu_s']:.1f} "
+                f"| {r.get('system_cpu_s', float('nan')):.1f} "
+                f"| {peak:.0f} | {r['cpu_s'] / o['cpu_s']:.2f}× | {peak / official_peak:.2f}× |"
+            )
+    return "\n".join(rows)
 
 
 def relative_difference(a: Path, b: Path) -> float:
@@ -436,6 +493,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only", choices=("ours", "official"), help="re-measure one side, reuse the other's last result"
     )
+    parser.add_argument(
+        "--variant",
+        type=Variant.parse,
+        action="append",
+        default=[],
+        help="also measure another build of ours: LABEL=SRC[,KEY=VALUE...] (repeatable), for a per-change table",
+    )
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     precisions = args.precisions.split(",")
@@ -462,10 +526,19 @@ def main(argv: list[str] | None = None) -> None:
                 args.workdir,
                 args.threads,
             )
+    found: dict[tuple[str, str], dict[str, float]] = {}
+    for variant in args.variant:
+        for precision in precisions:
+            found[(variant.label, precision)] = measure(
+                sys.executable, "ours", precision, checkpoint, args.workdir, args.threads, variant
+            )
     saved.write_text(json.dumps({f"{k[0]}/{k[1]}": v for k, v in results.items()}, indent=1))
     print()
     print(textwrap.dedent(f"CPU: {cpu_flags()}; threads {args.threads}; 1536x1536 input; checkpoint {checkpoint.name}"))
     print(table(results, args.workdir, precisions))
+    if args.variant:
+        print()
+        print(variant_table(args.variant, found, results, args.workdir, precisions))
     if "fp32" in precisions:
         floor = fp32_floor(args.threads)
         official = results[("official", "fp32")]["cpu_s"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,9 +52,26 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
 
 
 def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
+    """The process umask, read without changing it where the system allows (Linux).
+
+    `os.umask` can only be read by setting it: another thread creating a file in between would
+    get mode 0666. Writers run in threads (pipelined predict, the HTTP service), so read
+    /proc instead; elsewhere, set and restore under a lock.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        current = os.umask(0)
+        os.umask(current)
     return current
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 def write_bytes_atomic(dest: str | Path, data: bytes) -> None:

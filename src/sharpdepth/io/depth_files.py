@@ -35,7 +35,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, PngImagePlugin
@@ -115,7 +115,22 @@ def write_npz(path: Path, result: DepthResult) -> None:
         "focal_source": np.array(str(result.focal_source)),
     }
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+        save_npz_reproducible(fh, arrays)
+
+
+NPZ_DATE = (1980, 1, 1, 0, 0, 0)
+"""Date stamped on every entry of the .npz files we write (zip's earliest)."""
+
+
+def save_npz_reproducible(fh: BinaryIO, arrays: dict[str, Any]) -> None:
+    """`np.savez_compressed`, minus the wall clock it stamps on each zip entry: the same depth
+    map gives the same bytes on every run, so outputs can be compared or deduplicated by hash."""
+    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=NPZ_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as entry:
+                np.lib.format.write_array(entry, np.asanyarray(value), allow_pickle=False)
 
 
 def write_png16(
