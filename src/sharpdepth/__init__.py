@@ -18,7 +18,7 @@ from .errors import (
     SharpDepthError,
     WeightsError,
 )
-from .result import DepthResult, FocalSource, OutputKind
+from .result import DepthResult, FocalSource, OutputKind, SceneResult
 
 __version__ = "0.1.0"
 
@@ -29,6 +29,7 @@ __all__ = [
     "OptionError",
     "OutputKind",
     "RelativeDepthError",
+    "SceneResult",
     "SharpDepthError",
     "WeightsError",
     "list_models",
