@@ -18,6 +18,7 @@ from .errors import (
     SharpDepthError,
     WeightsError,
 )
+from .registry import DEFAULT_MODEL
 from .result import DepthResult, FocalSource, OutputKind, SceneResult
 
 __version__ = "0.1.0"
@@ -46,7 +47,7 @@ that `import sharpdepth` does not import the image stack)."""
 
 
 def load(
-    name: str = "depth-pro",
+    name: str = DEFAULT_MODEL,
     weights: str | Path | None = None,
     device: str | None = "cpu",
     precision: str | None = "fp32",

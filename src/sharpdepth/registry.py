@@ -25,6 +25,9 @@ from .errors import OptionError
 from .family import Family, LicenseClass, ModelSpec, WeightSource
 from .result import OutputKind
 
+DEFAULT_MODEL = "depth-pro"
+"""The model every front end runs when none is named (`sharpdepth.load()`, the CLI, the service)."""
+
 __all__ = [
     "ModelSpec",
     "WeightSource",

@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import OptionError, WeightsError
 from ..family import NetworkOutput, Processor, StateDict
 from ..io.images import DEFAULT_MAX_PIXELS, LoadedImage, as_loaded_image
-from ..registry import AnySpec, get_spec
+from ..registry import DEFAULT_MODEL, AnySpec, get_spec
 from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
 from ..weights.checkpoint import MappedPages, load_state_dict_file, sha256_file_cached
 from ..weights.hub import ResolvedWeights, resolve_weights
@@ -386,7 +386,7 @@ def load_weights_into(net: nn.Module, adapter: _LegacyAdapter, resolved: Resolve
 
 
 def load(
-    name: str = "depth-pro",
+    name: str = DEFAULT_MODEL,
     weights: str | Path | None = None,
     device: str | torch.device | None = "cpu",
     precision: str | None = "fp32",
