@@ -59,7 +59,7 @@ class ServeSettings:
     admission to answer; one that does not fit in what is left gets 429 at once. The service's
     memory then grows with pixels, not with the number of requests: one photo at the pixel limit,
     or dozens of phone photos, never three giants at once. At least the model's --max-pixels."""
-    max_response_mb: float = 512.0
+    max_response_mb: float = 256.0
     """Largest answer body; a bigger one (e.g. a point cloud of every pixel of a huge photo) gets 422
     with a hint (--stride, another format) instead of hundreds of megabytes."""
 
