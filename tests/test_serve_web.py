@@ -342,6 +342,7 @@ def test_a_failed_upload_leaves_no_control_on_the_old_photo(tmp_path, metric_ser
     assert not page.get_by_test_id("depth-view").is_visible()
     assert not page.get_by_test_id("refocused").is_visible()
     assert tab.lit_pixels() < 20, "the 3D view still shows the previous photo"
+    page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
     page.close()
     assert tab.unexpected_errors(HTTP_ERROR_LOG) == [], tab.errors
 
@@ -439,6 +440,7 @@ def test_relative_model_note_over_the_3d_view_is_readable(tmp_path, relative_ser
     note.wait_for(state="visible", timeout=10000)
     ratio = _text_contrast(note)
     assert ratio >= 4.5, f"'{note.inner_text()}' has a contrast ratio of {ratio:.2f} (WCAG AA needs 4.5)"
+    page.screenshot(path=str(tmp_path / "relative.png"), full_page=True)
     tab.settle()
     page.close()
     assert tab.errors == [], tab.errors

@@ -105,11 +105,15 @@ async function onFile(file) {
   cancelRender();
   const s = (state = photoState(file));
   forgetPhotoResults();
+  const started = performance.now();
+  const counting = setInterval(() => {
+    if (s === state) status(`Computing depth… ${Math.floor((performance.now() - started) / 1000)} s`);
+  }, 1000);
   status("Computing depth…");
-  const shown = await showBlob($("photo"), "photo", file);
-  if (s !== state) return;
-  $("photo").hidden = !shown;
   try {
+    const shown = await showBlob($("photo"), "photo", file);
+    if (s !== state) return;
+    $("photo").hidden = !shown;
     const signal = s.controller.signal;
     const npz = await (await api("/v1/depth?format=npz", { image: file }, signal)).blob();
     const saved = new File([npz], stem(file.name) + ".npz");
@@ -134,6 +138,8 @@ async function onFile(file) {
     if (s !== state) return; // a newer photo took over: its own status stands
     status(`Could not compute depth: ${err.message}`, true);
     showNote("No 3D view: the depth of this photo could not be computed.");
+  } finally {
+    clearInterval(counting);
   }
 }
 
