@@ -25,7 +25,8 @@ const secondsPerPixel = {}; // how long the last render of each kind took, for t
 function photoState(file) {
   return {
     file, controller: new AbortController(), ready: false,
-    npz: null, depth: null, width: 0, height: 0, metric: false, stats: null, picks: [],
+    npz: null, depth: null, width: 0, height: 0, metric: false, isDepth: false, range: null, picks: [],
+    shown: null, // the kind of render on screen ("dof" or "portrait"): a new aperture redoes it
   };
 }
 
@@ -86,16 +87,24 @@ function parseNpy(buffer) {
   return { data, width, height };
 }
 
-function percentiles(data, metric) {
+function nearness(value, isDepth) {
+  // Larger = nearer, linear in inverse depth (as lens blur is): depth maps are inverted, disparity is already.
+  if (!Number.isFinite(value)) return NaN;
+  if (!isDepth) return value;
+  return value > 0 ? 1 / value : NaN;
+}
+
+function nearnessRange(data, isDepth) {
+  // The nearest and farthest part of the photo: 98th and 2nd percentiles of nearness (outliers ignored).
   const sample = [];
   const step = Math.max(1, Math.floor(data.length / 20000));
   for (let i = 0; i < data.length; i += step) {
-    const v = data[i];
-    if (Number.isFinite(v) && (!metric || v > 0)) sample.push(v);
+    const v = nearness(data[i], isDepth);
+    if (Number.isFinite(v)) sample.push(v);
   }
   sample.sort((a, b) => a - b);
   const at = (q) => sample[Math.min(sample.length - 1, Math.floor(q * (sample.length - 1)))];
-  return { lo: at(0.02), hi: at(0.98) };
+  return { near: at(0.98), far: at(0.02) };
 }
 
 // ------------------------------------------------------------------ upload
@@ -123,8 +132,9 @@ async function onFile(file) {
     ]);
     const parsed = parseNpy(npy);
     const metric = meta.output_kind === "metric_depth";
-    Object.assign(s, { npz: saved, depth: parsed.data, width: parsed.width, height: parsed.height, metric });
-    s.stats = percentiles(s.depth, metric);
+    const isDepth = meta.output_kind !== "relative_disparity"; // numbers grow with distance
+    Object.assign(s, { npz: saved, depth: parsed.data, width: parsed.width, height: parsed.height, metric, isDepth });
+    s.range = nearnessRange(s.depth, isDepth);
     await refreshView(s);
     if (s !== state) return;
     s.ready = true;
@@ -190,10 +200,12 @@ function onHover(event) {
   const [x, y] = pixelAt(event).map(Math.round);
   const value = state.depth[y * state.width + x];
   $("readout").dataset.pixel = `${x},${y}`; // which pixel the number is for
-  if (!Number.isFinite(value) || (state.metric && value <= 0)) {
+  if (!Number.isFinite(nearness(value, state.isDepth))) {
     $("readout").textContent = "no depth here";
   } else if (state.metric) {
     $("readout").textContent = formatMetres(value);
+  } else if (state.isDepth) {
+    $("readout").textContent = `relative (depth ${value.toFixed(3)}, up to scale)`;
   } else {
     $("readout").textContent = `relative (disparity ${value.toFixed(3)})`;
   }
@@ -252,21 +264,21 @@ function drawMarks() {
 // ------------------------------------------------------------------ refocus and portrait
 function focusTarget() {
   // Slider 0..1 runs from near to far, linear in inverse depth (as the blur is), between the
-  // 2nd and 98th percentiles of the map. Returns the request's query and a label for people.
+  // nearest and farthest part of the map. Returns the request's query and a label for people.
   const t = Number($("focus").value);
-  const { lo, hi } = state.stats;
+  const { near, far } = state.range;
+  const target = near + t * (far - near);
   if (state.metric) {
-    const metres = 1 / (1 / lo + t * (1 / hi - 1 / lo));
+    const metres = 1 / target;
     return { query: `focus_m=${metres.toFixed(4)}`, label: formatMetres(metres) };
   }
-  // Relative depth has no unit: focus on the pixel whose disparity is nearest the target (near = high)
-  // and say where that lies between the nearest (0 %) and the farthest (100 %) part of the photo.
-  const target = hi - t * (hi - lo);
+  // Relative depth has no unit: focus on the pixel nearest the target and say where it lies
+  // between the nearest (0 %) and the farthest (100 %) part of the photo.
   let best = 0;
   let bestErr = Infinity;
   const step = Math.max(1, Math.floor(state.depth.length / 50000));
   for (let i = 0; i < state.depth.length; i += step) {
-    const err = Math.abs(state.depth[i] - target);
+    const err = Math.abs(nearness(state.depth[i], state.isDepth) - target);
     if (err < bestErr) { bestErr = err; best = i; }
   }
   const pixel = `${best % state.width},${Math.floor(best / state.width)}`;
@@ -307,6 +319,7 @@ async function render(kind) {
     const blob = await (await api(path, { image: s.file, depth: s.npz }, job.controller.signal)).blob();
     if (rendering !== job) return; // cancelled, or a new photo came
     await showBlob($("refocused"), "refocused", blob);
+    s.shown = kind;
     const seconds = (performance.now() - job.started) / 1000;
     secondsPerPixel[kind] = seconds / job.pixels;
     status(`${job.done} (${seconds.toFixed(1)} s)`);
@@ -538,7 +551,7 @@ function init() {
   $("stage").addEventListener("click", onPick);
   $("focus").addEventListener("input", focusLabel);
   $("focus").addEventListener("change", () => render("dof"));
-  $("fnumber").addEventListener("change", () => $("refocused").getAttribute("src") && render("dof"));
+  $("fnumber").addEventListener("change", () => state.shown && render(state.shown));
   $("portrait").addEventListener("click", () => render("portrait"));
   $("cancel").addEventListener("click", () => {
     const what = rendering && rendering.kind === "portrait" ? "Portrait" : "Refocusing";
