@@ -262,3 +262,45 @@ def test_point_cloud_of_the_centres():
     assert len(cloud) == len(g) and cloud.colors is not None and cloud.colors.dtype == np.uint8
     lo, hi = g.bounds()
     assert np.all(lo <= cloud.points.min(0)) and np.all(hi >= cloud.points.max(0))
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_render_command_writes_a_video_of_the_scene(tmp_path):
+    import av
+
+    from sharpdepth.cli.main import main
+
+    g = fixture_gaussians()
+    g.image_size = (96, 72)  # a small picture: the video is rendered at this size
+    g.focal_px = 90.0
+    scene = g.save_ply(tmp_path / "scene.ply")
+    assert main(["render", str(scene), "--steps", "3", "--trajectory", "dolly_zoom"]) == 0
+    video = tmp_path / "scene_dolly_zoom.mp4"
+    with av.open(str(video)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 3 and frames[0].shape == (72, 96, 3) and frames[0].max() > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.ply", "scene_dolly_zoom.mp4"]
+
+
+def test_splat_reports_bad_inputs_without_a_traceback(tmp_path, capsys):
+    from sharpdepth.cli.main import main
+
+    assert main(["splat", str(tmp_path / "missing.jpg"), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "missing.jpg" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_trajectories_start_at_the_source_camera():
+    from sharpdepth.geometry.trajectory import TRAJECTORIES, trajectory
+
+    depths = np.linspace(1.0, 3.0, 1000)
+    for name in ("rotate_forward", "dolly_zoom"):
+        views = trajectory(depths, 600.0, 640, 480, name, 10)
+        assert np.allclose(views[0].world_to_camera, np.eye(4), atol=1e-12)
+        assert views[0].K[0, 2] == pytest.approx(319.5)  # official render principal point (W - 1) / 2
+    assert set(TRAJECTORIES) >= {"rotate_forward", "rotate", "swipe", "shake", "dolly_zoom"}
+    with pytest.raises(sharpdepth.OptionError, match="unknown trajectory"):
+        trajectory(depths, 600.0, 640, 480, "spin")

@@ -69,15 +69,17 @@ def sidecar(g: Gaussians) -> dict[str, object]:
 
 def render_video(g: Gaussians, dest: Path, settings: SplatSettings) -> Path:
     """The scene along `settings.trajectory`, as an H.264 MP4 at the picture's size."""
+    from ..geometry.splat_render import prepared_scene, render_scene
     from ..io.video import VideoWriter
 
     if g.focal_px is None or g.image_size is None:
         raise OptionError("rendering needs the scene's focal length and picture size (a PLY from `splat` has them)")
     width, height = g.image_size
     views = trajectory(g.means[:, 2], g.focal_px, width, height, settings.trajectory, settings.steps)
+    scene = prepared_scene(g, settings.device)  # per-scene work once, not per frame
     with VideoWriter(dest, views[0].width, views[0].height, Fraction(settings.fps)) as writer:
         for view in views:
-            frame = g.render(view.world_to_camera, view.K, view.width, view.height, device=settings.device)
+            frame = render_scene(scene, view.world_to_camera, view.K, view.width, view.height)
             writer.write((np.clip(frame.color, 0, 1) * 255).astype(np.uint8))  # truncation, as the official
     return dest
 

@@ -40,8 +40,9 @@ ALPHA_MAX = 0.999
 T_MIN = 1e-4
 NEAR_PLANE = 0.01
 RADIUS_SIGMAS = 3.33
-PAIRS_PER_CHUNK = 1 << 23
-"""(pixel, Gaussian) pairs processed at once: bounds the temporaries (about 40 bytes a pair)."""
+PAIRS_PER_CHUNK = 1 << 21
+"""(pixel, Gaussian) pairs per step: bounds the temporaries (about 60 bytes a pair) and sets how
+often finished pixels are taken out (smaller steps skip more hidden Gaussians)."""
 
 
 @dataclass
@@ -70,54 +71,62 @@ class Projected:
     """(n, 4) int64 first x, first y, last x + 1, last y + 1 of the pixels the Gaussian may reach."""
 
 
-def _rotations(quaternions: torch.Tensor) -> torch.Tensor:
-    q = torch.nn.functional.normalize(quaternions, p=2, dim=-1)
+@dataclass
+class SplatScene:
+    """Gaussians as the renderer keeps them between frames (on the render device)."""
+
+    means: torch.Tensor
+    factor: torch.Tensor
+    """(3, 3, N): M = R(q) diag(s), so that the covariance is M M^T (columns: rotated std axes)."""
+    opacities: torch.Tensor
+    colors: torch.Tensor
+
+
+def prepare(
+    means: torch.Tensor, quaternions: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor, colors: torch.Tensor
+) -> SplatScene:
+    """Per-scene work done once for all frames: the covariance factor of every Gaussian."""
+    keep = opacities >= ALPHA_MIN  # alpha <= opacity: these can never be drawn
+    q = torch.nn.functional.normalize(quaternions[keep], p=2, dim=-1)
     w, x, y, z = q.unbind(-1)
-    r = torch.stack(
-        [
-            1 - 2 * (y**2 + z**2), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x**2 + z**2), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x**2 + y**2),
-        ],
-        dim=-1,
-    )  # fmt: skip
-    return r.reshape(q.shape[:-1] + (3, 3))
+    rot = (
+        (1 - 2 * (y**2 + z**2), 2 * (x * y - w * z), 2 * (x * z + w * y)),
+        (2 * (x * y + w * z), 1 - 2 * (x**2 + z**2), 2 * (y * z - w * x)),
+        (2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x**2 + y**2)),
+    )
+    s = scales[keep]
+    factor = torch.stack([torch.stack([rot[i][j] * s[:, j] for j in range(3)]) for i in range(3)])
+    return SplatScene(means[keep].contiguous(), factor, opacities[keep].contiguous(), colors[keep].contiguous())
 
 
-def project(
-    means: torch.Tensor,
-    quaternions: torch.Tensor,
-    scales: torch.Tensor,
-    opacities: torch.Tensor,
-    colors: torch.Tensor,
-    viewmat: torch.Tensor,
-    K: torch.Tensor,
-    width: int,
-    height: int,
-) -> Projected:
-    """gsplat's pinhole projection and culling, then the depth sort."""
+def project(scene: SplatScene, viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int) -> Projected:
+    """gsplat's pinhole projection and culling, then the depth sort. The 2-D covariance is
+    (J R M)(J R M)^T with R the view rotation and J the projection's Jacobian, computed as
+    per-Gaussian columns (no batched 3x3 products)."""
     rot, t = viewmat[:3, :3], viewmat[:3, 3]
-    means_c = means @ rot.T + t
-    keep = (means_c[:, 2] > NEAR_PLANE) & (opacities >= ALPHA_MIN)
-    means_c, quaternions, scales = means_c[keep], quaternions[keep], scales[keep]
-    opacities, colors = opacities[keep], colors[keep]
-    m = _rotations(quaternions) * scales[:, None, :]
-    cov = rot @ (m @ m.transpose(-1, -2)) @ rot.T
+    means_c = scene.means @ rot.T + t
+    keep = (means_c[:, 2] > NEAR_PLANE).nonzero().squeeze(1)
+    means_c = means_c[keep]
+    n = keep.shape[0]
+    a_cam = (rot @ scene.factor[:, :, keep].reshape(3, 3 * n)).reshape(3, 3, n)  # R M, per Gaussian
     tx, ty, tz = means_c.unbind(-1)
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
     cx_t = tz * torch.clamp(tx / tz, min=-(cx / fx + 0.3 * tan_x), max=(width - cx) / fx + 0.3 * tan_x)
     cy_t = tz * torch.clamp(ty / tz, min=-(cy / fy + 0.3 * tan_y), max=(height - cy) / fy + 0.3 * tan_y)
-    zero = torch.zeros_like(tz)
-    jac = torch.stack([fx / tz, zero, -fx * cx_t / tz**2, zero, fy / tz, -fy * cy_t / tz**2], -1).reshape(-1, 2, 3)
-    cov2d = jac @ cov @ jac.transpose(-1, -2)
+    j00, j02 = fx / tz, -fx * cx_t / tz**2
+    j11, j12 = fy / tz, -fy * cy_t / tz**2
+    b0 = j00 * a_cam[0] + j02 * a_cam[2]  # (3, n): first row of J R M
+    b1 = j11 * a_cam[1] + j12 * a_cam[2]
+    a, b, c = (b0 * b0).sum(0), (b0 * b1).sum(0), (b1 * b1).sum(0)
     means2d = torch.stack([fx * tx + K[0, 1] * ty + cx * tz, fy * ty + cy * tz], -1) / tz[:, None]
-    a, b, c = cov2d[:, 0, 0], 0.5 * (cov2d[:, 0, 1] + cov2d[:, 1, 0]), cov2d[:, 1, 1]
-    det = (cov2d[:, 0, 0] * cov2d[:, 1, 1] - cov2d[:, 0, 1] * cov2d[:, 1, 0]).clamp(min=1e-10)
+    det = (a * c - b * b).clamp(min=1e-10)
     conics = torch.stack([c / det, -b / det, a / det], -1)
-    radius = torch.ceil(RADIUS_SIGMAS * torch.sqrt(torch.stack([a, c], -1)))
+    std = torch.sqrt(torch.stack([a, c], -1))
+    radius = torch.ceil(RADIUS_SIGMAS * std)
+    opacities = scene.opacities[keep]
     # alpha >= 1/255 needs sigma <= log(255 * opacity): the ellipse's half-extents along x and y
-    reach = torch.sqrt(2.0 * torch.log(opacities * 255.0).clamp(min=0))[:, None] * torch.sqrt(torch.stack([a, c], -1))
+    reach = torch.sqrt(2.0 * torch.log(opacities * 255.0).clamp(min=0))[:, None] * std
     reach = torch.minimum(reach + 1e-3, radius)
     lo = torch.ceil(means2d - reach - 0.5).clamp(min=0)
     hi = torch.floor(means2d + reach - 0.5) + 1
@@ -133,22 +142,22 @@ def project(
     order = torch.sort(tz[inside], stable=True).indices
     idx = inside.nonzero().squeeze(1)[order]
     box = torch.cat([lo, hi], dim=1)[idx].to(torch.int64)
-    return Projected(means2d[idx], conics[idx], tz[idx], opacities[idx], colors[idx], box)
+    return Projected(means2d[idx], conics[idx], tz[idx], opacities[idx], scene.colors[keep[idx]], box)
 
 
-def _pairs(p: Projected, start: int, stop: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pixel index, Gaussian index) of every pixel in the boxes of Gaussians start..stop-1,
+def _pairs(p: Projected, gauss: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pixel index, Gaussian index) of every pixel in the boxes of Gaussians `gauss` (ascending),
     Gaussian-major (so in depth order)."""
-    box = p.box[start:stop]
+    box = p.box[gauss]
     nx, ny = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
     counts = nx * ny
-    gid = torch.repeat_interleave(torch.arange(start, stop, device=box.device), counts)
+    local_gid = torch.repeat_interleave(torch.arange(gauss.shape[0], device=box.device), counts)
     first = torch.cumsum(counts, 0) - counts
-    local = torch.arange(int(counts.sum()), device=box.device) - torch.repeat_interleave(first, counts)
-    row_len = nx[gid - start]
-    px = box[gid - start, 0] + local % row_len
-    py = box[gid - start, 1] + local // row_len
-    return py * width + px, gid
+    local = torch.arange(int(counts.sum()), device=box.device) - first[local_gid]
+    row_len = nx[local_gid]
+    px = box[local_gid, 0] + local % row_len
+    py = box[local_gid, 1] + local // row_len
+    return py * width + px, gauss[local_gid]
 
 
 def _chunks(p: Projected) -> list[tuple[int, int]]:
@@ -164,6 +173,17 @@ def _chunks(p: Projected) -> list[tuple[int, int]]:
     return bounds
 
 
+def _still_open(p: Projected, gauss: torch.Tensor, done: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Which of `gauss` have a pixel in their box that is not finished (T > 1e-4 so far): an
+    integral image of the open pixels answers each box in four lookups. Gaussians entirely
+    behind finished pixels are skipped before any per-pixel work (they would all be excluded)."""
+    open_px = (~done).reshape(height, width).to(torch.int32)
+    table = torch.zeros(height + 1, width + 1, dtype=torch.int32, device=done.device)
+    table[1:, 1:] = open_px.cumsum(0).cumsum(1)
+    x0, y0, x1, y1 = p.box[gauss].unbind(-1)
+    return (table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]) > 0
+
+
 def composite(p: Projected, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Front-to-back blending: (linear RGB (H*W, 3), accumulated z (H*W,), alpha (H*W,))."""
     dev = p.means2d.device
@@ -174,9 +194,17 @@ def composite(p: Projected, width: int, height: int) -> tuple[torch.Tensor, torc
     log_t = torch.zeros(pixels, device=dev, dtype=torch.float64)
     """Sum over the included Gaussians only: the transmittance."""
     log_t_min = math.log(T_MIN)
+    done = torch.zeros(pixels, device=dev, dtype=torch.bool)
     features = torch.cat([p.colors, p.depths[:, None]], dim=1)
     for start, stop in _chunks(p):
-        pix, gid = _pairs(p, start, stop, width)
+        gauss = torch.arange(start, stop, device=dev)
+        if start:
+            gauss = gauss[_still_open(p, gauss, done, width, height)]
+            if not gauss.numel():
+                continue
+        pix, gid = _pairs(p, gauss, width)
+        live = ~done[pix]
+        pix, gid = pix[live], gid[live]
         d = torch.stack([(pix % width).to(torch.float32) + 0.5, (pix // width).to(torch.float32) + 0.5], -1)
         d = p.means2d[gid] - d
         con = p.conics[gid]
@@ -184,7 +212,9 @@ def composite(p: Projected, width: int, height: int) -> tuple[torch.Tensor, torc
         alpha = torch.clamp(p.opacities[gid] * torch.exp(-sigma), max=ALPHA_MAX)
         hit = (sigma >= 0) & (alpha >= ALPHA_MIN)
         pix, gid, alpha = pix[hit], gid[hit], alpha[hit]
-        del d, con, sigma, hit
+        del d, con, sigma, hit, live
+        if not pix.numel():
+            continue
         pix, order = torch.sort(pix, stable=True)  # groups by pixel, keeps depth order within
         gid, alpha = gid[order], alpha[order]
         log1m = torch.log1p(-alpha.double())
@@ -197,6 +227,7 @@ def composite(p: Projected, width: int, height: int) -> tuple[torch.Tensor, torc
         rgbd.index_add_(0, pix, features[gid] * weight[:, None])
         log_t_all.index_add_(0, pix, log1m)
         log_t.index_add_(0, pix, log1m * include)
+        done = log_t_all <= log_t_min
     alpha_out = (1.0 - torch.exp(log_t)).float()
     return rgbd[:, :3], rgbd[:, 3], alpha_out
 
@@ -219,6 +250,17 @@ def _matrix(name: str, value: np.ndarray | torch.Tensor, shape: tuple[int, int],
     return t.to(dev)
 
 
+def prepared_scene(g: Gaussians, device: str | None = None) -> SplatScene:
+    """`g` on the render device (None: CUDA when present) with its per-scene work done."""
+    dev = _device(device)
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).to(dev)
+
+    with torch.inference_mode():
+        return prepare(tensor(g.means), tensor(g.quaternions), tensor(g.scales), tensor(g.opacities), tensor(g.colors))
+
+
 def render_gaussians(
     g: Gaussians,
     world_to_camera: np.ndarray | torch.Tensor,
@@ -228,20 +270,24 @@ def render_gaussians(
     device: str | None = None,
 ) -> SplatImage:
     """Render `g` (see `Gaussians.render`)."""
+    return render_scene(prepared_scene(g, device), world_to_camera, K, width, height)
+
+
+def render_scene(
+    scene: SplatScene,
+    world_to_camera: np.ndarray | torch.Tensor,
+    K: np.ndarray | torch.Tensor,
+    width: int,
+    height: int,
+) -> SplatImage:
+    """One frame of a prepared scene (a video prepares once and renders every view with this)."""
     if width < 1 or height < 1:
         raise OptionError(f"render size must be positive, got {width}x{height}")
-    dev = _device(device)
+    dev = scene.means.device
     view = _matrix("world_to_camera", world_to_camera, (4, 4), dev)
     intrinsics = _matrix("K", K, (3, 3), dev)
-
-    def tensor(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a).to(dev)
-
     with torch.inference_mode():
-        p = project(
-            tensor(g.means), tensor(g.quaternions), tensor(g.scales), tensor(g.opacities), tensor(g.colors),
-            view, intrinsics, width, height,
-        )  # fmt: skip
+        p = project(scene, view, intrinsics, width, height)
         rgb, depth, alpha = composite(p, width, height)
         color = _linear_to_srgb(rgb).reshape(height, width, 3)
         depth = (depth / alpha.clamp(min=1e-8)).reshape(height, width)
