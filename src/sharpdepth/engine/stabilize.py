@@ -38,6 +38,10 @@ import numpy as np
 from ..errors import OptionError
 
 MODES = ("offline", "streaming")
+JITTER_PRIOR_FRAMES = 4
+"""Weight, in frames, of `level_noise` in the running estimate of the model's jitter."""
+JITTER_WINDOW = 48
+"""Frames over which the jitter estimate forgets (bounded state; follows a change of content)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +102,8 @@ class FrameState:
     """(alpha, beta): previous raw ~ alpha * this raw + beta."""
     cut: bool = True
     reliable_fraction: float = 0.0
+    growth: float = 1.0
+    """Real disparity change from the previous frame (the image's expansion, `image_expansion`)."""
     x_pred: np.ndarray = field(default_factory=lambda: np.array([1.0, 0.0]))
     p_pred: np.ndarray = field(default_factory=lambda: np.eye(2))
     x_filt: np.ndarray = field(default_factory=lambda: np.array([1.0, 0.0]))
@@ -146,6 +152,18 @@ def _sample(img: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, border: float
     return out.astype(np.float32)
 
 
+def _sample_nearest(img: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    """Nearest-pixel sampling, NaN outside. Why not bilinear: interpolating averages the
+    neighbours' noise away, so the matched side of a fit would look smoother than the other
+    and every pairwise scale would be biased low (and the chain of them drift)."""
+    h, w = img.shape
+    xi, yi = np.rint(map_x).astype(np.int64), np.rint(map_y).astype(np.int64)
+    inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+    out = np.full(map_x.shape, np.nan, dtype=np.float32)
+    out[inside] = img[yi[inside], xi[inside]]
+    return out
+
+
 def robust_affine(src: np.ndarray, dst: np.ndarray, iterations: int = 3) -> tuple[float, float] | None:
     """(a, b) with dst ~ a*src + b over the inliers (trimmed at 2.5 MAD each round).
 
@@ -174,6 +192,34 @@ def robust_affine(src: np.ndarray, dst: np.ndarray, iterations: int = 3) -> tupl
     return a, b
 
 
+def image_expansion(
+    xs: np.ndarray, ys: np.ndarray, mx: np.ndarray, my: np.ndarray, iterations: int = 3
+) -> float | None:
+    """How much the image grows from the matched frame to this one: 1 / sqrt(det A) of the robust
+    2-D affine fit (mx, my) ~ A (xs, ys) + t of this frame's pixels to their matches.
+
+    Why: a point the camera approaches by a fraction of its depth grows in the image by the same
+    factor as its disparity (u - u0 = f X / Z about the focus of expansion), so the flow's
+    expansion is the real change of disparity between the frames, measured without the depth
+    maps (which carry the jitter). Sideways motion, panning and rolling leave det A at ~1.
+    """
+    src = np.stack([xs, ys, np.ones_like(xs)], axis=1).astype(np.float64)
+    dst = np.stack([mx, my], axis=1).astype(np.float64)
+    keep = np.ones(len(src), dtype=bool)
+    sol = None
+    for _ in range(iterations + 1):
+        if keep.sum() < 16:
+            return None
+        sol, *_ = np.linalg.lstsq(src[keep], dst[keep], rcond=None)
+        resid = np.hypot(*(src @ sol - dst).T)
+        keep = resid <= max(2.5 * 1.4826 * float(np.median(resid[keep])), 0.25)
+    assert sol is not None
+    det = float(np.linalg.det(sol[:2, :2]))
+    if not math.isfinite(det) or det <= 0:
+        return None
+    return 1.0 / math.sqrt(det)
+
+
 class Stabilizer:
     """Push raw frames in order, get stabilised frames out in order (after the look-ahead).
 
@@ -191,6 +237,10 @@ class Stabilizer:
         self.last_gray: np.ndarray | None = None
         self.last_out: np.ndarray | None = None
         self.level = 1.0
+        # Running estimate of the model's own jitter (the measurement noise), from the innovations:
+        # a prior worth JITTER_PRIOR_FRAMES frames, then an exponential window of JITTER_WINDOW frames.
+        self.jitter_sum = JITTER_PRIOR_FRAMES * np.array([self.settings.level_noise**2] * 2)
+        self.jitter_weight = float(JITTER_PRIOR_FRAMES)
         self.small: tuple[int, int] | None = None
         self.lag = 0 if self.settings.mode == "streaming" else self.settings.lookahead
 
@@ -264,7 +314,7 @@ class Stabilizer:
         consistent &= np.abs(seen.astype(np.float32) - gray.astype(np.float32)) < self.settings.photo_threshold
         cur_small = cv2.resize(state.disparity, (sw, sh), interpolation=cv2.INTER_NEAREST)
         prev_small = cv2.resize(prev.disparity, (sw, sh), interpolation=cv2.INTER_NEAREST)
-        warped = _sample(prev_small, mx, my)
+        warped = _sample_nearest(prev_small, mx, my)
         reliable = consistent & np.isfinite(cur_small) & np.isfinite(warped)
         state.reliable_fraction = float(reliable.mean())
         state.flow, state.consistent = fwd, consistent.astype(np.float32)
@@ -273,10 +323,28 @@ class Stabilizer:
         fit = robust_affine(cur_small[reliable], warped[reliable])
         if fit is None:
             return
+        step = max(1, int(math.sqrt(reliable.sum() / 4000)))
+        sub = reliable[::step, ::step]
+        grow = image_expansion(
+            xs[::step, ::step][sub], ys[::step, ::step][sub], mx[::step, ::step][sub], my[::step, ::step][sub]
+        )
         state.pair, state.cut = fit, False
+        state.growth = 1.0 if grow is None else grow
+
+    def _measurement_noise(self) -> np.ndarray:
+        """R: the jitter measured so far, relative (scale) and in units of the shot's level (shift)."""
+        rel = self.jitter_sum / self.jitter_weight
+        return np.diag([rel[0], rel[1] * self.level**2])
+
+    def _learn_jitter(self, innovation: np.ndarray, p_pred: np.ndarray) -> None:
+        """Fold one frame's innovation into the jitter estimate: E[innovation^2] = P_pred + R."""
+        sample = np.maximum(innovation**2 - np.diag(p_pred), 0.0) / np.array([1.0, self.level**2])
+        keep = 1.0 - 1.0 / JITTER_WINDOW
+        self.jitter_sum = keep * self.jitter_sum + np.minimum(sample, 4.0)
+        self.jitter_weight = keep * self.jitter_weight + 1.0
 
     def _filter(self, state: FrameState, prev: FrameState | None) -> None:
-        r = self._noise(self.settings.level_noise)
+        r = self._measurement_noise()
         z = np.array([1.0, 0.0])
         if state.cut or prev is None:
             # A shot is anchored to its first frame (small initial uncertainty): letting each new
@@ -288,12 +356,13 @@ class Stabilizer:
             return
         alpha, beta = state.pair
         # T_t(d) = T_{t-1}(alpha d + beta): a_t = alpha a_{t-1}, b_t = beta a_{t-1} + b_{t-1}.
-        f = np.array([[alpha, 0.0], [beta, 1.0]])
+        f = state.growth * np.array([[alpha, 0.0], [beta, 1.0]])
         state.transition = f
         state.x_pred = f @ prev.x_filt
         state.p_pred = f @ prev.p_filt @ f.T + self._q(state)
         gain = state.p_pred @ np.linalg.inv(state.p_pred + r)
         state.x_filt = state.x_pred + gain @ (z - state.x_pred)
+        self._learn_jitter(z - state.x_pred, state.p_pred)
         state.p_filt = (np.eye(2) - gain) @ state.p_pred
 
     def _smoothed(self) -> np.ndarray:
