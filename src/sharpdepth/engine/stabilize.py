@@ -11,17 +11,26 @@ from frame to frame:
    both directions, kept where forward and backward flow agree (a pixel that
    maps to t-1 and back lands where it started). Few consistent pixels mean a
    scene cut; the shot restarts there.
-2. Pairwise alignment: a robust (trimmed) least-squares scale/shift that maps
-   frame t's raw disparity onto frame t-1's at the corresponding pixels.
-3. Smoothing: the per-frame transform T_t (d -> a_t d + b_t) is the state of a
-   linear Kalman filter: chaining the pairwise alignments predicts it (precise
-   but drifts when true depth changes along the shot), and "the raw frame is
-   right on average" (T_t = identity, noisy by the model's own jitter) corrects
-   it. `streaming` uses the causal filter; `offline` adds the Rauch-Tung-Striebel
+2. Pairwise alignment: a robust (trimmed) symmetric scale/shift that maps
+   frame t's raw disparity onto frame t-1's at the corresponding pixels (nearest
+   sampling: interpolation would smooth one side and bias the scale).
+3. Real change of disparity: the flow's own expansion (1/sqrt(det) of a robust
+   affine fit of the matches). A camera that approaches a point by a fraction of
+   its depth sees it grow in the image by the same factor as its disparity, so
+   this measures the real change without the depth maps, which carry the
+   jitter. Without it every approach or retreat is taken for jitter and frozen
+   (issue 22: the design before it froze the level of tracked points).
+4. Smoothing: the per-frame transform T_t (d -> a_t d + b_t) is the state of a
+   linear Kalman filter: chaining the pairwise alignments times the growth
+   predicts it (precise but drifts), and "the raw frame is right on average"
+   (T_t = identity, noisy by the model's own jitter) corrects it. The jitter
+   (measurement noise) is learnt from the innovations over a bounded window, so
+   a model that flickers more is trusted less, whatever `level_noise` guessed.
+   `streaming` uses the causal filter; `offline` adds the Rauch-Tung-Striebel
    backward pass over a look-ahead window (the whole shot for arrays).
-4. Per-pixel blending toward the flow-warped previous stabilised frame where
-   the flow is consistent and the two agree, which removes the remaining
-   pixel noise without smearing moving objects.
+5. Per-pixel blending toward the flow-warped previous stabilised frame, scaled
+   by the growth, where the flow is consistent and the two agree, which removes
+   the remaining pixel noise without smearing moving objects.
 
 Unknown pixels (0 or NaN) stay unknown. Memory is bounded by the look-ahead.
 """
@@ -54,7 +63,8 @@ class StabilizerSettings:
     blend: float = 0.5
     """Weight of the flow-warped previous frame where the flow is consistent (0 = no blending)."""
     level_noise: float = 0.2
-    """Expected relative frame-to-frame jitter of the model's scale (Kalman measurement noise)."""
+    """Prior guess of the model's relative frame-to-frame jitter (Kalman measurement noise); the
+    stabiliser replaces it by what it measures as frames come (`JITTER_WINDOW`)."""
     chain_noise: float = 0.005
     """Expected relative error of one pairwise alignment (Kalman process noise)."""
     flow_size: int = 320
@@ -192,6 +202,11 @@ def robust_affine(src: np.ndarray, dst: np.ndarray, iterations: int = 3) -> tupl
     return a, b
 
 
+def _growth_of(affine: np.ndarray) -> float | None:
+    det = float(np.linalg.det(affine[:2, :2]))
+    return 1.0 / math.sqrt(det) if math.isfinite(det) and det > 0 else None
+
+
 def image_expansion(
     xs: np.ndarray, ys: np.ndarray, mx: np.ndarray, my: np.ndarray, iterations: int = 3
 ) -> float | None:
@@ -214,10 +229,7 @@ def image_expansion(
         resid = np.hypot(*(src @ sol - dst).T)
         keep = resid <= max(2.5 * 1.4826 * float(np.median(resid[keep])), 0.25)
     assert sol is not None
-    det = float(np.linalg.det(sol[:2, :2]))
-    if not math.isfinite(det) or det <= 0:
-        return None
-    return 1.0 / math.sqrt(det)
+    return _growth_of(sol.T)
 
 
 class Stabilizer:
@@ -325,9 +337,8 @@ class Stabilizer:
             return
         step = max(1, int(math.sqrt(reliable.sum() / 4000)))
         sub = reliable[::step, ::step]
-        grow = image_expansion(
-            xs[::step, ::step][sub], ys[::step, ::step][sub], mx[::step, ::step][sub], my[::step, ::step][sub]
-        )
+        every = (slice(None, None, step), slice(None, None, step))
+        grow = image_expansion(xs[every][sub], ys[every][sub], mx[every][sub], my[every][sub])
         state.pair, state.cut = fit, False
         state.growth = 1.0 if grow is None else grow
 
@@ -401,7 +412,10 @@ class Stabilizer:
         flow[..., 0] *= w / sw
         flow[..., 1] *= h / sh
         xs, ys = _grid(h, w)
-        warped = _sample(self.last_out, xs + flow[..., 0], ys + flow[..., 1])
+        # The previous frame's points have come closer or gone farther since: their disparity
+        # now is the previous one times the measured growth (blending toward the plain warp
+        # would pull every frame of an approach back toward the previous level).
+        warped = _sample(self.last_out, xs + flow[..., 0], ys + flow[..., 1]) * np.float32(state.growth)
         weight = cv2.resize(state.consistent, (w, h), interpolation=cv2.INTER_LINEAR) * self.settings.blend
         agree = np.abs(out - warped) <= self.settings.agree_threshold * np.abs(warped)
         weight = np.where(np.isfinite(out) & np.isfinite(warped) & agree, weight, 0.0)

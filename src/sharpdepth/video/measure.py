@@ -1,4 +1,4 @@
-"""Measuring the stabiliser on an RGB-D sequence with ground truth (issue 9 §3).
+"""Measuring the stabiliser on an RGB-D sequence with ground truth (issue 9 §3, issue 22 §1).
 
 The experiment: take ground-truth disparity of a real sequence, make
 "per-frame predictions" with a known jitter (a random scale and shift per
@@ -171,23 +171,6 @@ def evaluate(pred_disparity: np.ndarray, gt_depth: np.ndarray, per: str) -> tupl
     return _metrics(np.concatenate(aligned), np.concatenate(gts))
 
 
-def stabilizer_table(seq: Sequence, seed: int = 0) -> list[tuple[str, float, float, float, float]]:
-    """Rows (name, AbsRel per sequence, AbsRel per frame, delta1 per sequence, delta1 per frame)."""
-    from ..engine.stabilize import stabilize
-
-    raw = jitter(gt_disparity(seq.depth), seed=seed)
-    rows = []
-    for name, pred in (
-        ("raw jittered", raw),
-        ("stabilised offline", stabilize(raw, seq.rgb, mode="offline")),
-        ("stabilised streaming", stabilize(raw, seq.rgb, mode="streaming")),
-    ):
-        seq_abs, seq_d1 = evaluate(pred, seq.depth, "sequence")
-        frame_abs, frame_d1 = evaluate(pred, seq.depth, "frame")
-        rows.append((name, seq_abs, frame_abs, seq_d1, frame_d1))
-    return rows
-
-
 # ------------------------------------------------------------------ variants (issue 22 §1)
 def resized(seq: Sequence, size: tuple[int, int]) -> Sequence:
     """Every frame resized to (w, h): area for colour, nearest for depth."""
@@ -233,8 +216,12 @@ def variants(full: Sequence, size: tuple[int, int]) -> list[Variant]:
     base = resized(full, size)
     out = [Variant("as given", base)]
     for step in (2, 3, 5):
-        out.append(Variant(f"every {step}th frame" if step > 3 else f"every {step}{'nd' if step == 2 else 'rd'} frame",
-                           Sequence(base.rgb[::step], base.depth[::step])))
+        out.append(
+            Variant(
+                f"every {step}th frame" if step > 3 else f"every {step}{'nd' if step == 2 else 'rd'} frame",
+                Sequence(base.rgb[::step], base.depth[::step]),
+            )
+        )
     out.append(Variant("reversed", Sequence(base.rgb[::-1].copy(), base.depth[::-1].copy())))
     out.append(Variant("stronger jitter", base, scale_sigma=0.5, shift_sigma=0.16))
     axial = axial_zoom(full, size)
