@@ -70,7 +70,8 @@ def _cv2_resize(rgb: np.ndarray, height: int, width: int, grow: bool) -> np.ndar
 
 def normalise(rgb: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> 3xHxW float32, exactly torchvision's ToTensor + Normalize(ImageNet)."""
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous().float().div(255)
+    rgb = rgb if rgb.flags.writeable and rgb.flags.c_contiguous else np.array(rgb, order="C")
+    t = torch.from_numpy(rgb).permute(2, 0, 1).contiguous().float().div(255)
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)[:, None, None]
     std = torch.tensor(IMAGENET_STD, dtype=torch.float32)[:, None, None]
     return (t - mean) / std
