@@ -17,11 +17,11 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import sharpdepth
-from sharpdepth.registry import list_specs
 from sharpdepth.errors import OptionError, WeightsError
 from sharpdepth.models.depth_anything_3 import configs
 from sharpdepth.models.depth_anything_3.network import DepthAnything3
 from sharpdepth.models.depth_anything_3.processor import nearest_multiple, upper_bound_size
+from sharpdepth.registry import list_specs
 from sharpdepth.result import OutputKind
 
 from conftest import assert_close_rel, fixture_state_dict, fixtures_dir, shared_dir
@@ -119,7 +119,8 @@ def test_size_rules():
 def test_mono_tiny_preprocessing_is_the_network_input(mono_tiny_file: Path, case: str, size: int):
     model = sharpdepth.load("depth-anything-3-mono-tiny", weights=str(mono_tiny_file), input_size=size)
     rgb = np.asarray(Image.open(fixtures_dir() / FX / "mono_tiny" / case / "image.png").convert("RGB"))
-    np.testing.assert_array_equal(model.processor.preprocess(rgb).numpy(), _ref(f"mono_tiny/{case}", "net_input.npy")[0])
+    reference = _ref(f"mono_tiny/{case}", "net_input.npy")[0]
+    np.testing.assert_array_equal(model.processor.preprocess(rgb).numpy(), reference)
 
 
 def test_input_size_is_validated():

@@ -337,9 +337,7 @@ def check_output_size(output_size: str) -> None:
         raise OptionError(f"output size must be 'image' or 'network', got {output_size!r}")
 
 
-def _camera_stack(
-    values: np.ndarray | Sequence[np.ndarray], n: int, shape: tuple[int, int], what: str
-) -> np.ndarray:
+def _camera_stack(values: np.ndarray | Sequence[np.ndarray], n: int, shape: tuple[int, int], what: str) -> np.ndarray:
     """Given cameras as an (n, *shape) float64 array; OptionError when the count or shape is wrong."""
     try:
         stacked = np.asarray(values, dtype=np.float64)

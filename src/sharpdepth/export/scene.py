@@ -140,8 +140,11 @@ def cameras_json(scene: SceneResult, names: Sequence[str]) -> dict[str, object]:
 def colmap_texts(scene: SceneResult, names: Sequence[str], cloud: FusedCloud) -> dict[str, str]:
     """COLMAP text model: one PINHOLE camera per view, its world-to-camera pose, the fused points."""
     cams = ["# Camera list with one line of data per camera:", "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]"]
-    images = ["# Image list with two lines of data per image:",
-              "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME", "#   POINTS2D[] as (X, Y, POINT3D_ID)"]  # fmt: skip
+    images = [
+        "# Image list with two lines of data per image:",
+        "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",
+        "#   POINTS2D[] as (X, Y, POINT3D_ID)",
+    ]
     for i, (name, view, k, c2w) in enumerate(
         zip(names, scene.views, scene.intrinsics, scene.cam_to_world, strict=True), start=1
     ):
@@ -184,8 +187,8 @@ def glb_bytes(scene: SceneResult, cloud: FusedCloud, camera_size: float | None) 
     size = camera_size if camera_size is not None else 0.05 * (extent or 1.0)
     for i, (view, k, c2w) in enumerate(zip(scene.views, scene.intrinsics, scene.cam_to_world, strict=True)):
         vertices, faces = frustum(k, c2w, view.width, view.height, size)
-        mesh = trimesh.Trimesh(vertices @ GLTF_FROM_OPENCV.T, faces, process=False)
-        mesh.visual.face_colors = [255, 64, 32, 255]
+        red = np.tile([255, 64, 32, 255], (len(faces), 1)).astype(np.uint8)
+        mesh = trimesh.Trimesh(vertices @ GLTF_FROM_OPENCV.T, faces, face_colors=red, process=False)
         gl.add_geometry(mesh, geom_name=f"camera_{i}")
     data = gl.export(file_type="glb")
     return data if isinstance(data, bytes) else io.BytesIO(data).getvalue()

@@ -342,7 +342,6 @@ class VisionTransformer(nn.Module):
             raise RuntimeError("internal error: the ViT stopped early")
         return final
 
-
     # ------------------------------------------------------------ multi-view (DA3 any-view)
     def forward_views(
         self,
@@ -408,9 +407,7 @@ class VisionTransformer(nn.Module):
         others = self.camera_token[:, 1:].expand(b, s - 1, -1)
         return torch.cat([ref, others], dim=1)
 
-    def _rope_positions(
-        self, n: int, rows: int, cols: int, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rope_positions(self, n: int, rows: int, cols: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(single-view, all-views) RoPE positions (n, prefix + rows*cols, 2): prefix tokens at 0;
         patches at their (row + 1, col + 1) for single-view blocks and all at (1, 1) across views."""
         grid = torch.cartesian_prod(torch.arange(rows, device=device), torch.arange(cols, device=device))

@@ -71,11 +71,10 @@ def data_config(cfg: DA3Config) -> DataConfig:
 
 def make_focal_estimator(name: str = FOCAL_ESTIMATOR) -> FocalEstimator:
     """The any-view model `name` (cached or downloaded weights) as a focal estimator."""
-    from ...registry import get_spec  # the registry imports this package
     from ...weights.checkpoint import load_state_dict_file
     from ...weights.hub import resolve_weights
 
-    spec = get_spec(name)
+    spec = next(s for s in PRESETS if s.name == name)
     resolved = resolve_weights(spec, None, download_ok=True)
     net = spec.build()
     net.load_state_dict(spec.convert_state_dict(load_state_dict_file(resolved.path), resolved.layout), strict=True)

@@ -37,9 +37,7 @@ def matrix_to_quaternion(m: torch.Tensor) -> torch.Tensor:
 
     The largest of the four |q| candidates is used (numerically safest), as DA3 does."""
     m00, m01, m02, m10, m11, m12, m20, m21, m22 = torch.unbind(m.reshape(m.shape[:-2] + (9,)), -1)
-    squares = torch.stack(
-        [1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], dim=-1
-    )
+    squares = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], dim=-1)
     q_abs = torch.where(squares > 0, torch.sqrt(squares.clamp(min=0)), torch.zeros_like(squares))
     candidates = torch.stack(
         [

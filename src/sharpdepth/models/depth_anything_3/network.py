@@ -232,8 +232,9 @@ class DepthAnything3(nn.Module):
             c2w, k = pose_encoding_to_cameras(encoding, (h, w))
             out.update(pose_encoding=encoding, world_to_cam=rigid_inverse(c2w), intrinsics=k)
         else:
-            out["depth"] = torch.stack([fill_sky(d, sk) for d, sk in zip(out["depth"].flatten(0, 1),
-                                                                       out["sky"].flatten(0, 1), strict=True)])
+            out["depth"] = torch.stack(
+                [fill_sky(d, sk) for d, sk in zip(out["depth"].flatten(0, 1), out["sky"].flatten(0, 1), strict=True)]
+            )
             out["depth"] = out["depth"].reshape(b, s, h, w)
         return out
 

@@ -104,7 +104,9 @@ class DA3Processor:
         if input_size is None:
             input_size = self.cfg.input_size
         if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < PATCH:
-            raise OptionError(f"input size for {spec.name} must be a whole number of pixels >= {PATCH}, got {input_size!r}")
+            raise OptionError(
+                f"input size for {spec.name} must be a whole number of pixels >= {PATCH}, got {input_size!r}"
+            )
         self._size = input_size
         self.metric = metric
         self._make_estimator = focal_estimator
@@ -119,7 +121,9 @@ class DA3Processor:
         h, w = upper_bound_size(height, width, self._size)
         out = nearest_multiple(h), nearest_multiple(w)
         if min(out) < PATCH:
-            raise InputImageError(f"a {width}x{height} image is too elongated for {self.name} (network input {out[1]}x{out[0]})")
+            raise InputImageError(
+                f"a {width}x{height} image is too elongated for {self.name} (network input {out[1]}x{out[0]})"
+            )
         if out[0] * out[1] > MAX_AREA_FACTOR * self._size**2:
             raise InputImageError(f"a {width}x{height} image is too large a network input for {self.name}")
         return out
@@ -291,4 +295,3 @@ def _resize(values: torch.Tensor, height: int, width: int) -> torch.Tensor:
     if tuple(values.shape) == (height, width):
         return values
     return F.interpolate(values.float()[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
-
