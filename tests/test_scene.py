@@ -16,11 +16,12 @@ from PIL import Image
 from safetensors.torch import save_file
 from scipy.spatial import cKDTree
 
-from conftest import data_dir, fixture_state_dict
 from sharpdepth.cli.main import main
 from sharpdepth.errors import OptionError
 from sharpdepth.export.scene import colmap_texts, fuse, read_cameras_file
 from sharpdepth.result import DepthResult, OutputKind, SceneResult
+
+from conftest import data_dir, fixture_state_dict
 
 SEQ = "rgbd/sequences/tum_fr2_desk"
 FRAMES = (0, 10, 20)
