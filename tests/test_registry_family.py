@@ -78,7 +78,14 @@ def test_registry_has_no_string_module_lookup():
         if isinstance(node, ast.ImportFrom) and node.module == "models"
         for a in node.names
     }
-    assert imported == {"depth_pro", "depth_anything", "midas", "midas_small", "video_depth_anything", "depth_anything_3"}
+    assert imported == {
+        "depth_pro",
+        "depth_anything",
+        "midas",
+        "midas_small",
+        "video_depth_anything",
+        "depth_anything_3",
+    }
     assert not (SRC / "engine" / "adapters").exists()
 
 
