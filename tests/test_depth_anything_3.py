@@ -280,3 +280,48 @@ def test_metric_large_rule(tmp_path_factory):
     assert r.is_metric and r.focal_source == "user" and r.focal_px == pytest.approx(262.5)
     assert_close_rel(r.prediction, _ref("metric_large", "pipeline_metric_depth.npy")[0], TOL, "metric depth")
     np.testing.assert_array_equal(r.sky, _ref("metric_large", "pipeline_sky.npy")[0])
+
+
+# ------------------------------------------------------------------ metric rule and the CLI
+
+
+def test_metric_focal_rule_without_focal_uses_the_any_view_estimate(mono_tiny_file: Path):
+    """No user/EXIF focal: the estimator's K on the processed grid gives metres = out * (fx+fy)/2 / 300."""
+    from sharpdepth.family import NetworkOutput
+    from sharpdepth.models.depth_anything_3.processor import DA3Processor
+
+    model = sharpdepth.load("depth-anything-3-mono-tiny", weights=str(mono_tiny_file), input_size=336)
+    k_est = np.array([[240.0, 0, 168], [0, 250.0, 126], [0, 0, 1]])
+    seen: list[tuple[int, ...]] = []
+
+    def estimator(x: torch.Tensor) -> np.ndarray:
+        seen.append(tuple(x.shape))
+        return k_est
+
+    metric = DA3Processor(model.spec, 336, metric=True, focal_estimator=lambda: estimator)
+    rgb = np.asarray(Image.open(fixtures_dir() / FX / "mono_tiny/a_336/image.png").convert("RGB"))
+    (out,) = metric.forward(model.net, metric.preprocess(rgb)[None])
+    relative = out.map.numpy().copy()
+    pred = metric.postprocess(out, 480, 640, None)
+    assert seen == [(3, 252, 336)] and pred.focal_from_model
+    np.testing.assert_allclose(pred.intrinsics[0], [240.0 * 640 / 336, 0, 168 * 640 / 336])
+    net_grid = metric.postprocess(NetworkOutput(map=out.map, extras=out.extras), 252, 336, None)
+    np.testing.assert_allclose(net_grid.map, relative * 245.0 / 300, rtol=1e-6)
+    given = metric.postprocess(NetworkOutput(map=out.map, extras=out.extras), 252, 336, 262.5)
+    np.testing.assert_allclose(given.map, relative * 0.875, rtol=1e-6)
+    assert not given.focal_from_model
+
+
+def test_predict_cli_writes_depth_sky_and_sidecar(tmp_path: Path, mono_tiny_file: Path):
+    from sharpdepth.cli.main import main
+
+    image = str(fixtures_dir() / FX / "mono_tiny/a_336/image.png")
+    out = tmp_path / "out"
+    args = ["predict", image, "--model", "depth-anything-3-mono-tiny", "--weights", str(mono_tiny_file)]
+    assert main([*args, "--input-size", "336", "--focal-px", "500", "-o", str(out)]) == 0
+    with np.load(out / "image.npz") as data:
+        assert data["relative_depth"].shape == data["sky"].shape == (480, 640)
+        assert data["sky"].dtype == bool
+    side = json.loads((out / "image.json").read_text())
+    assert side["output_kind"] == "relative_depth" and side["focal_source"] == "user"
+    assert side["intrinsics"][0][0] == 500.0 and side["fov_deg"] == pytest.approx(65.24, abs=0.01)

@@ -30,6 +30,7 @@ from ..engine.settings import (
     FocalSettings,
     ModelSettings,
     PredictSettings,
+    parse_output_size,
 )
 from ..io.depth_files import DEFAULT_PNG16_SCALE_M, Notice
 from ..io.images import DEFAULT_MAX_PIXELS, load_image
@@ -198,6 +199,9 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option(help=f"Images per forward pass (default {DEFAULT_BATCH_SIZE}; 4 on CUDA).")
         ] = None,
         input_size: Annotated[int | None, typer.Option(help="Network input size (DA/MiDaS; higher = finer).")] = (None),
+        output_size: Annotated[
+            str, typer.Option(help="image (the picture's size) or network (the processed grid, unresized).")
+        ] = "image",
         max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         threads: ThreadsOpt = None,
         compile: CompileOpt = False,
@@ -237,6 +241,7 @@ def register(app: typer.Typer) -> None:
             skip_existing=skip_existing,
             align_to=align_to,
             align_method=align_method,
+            output_size=parse_output_size(output_size),
         )  # fmt: skip
         on_ray = ray_settings(ray, ray_address, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor, threads)
         done, failures = run_predict(inputs, output, settings, show_progress=not quiet, ray=on_ray)

@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         threads: ThreadsOpt = None,
     ) -> None:
         """Predict several views of one scene together; write cameras.json, colmap/*.txt, scene.glb and depth files."""
-        from ..engine.settings import ModelSettings
+        from ..engine.settings import ModelSettings, parse_output_size
         from ..errors import OptionError, SharpDepthError
         from ..export.scene import SceneSettings, read_cameras_file, write_scene
         from ..io.atomic import ensure_writable_dir
@@ -62,8 +62,7 @@ def register(app: typer.Typer) -> None:
             name=model, weights=weights, device=device, precision=precision, input_size=input_size,
             max_pixels=max_pixels, threads=threads,
         )  # fmt: skip
-        if output_size not in ("image", "network"):
-            raise OptionError(f"--output-size must be image or network, got {output_size!r}")
+        size = parse_output_size(output_size)
         items, failures = expand_inputs(inputs)
         given_poses = None if poses is None else read_cameras_file(poses, "poses", len(items))
         given_k = None if intrinsics is None else read_cameras_file(intrinsics, "intrinsics", len(items))
@@ -84,7 +83,7 @@ def register(app: typer.Typer) -> None:
             loaded,
             intrinsics=None if given_k is None else given_k[kept],
             poses=None if given_poses is None else given_poses[kept],
-            output_size="network" if output_size == "network" else "image",
+            output_size=size,
         )
         stems = [items[i].stem for i in kept]
         names = [items[i].path.name for i in kept]

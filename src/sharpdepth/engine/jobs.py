@@ -339,8 +339,9 @@ class _Job:
             focal = self.settings.focal
             try:
                 chunk.prepared = self.model.prepare_batch(
-                    chunk.loaded, focal.focal_px, focal.fov_deg, self.settings.batch_size
-                )
+                    chunk.loaded, focal.focal_px, focal.fov_deg, self.settings.batch_size,
+                    output_size=self.settings.output_size,
+                )  # fmt: skip
             except Exception as exc:
                 self._record(chunk, exc)
         return chunk
@@ -355,8 +356,9 @@ class _Job:
             else:
                 focal = self.settings.focal
                 chunk.results = self.model.predict_batch(
-                    chunk.loaded, focal_px=focal.focal_px, fov_deg=focal.fov_deg, batch_size=self.settings.batch_size
-                )
+                    chunk.loaded, focal_px=focal.focal_px, fov_deg=focal.fov_deg, batch_size=self.settings.batch_size,
+                    output_size=self.settings.output_size,
+                )  # fmt: skip
         except Exception as exc:
             self._record(chunk, exc)
 
