@@ -174,3 +174,22 @@ def test_scene_command(tmp_path: Path, anyview_file: Path, capsys: pytest.Captur
     assert main(["scene", frames[0], "--output-size", "network", "--weights", str(anyview_file),
                  "--input-size", "84", "-o", str(one)]) == 0  # fmt: skip
     assert json.loads((one / "cameras.json").read_text())["cameras"][0]["width"] == 84
+
+
+def test_scene_from_a_video_at_a_rate(tmp_path: Path, anyview_file: Path):
+    import av
+
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for i in range(10):
+            rgb = np.asarray(Image.open(_seq() / "rgb" / f"{i:06d}.png").convert("RGB").resize((320, 240)))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    out = tmp_path / "video_scene"
+    assert main(["scene", str(clip), "--fps", "5", "--weights", str(anyview_file), "--input-size", "56",
+                 "-o", str(out)]) == 0  # fmt: skip
+    names = [c["name"] for c in json.loads((out / "cameras.json").read_text())["cameras"]]
+    assert names == [f"clip_{i:06d}" for i in (0, 2, 4, 6, 8)]
+    assert (out / "clip_000004.npz").is_file()

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import OptionError
 from ..io.atomic import write_bytes_atomic, write_text_atomic
+from ..io.images import LoadedImage
 from ..io.outputs import OutputOptions, write_outputs
 from ..result import DepthResult, SceneResult
 
@@ -292,3 +293,37 @@ def read_cameras_file(path: Path, what: str, n: int) -> np.ndarray:
     if arr.shape != (n, side, side) or not np.isfinite(arr).all():
         raise OptionError(f"--{what} {path}: expected {n} {side}x{side} matrices (one per view), got shape {arr.shape}")
     return arr
+
+
+# ---------------------------------------------------------------- views of a video
+
+
+@dataclass(frozen=True)
+class SceneView:
+    """One input view: its picture (None when it could not be read), output stem and name."""
+
+    image: LoadedImage | None
+    stem: PurePath
+    name: str
+
+
+def video_views(path: Path, fps: float, max_pixels: int | None) -> list[SceneView]:
+    """Frames of a video at `fps` frames per second of its timeline (the first at t = 0), as views
+    named `<video stem>_<frame index>`."""
+    from ..io.video import open_frames
+
+    if not (fps > 0):
+        raise OptionError(f"--fps must be positive, got {fps}")
+    views = []
+    next_time = 0.0
+    for frame in open_frames(path, max_pixels=max_pixels).frames():
+        if frame.timestamp_s + 1e-6 < next_time:
+            continue
+        next_time += 1.0 / fps
+        while next_time <= frame.timestamp_s:
+            next_time += 1.0 / fps
+        stem = f"{path.stem}_{frame.index:06d}"
+        views.append(SceneView(LoadedImage(rgb=frame.rgb, path=f"{path}#{frame.index}"), PurePath(stem), stem))
+    if not views:
+        raise OptionError(f"{path}: no frames")
+    return views
