@@ -18,7 +18,15 @@ from sharpdepth.engine import model as engine_model
 from sharpdepth.engine import runtime
 from sharpdepth.errors import InputImageError, OptionError, WeightsError
 from sharpdepth.family import DataConfig, Family, KeyMapError, ModelSpec
-from sharpdepth.models import depth_anything, depth_pro, midas, midas_small, video_depth_anything
+from sharpdepth.models import (
+    depth_anything,
+    depth_anything_3,
+    depth_pro,
+    midas,
+    midas_small,
+    sharp,
+    video_depth_anything,
+)
 from sharpdepth.models.processing import MapProcessor
 from sharpdepth.result import OutputKind
 from sharpdepth.weights import checkpoint
@@ -30,7 +38,7 @@ SRC = Path(sharpdepth.__file__).parent
 
 
 def test_every_family_module_registers_its_presets_once():
-    modules = (depth_pro, depth_anything, midas, midas_small, video_depth_anything)
+    modules = (depth_pro, depth_anything, midas, midas_small, video_depth_anything, sharp, depth_anything_3)
     families = {m.FAMILY.name: m for m in modules}
     assert sorted(registry.list_families()) == sorted(families)
     for name, module in families.items():
@@ -78,7 +86,15 @@ def test_registry_has_no_string_module_lookup():
         if isinstance(node, ast.ImportFrom) and node.module == "models"
         for a in node.names
     }
-    assert imported == {"depth_pro", "depth_anything", "midas", "midas_small", "video_depth_anything"}
+    assert imported == {
+        "depth_pro",
+        "depth_anything",
+        "midas",
+        "midas_small",
+        "video_depth_anything",
+        "sharp",
+        "depth_anything_3",
+    }
     assert not (SRC / "engine" / "adapters").exists()
 
 

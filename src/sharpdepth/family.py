@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from .errors import WeightsError
 from .result import OutputKind
@@ -53,6 +53,9 @@ LicenseClass = Literal["commercial", "non-commercial"]
 """Whether the weights' licence allows commercial use (the question users ask most often)."""
 
 SizeRule = Literal["fixed", "lower_bound", "upper_bound", "minimal", "squash"]
+
+OutputSize = Literal["image", "network"]
+"""Where maps are returned: at the input image's size, or at the network's processed grid."""
 
 
 class KeyMapError(WeightsError):
@@ -118,6 +121,9 @@ class NetworkOutput:
     """(h, w): canonical inverse depth (Depth Pro), relative disparity or metric depth."""
     fov_deg: float | None = None
     """Horizontal field of view predicted by the network, if it has a FOV head."""
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Further per-image outputs at network resolution, read only by the family's own processor
+    (Depth Anything 3: confidence, sky, camera)."""
 
 
 @dataclass
@@ -129,6 +135,12 @@ class Prediction:
     focal_px: float | None
     """Focal length used for metric scale (given, or from the network's FOV head)."""
     focal_from_model: bool = False
+    confidence: np.ndarray | None = None
+    """float32 HxW per-pixel confidence, where the model predicts one."""
+    sky: np.ndarray | None = None
+    """bool HxW sky mask, where the model predicts one."""
+    intrinsics: np.ndarray | None = None
+    """3x3 pinhole intrinsics in pixels of `map`, where known (estimated or from the focal length)."""
 
 
 class Processor(Protocol):
@@ -152,6 +164,32 @@ class Processor(Protocol):
 
     def postprocess(self, out: NetworkOutput, height: int, width: int, focal_px: float | None) -> Prediction:
         """Resize back to height x width as the official pipeline does; metric scale if any."""
+        ...
+
+
+@dataclass
+class ViewsPrediction:
+    """A views processor's answer: one `Prediction` per view (input order) and the cameras."""
+
+    views: list[Prediction]
+    cam_to_world: np.ndarray
+    """(N, 4, 4) camera-to-world poses, OpenCV axes, in the units of the views' depth."""
+
+
+@runtime_checkable
+class ViewsProcessor(Protocol):
+    """The ability to predict several views of one scene together (any-view models)."""
+
+    def predict_views(
+        self,
+        net: nn.Module,
+        images: list[np.ndarray],
+        intrinsics: np.ndarray | None,
+        cam_to_world: np.ndarray | None,
+        output_size: OutputSize,
+    ) -> ViewsPrediction:
+        """HxWx3 uint8 views -> depth, confidence, intrinsics and poses; known intrinsics (N, 3, 3,
+        pixels of each image) and camera-to-world poses (N, 4, 4) are used where given."""
         ...
 
 

@@ -74,7 +74,7 @@ def register_family(family: Family[Any], presets: Iterable[AnySpec]) -> None:
 
 def _register_all() -> None:
     """The one list of families; each line is one explicit registration."""
-    from .models import depth_anything, depth_pro, midas, midas_small, sharp, video_depth_anything
+    from .models import depth_anything, depth_anything_3, depth_pro, midas, midas_small, sharp, video_depth_anything
 
     register_family(depth_pro.FAMILY, depth_pro.PRESETS)
     register_family(depth_anything.FAMILY, depth_anything.PRESETS)
@@ -82,6 +82,7 @@ def _register_all() -> None:
     register_family(midas_small.FAMILY, midas_small.PRESETS)
     register_family(video_depth_anything.FAMILY, video_depth_anything.PRESETS)
     register_family(sharp.FAMILY, sharp.PRESETS)
+    register_family(depth_anything_3.FAMILY, depth_anything_3.PRESETS)
 
 
 def _ensure_loaded() -> None:

@@ -30,6 +30,7 @@ from .options import ThreadsOpt, apply_threads
 # Each module defines `register(app)`. Listed explicitly so the command set is visible here.
 COMMAND_MODULES: tuple[str, ...] = (
     "sharpdepth.cli.predict",
+    "sharpdepth.cli.scene",
     "sharpdepth.cli.weights",
     "sharpdepth.cli.geometry",
     "sharpdepth.cli.effects",

@@ -26,6 +26,7 @@ from ..engine.settings import (
     FocalSettings,
     ModelSettings,
     PredictSettings,
+    parse_output_size,
 )
 from ..io.depth_files import DEFAULT_PNG16_SCALE_M, Notice
 from ..io.images import DEFAULT_MAX_PIXELS, load_image
@@ -185,6 +186,9 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[
             int | None, typer.Option(help=f"Images per forward pass (default {DEFAULT_BATCH_SIZE}; 4 on CUDA).")
         ] = None,
+        output_size: Annotated[
+            str, typer.Option(help="image (the picture's size) or network (the processed grid, unresized).")
+        ] = "image",
         align_to: Annotated[
             Path | None, typer.Option(help="CSV of x,y,depth_m: fit a relative model's output to metres.")
         ] = None,
@@ -215,6 +219,7 @@ def register(app: typer.Typer) -> None:
             skip_existing=skip_existing,
             align_to=align_to,
             align_method=align_method,
+            output_size=parse_output_size(output_size),
         )  # fmt: skip
         on_ray = ray_settings(ray, ray_address, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor, model.threads)
         done, failures = run_predict(inputs, output, settings, show_progress=not quiet, ray=on_ray)

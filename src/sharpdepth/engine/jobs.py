@@ -339,8 +339,9 @@ class _Job:
             focal = self.settings.focal
             try:
                 chunk.prepared = self.model.prepare_batch(
-                    chunk.loaded, focal.focal_px, focal.fov_deg, self.settings.batch_size
-                )
+                    chunk.loaded, focal.focal_px, focal.fov_deg, self.settings.batch_size,
+                    output_size=self.settings.output_size,
+                )  # fmt: skip
             except Exception as exc:
                 self._record(chunk, exc)
         return chunk
@@ -353,12 +354,19 @@ class _Job:
             if chunk.prepared is not None:
                 chunk.outputs = self.model.forward_batch(chunk.prepared)
             else:
-                focal = self.settings.focal
-                chunk.results = self.model.predict_batch(
-                    chunk.loaded, focal_px=focal.focal_px, fov_deg=focal.fov_deg, batch_size=self.settings.batch_size
-                )
+                chunk.results = self._predict_whole(chunk.loaded)
         except Exception as exc:
             self._record(chunk, exc)
+
+    def _predict_whole(self, loaded: list[LoadedImage]) -> list[DepthResult]:
+        """A model that overrides predict_batch, called whole; `output_size` only when it is not the
+        default, so wrappers and test doubles written against the older signature keep working."""
+        focal, size, batch = self.settings.focal, self.settings.output_size, self.settings.batch_size
+        if size == "image":
+            return self.model.predict_batch(loaded, focal_px=focal.focal_px, fov_deg=focal.fov_deg, batch_size=batch)
+        return self.model.predict_batch(
+            loaded, focal_px=focal.focal_px, fov_deg=focal.fov_deg, batch_size=batch, output_size=size
+        )
 
     def write(self, chunk: _Chunk) -> _WriteReport:
         """Post-process a forwarded chunk and write each image's files (sidecar last), in order."""

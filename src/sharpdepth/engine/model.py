@@ -21,10 +21,10 @@ from PIL import Image
 from torch import nn
 
 from ..errors import OptionError, WeightsError
-from ..family import NetworkOutput, Processor, StateDict
+from ..family import NetworkOutput, OutputSize, Prediction, Processor, StateDict, ViewsProcessor
 from ..io.images import DEFAULT_MAX_PIXELS, LoadedImage, as_loaded_image
 from ..registry import DEFAULT_MODEL, AnySpec, get_spec
-from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
+from ..result import DepthResult, FocalSource, OutputKind, SceneResult, focal_from_fov
 from ..weights.checkpoint import MappedPages, load_state_dict_file, sha256_file_cached
 from ..weights.hub import ResolvedWeights, resolve_weights
 from .accelerate import Acceleration, NetworkRunner, plan
@@ -73,6 +73,7 @@ class PreparedBatch:
     """One (3, h, w) float32 CPU tensor per image; same-size ones share a forward pass."""
     batch_size: int
     keep_image: bool
+    output_size: OutputSize = "image"
 
     def __len__(self) -> int:
         return len(self.images)
@@ -139,10 +140,49 @@ class DepthModel:
 
     # ------------------------------------------------------------ public API
     def predict(
-        self, image: ImageInput, focal_px: float | None = None, fov_deg: float | None = None, keep_image: bool = True
+        self,
+        image: ImageInput,
+        focal_px: float | None = None,
+        fov_deg: float | None = None,
+        keep_image: bool = True,
+        output_size: OutputSize = "image",
     ) -> DepthResult:
-        """Depth for one image (path, PIL image, HxWx3 array or LoadedImage)."""
-        return self.predict_batch([image], focal_px=focal_px, fov_deg=fov_deg, keep_image=keep_image)[0]
+        """Depth for one image (path, PIL image, HxWx3 array or LoadedImage).
+
+        `output_size="network"` returns the maps at the network's processed grid, unresized, with
+        the focal length and intrinsics of that grid (a given focal is rescaled to it)."""
+        return self.predict_batch(
+            [image], focal_px=focal_px, fov_deg=fov_deg, keep_image=keep_image, output_size=output_size
+        )[0]
+
+    def predict_views(
+        self,
+        images: Sequence[ImageInput],
+        intrinsics: np.ndarray | Sequence[np.ndarray] | None = None,
+        poses: np.ndarray | Sequence[np.ndarray] | None = None,
+        output_size: OutputSize = "image",
+    ) -> SceneResult:
+        """Several views of one scene predicted together (any-view models): per-view depth and
+        confidence, one camera per view (`SceneResult.intrinsics`, `.cam_to_world`, OpenCV axes).
+
+        `intrinsics` (N x 3 x 3, pixels of each image) and `poses` (N x 4 x 4 camera-to-world)
+        are known cameras: the posed path keeps the given poses and brings depth to their units."""
+        processor = self.processor
+        if not isinstance(processor, ViewsProcessor):
+            raise OptionError(f"{self.name} predicts one image at a time; use an any-view model for several views")
+        check_output_size(output_size)
+        if not images:
+            raise OptionError("predict_views needs at least one image")
+        loaded = [as_loaded_image(img, self.max_pixels) for img in images]
+        k = None if intrinsics is None else _camera_stack(intrinsics, len(loaded), (3, 3), "intrinsics")
+        c2w = None if poses is None else _camera_stack(poses, len(loaded), (4, 4), "poses")
+        out = processor.predict_views(self.net, [img.rgb for img in loaded], k, c2w, output_size)
+        views = []
+        for img, pred in zip(loaded, out.views, strict=True):
+            source = FocalSource.USER if k is not None else FocalSource.MODEL
+            views.append(self._result(img, pred, source, {}, keep_image=True))
+        stacked = np.stack([v.intrinsics for v in views if v.intrinsics is not None])
+        return SceneResult(views=views, intrinsics=stacked, cam_to_world=out.cam_to_world, model_name=self.name)
 
     def predict_batch(
         self,
@@ -151,13 +191,14 @@ class DepthModel:
         fov_deg: float | None = None,
         batch_size: int = 4,
         keep_image: bool = True,
+        output_size: OutputSize = "image",
     ) -> list[DepthResult]:
         """Depth for several images, several per forward pass where their network inputs share a size.
 
         The three stages (`prepare_batch`, `forward_batch`, `finish_batch`) chained; a batch job
         that overlaps decoding and writing with the network calls them separately.
         """
-        prepared = self.prepare_batch(images, focal_px, fov_deg, batch_size, keep_image)
+        prepared = self.prepare_batch(images, focal_px, fov_deg, batch_size, keep_image, output_size)
         return self.finish_batch(prepared, self.forward_batch(prepared))
 
     def prepare_batch(
@@ -167,6 +208,7 @@ class DepthModel:
         fov_deg: float | None = None,
         batch_size: int = 4,
         keep_image: bool = True,
+        output_size: OutputSize = "image",
     ) -> PreparedBatch:
         """Stage 1 of `predict_batch`, on the CPU and without the network: images -> network inputs.
 
@@ -178,8 +220,9 @@ class DepthModel:
         requests = [FocalRequest(f, fov_deg) for f in focals]
         if batch_size < 1:
             raise OptionError("batch size must be at least 1")
+        check_output_size(output_size)
         inputs = [self.processor.preprocess(img.rgb) for img in loaded]
-        return PreparedBatch(loaded, requests, inputs, batch_size, keep_image)
+        return PreparedBatch(loaded, requests, inputs, batch_size, keep_image, output_size)
 
     def forward_batch(self, prepared: PreparedBatch) -> list[NetworkOutput]:
         """Stage 2: the network, one forward pass per group of same-size inputs (at most batch_size each)."""
@@ -202,7 +245,7 @@ class DepthModel:
     def finish_batch(self, prepared: PreparedBatch, outputs: Sequence[NetworkOutput]) -> list[DepthResult]:
         """Stage 3: post-processing (resize back, metric scale, focal length) -> one DepthResult per image."""
         return [
-            self._finish(img, request, out, prepared.keep_image)
+            self._finish(img, request, out, prepared.keep_image, prepared.output_size)
             for img, request, out in zip(prepared.images, prepared.requests, outputs, strict=True)
         ]
 
@@ -244,19 +287,45 @@ class DepthModel:
         )  # fmt: skip
 
     # ------------------------------------------------------------ internals
-    def _finish(self, img: LoadedImage, request: FocalRequest, out: NetworkOutput, keep_image: bool) -> DepthResult:
+    def _finish(
+        self,
+        img: LoadedImage,
+        request: FocalRequest,
+        out: NetworkOutput,
+        keep_image: bool,
+        output_size: OutputSize = "image",
+    ) -> DepthResult:
         given = request.resolve(img.width)
         source = FocalSource.USER if given is not None else FocalSource.NONE
         extra: dict[str, object] = {}
         if given is None and img.exif_focal is not None:
             given, source = img.exif_focal.focal_px, FocalSource.EXIF
             extra["exif_focal_rule"] = img.exif_focal.rule
-        pred = self.processor.postprocess(out, img.height, img.width, given)
+        height, width = img.height, img.width
+        if output_size == "network":  # the maps, focal and intrinsics of the processed grid
+            height, width = self.processor.network_size(img.height, img.width)
+            given = None if given is None else given * width / img.width
+        pred = self.processor.postprocess(out, height, width, given)
+        if out.fov_deg is not None:
+            extra["model_fov_deg"] = float(out.fov_deg)
+        return self._result(img, pred, source, extra, keep_image, given)
+
+    def _result(
+        self,
+        img: LoadedImage,
+        pred: Prediction,
+        source: FocalSource,
+        extra: dict[str, object],
+        keep_image: bool,
+        given: float | None = None,
+    ) -> DepthResult:
+        """A processor's prediction for `img` as a DepthResult (the image resized to the map if needed)."""
         focal = pred.focal_px if pred.focal_px is not None else given
         if pred.focal_from_model:
             source = FocalSource.MODEL
-        if out.fov_deg is not None:
-            extra["model_fov_deg"] = float(out.fov_deg)
+        image = img.rgb if keep_image else None
+        if image is not None and image.shape[:2] != pred.map.shape:
+            image = np.asarray(Image.fromarray(image).resize(pred.map.shape[::-1], Image.Resampling.BILINEAR))
         return DepthResult(
             prediction=pred.map,
             kind=self.spec.output_kind,
@@ -264,10 +333,29 @@ class DepthModel:
             focal_source=source,
             model_name=self.spec.name,
             weights_sha256=self.weights_sha256,
-            image=img.rgb if keep_image else None,
+            image=image,
             source=img.path,
             extra=extra,
+            confidence=pred.confidence,
+            sky=pred.sky,
+            intrinsics=pred.intrinsics,
         )
+
+
+def check_output_size(output_size: str) -> None:
+    if output_size not in ("image", "network"):
+        raise OptionError(f"output size must be 'image' or 'network', got {output_size!r}")
+
+
+def _camera_stack(values: np.ndarray | Sequence[np.ndarray], n: int, shape: tuple[int, int], what: str) -> np.ndarray:
+    """Given cameras as an (n, *shape) float64 array; OptionError when the count or shape is wrong."""
+    try:
+        stacked = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise OptionError(f"{what} must be {n} matrices of {shape[0]}x{shape[1]} numbers") from None
+    if stacked.shape != (n, *shape) or not np.isfinite(stacked).all():
+        raise OptionError(f"{what}: expected {n} finite {shape[0]}x{shape[1]} matrices, got shape {stacked.shape}")
+    return stacked
 
 
 def _per_image(value: float | Sequence[float | None] | None, n: int) -> list[float | None]:

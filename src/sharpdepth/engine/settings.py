@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import OptionError
 from ..io.images import DEFAULT_MAX_PIXELS
@@ -35,6 +35,15 @@ BACKENDS = ("torch", "onnxruntime")
 """What runs the network's forward pass (`engine.ort_backend`: fp32 graphs, exported on first use)."""
 DEFAULT_BACKEND = "torch"
 ONNX_SUFFIX = ".onnx"
+
+
+def parse_output_size(text: str) -> Literal["image", "network"]:
+    """`--output-size`: maps at the image's size or at the network's processed grid."""
+    if text == "image":
+        return "image"
+    if text == "network":
+        return "network"
+    raise OptionError(f"--output-size must be image or network, got {text!r}")
 
 
 def check_backend(backend: str) -> str:
@@ -157,10 +166,13 @@ class PredictSettings:
     pipeline: bool = True
     """Decode and prepare the next images and write the previous ones while the network runs
     (`engine.jobs.predict_items`); off runs every step in turn. The files are the same either way."""
+    output_size: Literal["image", "network"] = "image"
+    """Maps at the image's size, or at the network's processed grid (`--output-size network`)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise OptionError("--batch-size must be at least 1")
+        parse_output_size(self.output_size)
         if self.align_method not in ALIGN_METHODS:
             raise OptionError(f"unknown --align-method {self.align_method!r}; choose {', '.join(ALIGN_METHODS)}")
         if self.align_to is not None and not Path(self.align_to).is_file():
@@ -178,4 +190,5 @@ class PredictSettings:
             "align_to": None if self.align_to is None else str(self.align_to),
             "align_method": self.align_method if self.align_to is not None else None,
             "png16_scale_m": self.output.png16_scale_m if "png16" in self.output.formats else None,
+            **({"output_size": self.output_size} if self.output_size != "image" else {}),
         }

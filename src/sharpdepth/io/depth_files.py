@@ -68,7 +68,7 @@ NoticeSink = Callable[[Notice], None]
 
 def kind_word(result_or_kind: DepthResult | OutputKind) -> str:
     kind = result_or_kind.kind if isinstance(result_or_kind, DepthResult) else result_or_kind
-    return "depth" if kind is OutputKind.METRIC_DEPTH else "disparity"
+    return {OutputKind.METRIC_DEPTH: "depth", OutputKind.RELATIVE_DEPTH: "relative_depth"}.get(kind, "disparity")
 
 
 def output_path(out_dir: Path, stem: str, fmt: str, kind: OutputKind) -> Path:
@@ -114,6 +114,10 @@ def write_npz(path: Path, result: DepthResult) -> None:
         "fov_deg": np.array(np.nan if result.fov_deg is None else result.fov_deg, dtype=np.float64),
         "focal_source": np.array(str(result.focal_source)),
     }
+    for name in ("confidence", "sky", "intrinsics"):  # where the model gives them (Depth Anything 3)
+        value = getattr(result, name)
+        if value is not None:
+            arrays[name] = value
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         save_npz_reproducible(fh, arrays)
 
@@ -261,6 +265,8 @@ def read_pfm(path: Path) -> np.ndarray:
 
 
 def _kind_from_name(path: Path) -> OutputKind | None:
+    if re.search(r"(^|[_.])relative_depth$", path.stem):
+        return OutputKind.RELATIVE_DEPTH
     if re.search(r"(^|[_.])disparity$", path.stem):
         return OutputKind.RELATIVE_DISPARITY
     if re.search(r"(^|[_.])depth$", path.stem):
@@ -269,7 +275,7 @@ def _kind_from_name(path: Path) -> OutputKind | None:
 
 
 def _sidecar(path: Path) -> dict[str, Any]:
-    stem = re.sub(r"_(depth|disparity)$", "", path.stem)
+    stem = re.sub(r"_(relative_depth|depth|disparity)$", "", path.stem)
     candidate = path.with_name(stem + ".json")
     if candidate.is_file():
         try:
@@ -415,6 +421,8 @@ def _read_npz(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     with np.load(path, allow_pickle=False) as data:
         if "depth" in data.files:
             prediction, kind = data["depth"], OutputKind.METRIC_DEPTH
+        elif "relative_depth" in data.files:
+            prediction, kind = data["relative_depth"], OutputKind.RELATIVE_DEPTH
         elif "disparity" in data.files:
             prediction, kind = data["disparity"], OutputKind.RELATIVE_DISPARITY
         else:

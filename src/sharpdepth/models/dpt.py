@@ -45,15 +45,24 @@ class FeatureFusionBlock(nn.Module):
     """Fuse a coarser path with a skip feature map, refine, upsample, project.
 
     `expand` halves the channel count at the output (MiDaS small); the
-    upsampling target is an explicit size (next skip's size) or x2.
+    upsampling target is an explicit size (next skip's size) or x2. `has_skip=False` (the
+    coarsest block of Depth Anything 3, which never gets a skip) has no `resConfUnit1`.
     """
 
-    def __init__(self, features: int, use_bn: bool = False, expand: bool = False, align_corners: bool = True) -> None:
+    def __init__(
+        self,
+        features: int,
+        use_bn: bool = False,
+        expand: bool = False,
+        align_corners: bool = True,
+        has_skip: bool = True,
+    ) -> None:
         super().__init__()
         self.align_corners = align_corners
         out_features = features // 2 if expand else features
         self.out_conv = nn.Conv2d(features, out_features, 1, bias=True)
-        self.resConfUnit1 = ResidualConvUnit(features, use_bn)
+        if has_skip:
+            self.resConfUnit1 = ResidualConvUnit(features, use_bn)
         self.resConfUnit2 = ResidualConvUnit(features, use_bn)
 
     def forward(
@@ -85,7 +94,9 @@ class Scratch(nn.Module):
         use_bn: bool = False,
         expand: bool = False,
         align_corners: bool = True,
+        coarsest_has_skip: bool = True,
     ) -> None:
+        """`coarsest_has_skip=False`: `refinenet4` without the (never used) skip unit (DA3)."""
         super().__init__()
         # With `expand`, level i gets features * 2**i channels (MiDaS small's scratch).
         widths = [features * (2**i if expand else 1) for i in range(4)]
@@ -100,7 +111,9 @@ class Scratch(nn.Module):
         self.refinenet1 = FeatureFusionBlock(widths[0], use_bn, expand=False, align_corners=align_corners)
         self.refinenet2 = FeatureFusionBlock(widths[1], use_bn, expand=expand, align_corners=align_corners)
         self.refinenet3 = FeatureFusionBlock(widths[2], use_bn, expand=expand, align_corners=align_corners)
-        self.refinenet4 = FeatureFusionBlock(widths[3], use_bn, expand=expand, align_corners=align_corners)
+        self.refinenet4 = FeatureFusionBlock(
+            widths[3], use_bn, expand=expand, align_corners=align_corners, has_skip=coarsest_has_skip
+        )
 
     def fuse(self, feats: Sequence[torch.Tensor], sizes_from_skips: bool = True) -> torch.Tensor:
         """Four backbone maps (fine -> coarse) -> fused map at 2x the finest resolution.

@@ -9,6 +9,12 @@ every family reuses this file and keeps the official state-dict key names
 
 Intermediate features are *returned* by `forward_intermediates`, not collected with
 forward hooks, so callers see exactly which block outputs they consume.
+
+Depth Anything 3's any-view encoder is the same DINOv2 with four switches, all config
+fields here (off by default, so every other family is unchanged): QK-norm and 2D RoPE
+from a given block on, and from `alt_start` on a learned camera token in the cls slot and
+attention that alternates between one view (even blocks) and all views together (odd
+blocks). `forward_views` runs that multi-view stack on (B, S, 3, H, W).
 """
 
 from __future__ import annotations
@@ -45,6 +51,16 @@ class ViTConfig:
     """How the position grid follows the input size: DINOv2's bicubic with a +0.1 offset
     scale factor, or the bilinear resize used by MiDaS/DPT."""
     in_chans: int = 3
+    final_norm_eps: float | None = None
+    """eps of the final `norm` when it differs from the blocks' (DA3: the torch default 1e-5)."""
+    qk_norm_start: int = -1
+    """Blocks from this index on LayerNorm q and k per head (-1: never)."""
+    qk_norm_eps: float = 1e-5
+    rope_start: int = -1
+    """Blocks from this index on rotate q and k by 2D RoPE of the patch positions (-1: never)."""
+    rope_freq: float = 100.0
+    alt_start: int = -1
+    """From this block on: camera token in the cls slot, odd blocks attend across views (-1: never)."""
 
     @property
     def grid_size(self) -> int:
@@ -82,18 +98,69 @@ class LayerScale(nn.Module):
         return x * self.gamma
 
 
+class RotaryEmbedding2D(nn.Module):
+    """2D rotary position embedding (RoPE-2D as in DA3/VGGT): the first half of each head's
+    channels rotates with the token's row, the second half with its column.
+
+    Within each half, channel pairs (i, i + d/2) rotate by position * base^(-2i/d)."""
+
+    def __init__(self, base: float = 100.0) -> None:
+        super().__init__()
+        self.base = base
+
+    def _tables(self, dim: int, count: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        exponents = torch.arange(0, dim, 2, device=like.device).float() / dim
+        inv_freq = 1.0 / (self.base**exponents)
+        angles = torch.arange(count, device=like.device, dtype=inv_freq.dtype)[:, None] * inv_freq[None, :]
+        angles = torch.cat((angles, angles), dim=-1).to(like.dtype)
+        return angles.cos(), angles.sin()
+
+    @staticmethod
+    def _rotate_1d(x: torch.Tensor, pos: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        half = x.shape[-1] // 2
+        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return x * cos[pos][:, None] + rotated * sin[pos][:, None]
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """x: (B, heads, N, d); pos: (B, N, 2) integer (row, col) positions."""
+        rows, cols = x.chunk(2, dim=-1)
+        cos, sin = self._tables(rows.shape[-1], int(pos.max()) + 1, x)
+        return torch.cat(
+            (self._rotate_1d(rows, pos[..., 0], cos, sin), self._rotate_1d(cols, pos[..., 1], cos, sin)), dim=-1
+        )
+
+
 class Attention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool,
+        qk_norm_eps: float | None = None,
+        rope: RotaryEmbedding2D | None = None,
+    ) -> None:
+        """`qk_norm_eps`: LayerNorm q and k per head with this eps (None: no QK-norm);
+        `rope`: rotate q and k by the positions given to `forward`."""
         super().__init__()
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        if qk_norm_eps is not None:
+            self.q_norm = nn.LayerNorm(dim // num_heads, eps=qk_norm_eps)
+            self.k_norm = nn.LayerNorm(dim // num_heads, eps=qk_norm_eps)
+        self.qk_norm = qk_norm_eps is not None
         self.proj = nn.Linear(dim, dim)
+        self.rope = rope
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if self.rope is not None and pos is not None:
+            q, k = self.rope(q, pos), self.rope(k, pos)
         # Fused attention: same maths as softmax(q k^T / sqrt(d)) v, without the n x n matrix in memory.
-        x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 
@@ -122,19 +189,22 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ViTConfig) -> None:
+    def __init__(self, cfg: ViTConfig, index: int = 0, rope: RotaryEmbedding2D | None = None) -> None:
+        """`index`: the block's place in the stack (QK-norm and RoPE start at a given block)."""
         super().__init__()
         dim = cfg.embed_dim
         self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
-        self.attn = Attention(dim, cfg.num_heads, cfg.qkv_bias)
+        qk_eps = cfg.qk_norm_eps if 0 <= cfg.qk_norm_start <= index else None
+        block_rope = rope if 0 <= cfg.rope_start <= index else None
+        self.attn = Attention(dim, cfg.num_heads, cfg.qkv_bias, qk_eps, block_rope)
         self.ls1 = LayerScale(dim) if cfg.layer_scale else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         ffn = SwiGLU if cfg.ffn == "swiglu" else Mlp
         self.mlp = ffn(dim, cfg.ffn_hidden)
         self.ls2 = LayerScale(dim) if cfg.layer_scale else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x)))
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x), pos))
         return x + self.ls2(self.mlp(self.norm2(x)))
 
 
@@ -152,6 +222,8 @@ class VisionTransformer(nn.Module):
         self.cfg = cfg
         dim = cfg.embed_dim
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        if cfg.alt_start >= 0:  # [reference view, other views]
+            self.camera_token = nn.Parameter(torch.zeros(1, 2, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.grid_size**2 + 1, dim))
         if cfg.num_register_tokens:
             self.register_tokens = nn.Parameter(torch.zeros(1, cfg.num_register_tokens, dim))
@@ -160,8 +232,9 @@ class VisionTransformer(nn.Module):
         self.patch_embed: nn.Module = (
             patch_embed if patch_embed is not None else PatchEmbed(cfg.patch_size, cfg.in_chans, dim)
         )
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
-        self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.rope = RotaryEmbedding2D(cfg.rope_freq) if cfg.rope_start >= 0 else None
+        self.blocks = nn.ModuleList(Block(cfg, i, self.rope) for i in range(cfg.depth))
+        self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps if cfg.final_norm_eps is None else cfg.final_norm_eps)
         if num_classes:
             self.head = nn.Linear(dim, num_classes)
 
@@ -268,6 +341,109 @@ class VisionTransformer(nn.Module):
         if final is None:  # forward_intermediates without stop_early always runs every block
             raise RuntimeError("internal error: the ViT stopped early")
         return final
+
+    # ------------------------------------------------------------ multi-view (DA3 any-view)
+    def forward_views(
+        self,
+        x: torch.Tensor,
+        taps: Sequence[int],
+        cam_token: torch.Tensor | None = None,
+        concat_local: bool = False,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Views (B, S, 3, H, W) seen together -> per tap (patch tokens (B, S, h*w, C'), camera token (B, S, C')).
+
+        Tokens are normed by the final `norm` and the prefix is dropped; the camera token is
+        the pre-norm cls slot. `concat_local` returns [last single-view output, output] (C' = 2C),
+        only the second half normed. Before `alt_start`, and always without it, every view is
+        encoded on its own. From `alt_start` on, the cls slot holds the camera token (the
+        learned [reference, other] pair, or `cam_token` (B, S, C) from known cameras) and odd
+        blocks attend across all views. With 3 or more views and no cameras, the most
+        "central" view (`select_reference_view`) is moved first just before `alt_start` and
+        the outputs are put back in input order.
+        """
+        b, s = x.shape[:2]
+        tokens, (rows, cols) = self.embed(x.flatten(0, 1))
+        tokens = tokens.reshape(b, s, *tokens.shape[1:])
+        local_pos, global_pos = self._rope_positions(b * s, rows, cols, x.device)
+        alt = self.cfg.alt_start
+        order: torch.Tensor | None = None
+        local = tokens
+        wanted = check_indices(list(taps), len(self.blocks), "block")
+        outputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        for i, block in enumerate(self.blocks):
+            use_rope = 0 <= self.cfg.rope_start <= i
+            if alt >= 0 and i == alt - 1 and s >= REFERENCE_VIEW_MIN and cam_token is None:
+                order = reference_first_order(select_reference_view(tokens[:, :, 0]), s)
+                tokens, local = tokens[:, order], local[:, order]
+            if alt >= 0 and i == alt:
+                tokens = tokens.clone()
+                tokens[:, :, 0] = self._camera_tokens(b, s) if cam_token is None else cam_token
+            if alt >= 0 and i >= alt and i % 2 == 1:
+                pos = global_pos if use_rope else None
+                flat = block(tokens.reshape(b, -1, tokens.shape[-1]), None if pos is None else pos.reshape(b, -1, 2))
+                tokens = flat.reshape(tokens.shape)
+            else:
+                pos = local_pos if use_rope else None
+                tokens = block(tokens.flatten(0, 1), pos).reshape(tokens.shape)
+                local = tokens
+            if i in wanted:
+                out = torch.cat([local, tokens], dim=-1) if concat_local else tokens
+                if order is not None:
+                    out = out[:, torch.argsort(order)]
+                outputs[i] = (out[:, :, 0], self._norm_tap(out))
+        return [(outputs[i][1], outputs[i][0]) for i in wanted]
+
+    def _norm_tap(self, out: torch.Tensor) -> torch.Tensor:
+        """Final norm on the (second half of the) tap, prefix tokens dropped."""
+        dim = self.cfg.embed_dim
+        if out.shape[-1] == dim:
+            normed = self.norm(out)
+        else:
+            normed = torch.cat([out[..., :dim], self.norm(out[..., dim:])], dim=-1)
+        return normed[:, :, self.num_prefix_tokens :]
+
+    def _camera_tokens(self, b: int, s: int) -> torch.Tensor:
+        ref = self.camera_token[:, :1].expand(b, 1, -1)
+        others = self.camera_token[:, 1:].expand(b, s - 1, -1)
+        return torch.cat([ref, others], dim=1)
+
+    def _rope_positions(self, n: int, rows: int, cols: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(single-view, all-views) RoPE positions (n, prefix + rows*cols, 2): prefix tokens at 0;
+        patches at their (row + 1, col + 1) for single-view blocks and all at (1, 1) across views."""
+        grid = torch.cartesian_prod(torch.arange(rows, device=device), torch.arange(cols, device=device))
+        prefix = torch.zeros(self.num_prefix_tokens, 2, dtype=grid.dtype, device=device)
+        local = torch.cat([prefix, grid + 1], dim=0)
+        flat = torch.cat([prefix, torch.ones_like(grid)], dim=0)
+        return local.expand(n, -1, -1), flat.expand(n, -1, -1)
+
+
+REFERENCE_VIEW_MIN = 3
+"""DA3 picks a reference view only from this many views on (THRESH_FOR_REF_SELECTION)."""
+
+
+def select_reference_view(cls_tokens: torch.Tensor) -> torch.Tensor:
+    """DA3's "saddle_balanced" choice: per batch, the view whose mean cosine similarity to the
+    others, cls-token norm and cls-token variance are each closest to the middle of their range.
+
+    cls_tokens: (B, S, C) -> (B,) view indices."""
+    s = cls_tokens.shape[1]
+    unit = cls_tokens / cls_tokens.norm(dim=-1, keepdim=True)
+    sim = unit @ unit.transpose(1, 2) - torch.eye(s, device=unit.device)[None]
+    scores = (sim.sum(dim=-1) / (s - 1), cls_tokens.norm(dim=-1), unit.var(dim=-1))
+
+    def middle_distance(metric: torch.Tensor) -> torch.Tensor:
+        low = metric.min(dim=1, keepdim=True).values
+        high = metric.max(dim=1, keepdim=True).values
+        return ((metric - low) / (high - low + 1e-8) - 0.5).abs()
+
+    return sum((middle_distance(m) for m in scores), torch.zeros_like(scores[0])).argmin(dim=1)
+
+
+def reference_first_order(ref: torch.Tensor, s: int) -> torch.Tensor:
+    """View order with the reference first and the others in input order (batch of one scene:
+    the first entry of `ref` decides; DA3 runs one scene per forward)."""
+    first = int(ref[0])
+    return torch.tensor([first] + [v for v in range(s) if v != first], device=ref.device)
 
 
 def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int], num_prefix: int) -> torch.Tensor:
