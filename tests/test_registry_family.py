@@ -62,7 +62,8 @@ def test_list_models_filters_by_kind_family_and_licence():
     for name in commercial:
         assert registry.get_spec(name).license.split()[0] in ("MIT", "Apache-2.0")
     for name in non_commercial:
-        assert "-base" in name or "-large" in name or "-giant" in name or "depth-pro" in name
+        apple_research = registry.get_spec(name).license.startswith("Apple Machine Learning Research")
+        assert "-base" in name or "-large" in name or "-giant" in name or apple_research
     assert sharpdepth.list_models(family="midas_small") == ["midas-v21-small-256"]
     assert sharpdepth.list_models(kind="metric_depth", family="midas") == []
 
