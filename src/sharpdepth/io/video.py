@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import glob
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -35,7 +34,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from ..errors import InputImageError, OptionError
+from ..errors import InputImageError, OptionError, first_line
+from .atomic import atomic_path
 from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_image, read_exif
 
 if TYPE_CHECKING:
@@ -118,8 +118,7 @@ def natural_key(text: str) -> list[int | str]:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:160]
+    return first_line(exc)
 
 
 def _check_pixels(source: str, width: int, height: int, max_pixels: int | None) -> None:
@@ -229,17 +228,21 @@ class VideoFileSource(FrameSource):
                 container.seek(int(self.selection.start_s / tb) + origin, stream=stream, backward=True)
             selector = _Selector(self.selection)
             index = -1
+            last_t: float | None = None
             decoded = container.decode(stream)
             while True:
                 try:
                     frame = next(decoded)
                 except StopIteration:
+                    if self.selection.max_frames is None or selector.kept < self.selection.max_frames:
+                        self._check_complete(last_t, stream.duration * tb if stream.duration else None)
                     return
                 except av.FFmpegError as exc:
                     raise VideoError(f"{self.path}: corrupt video data after frame {index} ({_short(exc)})") from None
                 t = float((frame.pts - origin) * tb) if frame.pts is not None else (index + 1) / self.info.fps
                 # After a seek the index is recovered from the time (frames are rate-spaced on average).
                 index = int(round(t * self.info.fps)) if self.selection.start_s > 0 else index + 1
+                last_t = t
                 if selector.done(t):
                     return
                 if not selector.keep(t):
@@ -251,6 +254,26 @@ class VideoFileSource(FrameSource):
                 yield Frame(index=index, timestamp_s=t, rgb=rgb)
         finally:
             container.close()
+
+    def _check_complete(self, last_t: float | None, stream_duration: Fraction | None) -> None:
+        """Refuse a clip whose frames stop well before the duration its video stream declares (truncated file).
+
+        Its frames up to there were processed; without this the clip would end early without a word.
+        """
+        if stream_duration is None:
+            return
+        declared = float(stream_duration)
+        wanted_end = declared if self.selection.end_s is None else min(declared, self.selection.end_s)
+        reached = -1.0 / self.info.fps if last_t is None else last_t
+        if reached + TRUNCATED_FRAMES / self.info.fps < wanted_end:
+            raise VideoError(
+                f"{self.path}: the video data ends at {max(reached, 0.0):.2f} s of the {declared:.2f} s its header "
+                "declares (truncated or damaged file); the frames before were processed, the clip is incomplete"
+            )
+
+
+TRUNCATED_FRAMES = 2.5
+"""Frames missing at the end of a clip (by the header's duration) that mark it as truncated."""
 
 
 def _open_container(path: Path) -> av.container.InputContainer:
@@ -524,6 +547,10 @@ class _AudioCopier:
         self.container.close()
 
 
+AUDIO_PACKET_S = 0.02
+"""About one audio packet (1024 samples at 48 kHz): a packet starting this close to the video's end is dropped."""
+
+
 class VideoWriter:
     """H.264 MP4 writer fed upright RGB frames with their timestamps; atomic (temp + rename).
 
@@ -546,10 +573,10 @@ class VideoWriter:
         import av
 
         self.dest = dest
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".part.mp4", dir=dest.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        # The package's one atomic writer: a temporary named for this process (a killed run's
+        # leftover is removed by `clean_stale_parts`), the usual file mode, renamed when complete.
+        self._atomic = ExitStack()
+        self.tmp = self._atomic.enter_context(atomic_path(dest))
         self.width, self.height = width, height
         self.rate = rate
         self.time_base = Fraction(1, 90000)
@@ -591,8 +618,10 @@ class VideoWriter:
         self.count += 1
 
     def _mux_video(self, packet: av.Packet) -> None:
+        # Audio only up to the video written so far: the clip may end at any frame (--max-frames),
+        # and the audio must not run past it.
         if self.audio is not None and packet.pts is not None:
-            self.audio.copy_until(float(packet.pts * self.time_base) + 0.5)
+            self.audio.copy_until(float(packet.pts * self.time_base))
         self.out.mux(packet)
 
     def close(self) -> Path:
@@ -601,16 +630,18 @@ class VideoWriter:
             for packet in self.stream.encode():
                 self._mux_video(packet)
             if self.audio is not None:
-                end = None if self.first_t is None else (self.last_pts + 1) * float(self.time_base)
-                self.audio.copy_until(end)
+                self.audio.copy_until(None if self.first_t is None else self.video_end_s() - AUDIO_PACKET_S)
                 self.audio.close()
                 self.audio = None
             self.out.close()
-            os.chmod(self.tmp, 0o644)
-            os.replace(self.tmp, self.dest)
+            self._atomic.close()  # rename into place
         finally:
             self.abort()
         return self.dest
+
+    def video_end_s(self) -> float:
+        """Where the written video ends: the last frame's time plus one frame."""
+        return max(self.last_pts, 0) * float(self.time_base) + 1.0 / float(self.rate)
 
     def abort(self) -> None:
         """Drop a half-written file (after an error)."""
@@ -621,8 +652,8 @@ class VideoWriter:
             self.out.close()
         except Exception:  # closing a broken muxer must not hide the original error
             pass
-        if self.tmp.exists():
-            self.tmp.unlink()
+        self._atomic.pop_all()  # after `close` renamed it, nothing is left to undo
+        self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> VideoWriter:
         return self

@@ -35,7 +35,7 @@ import numpy as np
 from ..engine.model import DepthModel
 from ..engine.staged import run_staged
 from ..engine.video import is_video_model, video_network
-from ..errors import Failure, OptionError, SharpDepthError, classify, make_failure
+from ..errors import Failure, OptionError, Scope, SharpDepthError, classify, make_failure
 from ..io.atomic import clean_stale_parts, ensure_writable_dir, write_bytes_atomic, write_text_atomic
 from ..io.colormap import colorize, lut
 from ..io.depth_files import Notice, output_path, read_depth_result, write_result
@@ -416,14 +416,15 @@ def run_video(
     except OptionError as exc:
         raise SharpDepthError(f"cannot write to {exc}") from None
     clean_stale_parts(folder)
-    sidecar = folder / f"{stem}.json"
+    name = Path(stem).name  # a clip found in a sub-folder: `sub/clip` -> OUT/sub/clip/clip.json
+    sidecar = folder / f"{name}.json"
     if settings.skip_existing and _finished(sidecar, settings):
         done = json.loads(sidecar.read_text())
         count = int(done["frame_count"])
         return VideoSummary(opened.info.source, folder, frames=count, reused=count, sidecar=sidecar)
     model = model or settings.model.load()
     kind = model.spec.output_kind
-    job = _ClipJob(opened, folder, stem, settings, kind)
+    job = _ClipJob(opened, folder, name, settings, kind)
     stabilized = (not is_video_model(model)) if settings.stabilize is None else settings.stabilize
     summary = VideoSummary(source=opened.info.source, folder=folder)
     start = time.perf_counter()
@@ -480,10 +481,10 @@ def expand_video_inputs(arguments: Sequence[str]) -> tuple[list[ClipInput], list
     for arg in arguments:
         path = Path(arg)
         if path.is_dir():
-            videos = sorted((p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()),
-                            key=lambda p: natural_key(p.name))  # fmt: skip
+            videos = videos_under(path)
             if videos and not frame_files_in(path):
-                clips.extend(ClipInput(str(v), v.stem) for v in videos)
+                # Sub-folders too, as predict does; each clip's folder mirrors where it was found.
+                clips.extend(ClipInput(str(v), v.relative_to(path).with_suffix("").as_posix()) for v in videos)
             else:
                 clips.append(ClipInput(str(path), path.resolve().name or "frames"))
         elif path.is_file():
@@ -511,6 +512,20 @@ def expand_video_inputs(arguments: Sequence[str]) -> tuple[list[ClipInput], list
         seen[clip.stem] = clip.source
         unique.append(clip)
     return unique, problems
+
+
+def videos_under(folder: Path) -> list[Path]:
+    """Video files in `folder` and its sub-folders, in natural order (hidden entries skipped)."""
+    from ..io.video import VIDEO_SUFFIXES, natural_key
+
+    found = (
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in VIDEO_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    return sorted(found, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
 
 
 def plan_videos(
@@ -546,15 +561,22 @@ def run_videos(
             model = settings.model.load()  # a model that cannot load stops the batch (one line)
         try:
             summary = run_video(opened, out_dir, settings, model=model, stem=clip.stem, on_frame=on_frame)
-        except SharpDepthError as exc:
-            _fail(batch, make_failure(clip.source, str(exc)), on_failure)
-        except OSError as exc:
-            _fail(batch, Failure(clip.source, f"could not write outputs: {exc.strerror or exc}"), on_failure)
+        except Exception as exc:
+            reason = clip_failure(exc, model.name)
+            if reason is None:
+                raise
+            _fail(batch, make_failure(clip.source, reason), on_failure)
         else:
             batch.videos.append(summary)
             if on_done is not None:
                 on_done(summary)
     return batch
+
+
+def clip_failure(exc: BaseException, model_name: str) -> str | None:
+    """Why one clip failed (a bad input, a full disk, out of memory); None for a bug that ends the batch."""
+    verdict = classify(exc, model_name=model_name)
+    return None if verdict.scope is Scope.CRASH else verdict.reason
 
 
 def _fail(batch: BatchSummary, failure: Failure, on_failure: Callable[[Failure], None] | None) -> None:

@@ -50,6 +50,20 @@ class VideoSettings:
             raise OptionError(f"--fps must be a positive number, got {self.fps}")
         if self.batch_size < 1:
             raise OptionError("--batch-size must be at least 1")
+        self._check_input_size()
+
+    def _check_input_size(self) -> None:
+        """Refuse a network input larger than the frames may be, before anything is allocated.
+
+        A square network input of side `input_size` holds at least `input_size**2` pixels; over
+        the pixel limit it would allocate gigabytes per frame (and then fail) before any output.
+        """
+        size, limit = self.model.input_size, self.model.max_pixels
+        if size is not None and limit is not None and size * size > limit:
+            raise OptionError(
+                f"--input-size {size} asks for a network input of at least {size * size:,} pixels, over the "
+                f"limit of {limit:,}; use a smaller size or raise --max-pixels"
+            )
 
     def record(self) -> dict[str, object]:
         """What decides the frames' numbers: predict's settings record plus the video's own choices.
