@@ -96,6 +96,10 @@ def decode_ahead(
         thread.join(_JOIN_S)
 
 
+class _AfterFailure(Exception):
+    """A write skipped because an earlier one failed (that failure reaches the caller first)."""
+
+
 def write_behind(
     results: Iterable[R], write: Callable[[R], W], behind: int = DEFAULT_BEHIND, stop: threading.Event | None = None
 ) -> Iterator[W]:
@@ -105,9 +109,20 @@ def write_behind(
     """
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sharpdepth-write")
     pending: deque[Future[W]] = deque()
+    failed = threading.Event()
+
+    def write_in_turn(result: R) -> W:
+        if failed.is_set():  # nothing is written after a failed write: the files stay a prefix
+            raise _AfterFailure
+        try:
+            return write(result)
+        except BaseException:
+            failed.set()
+            raise
+
     try:
         for result in results:
-            pending.append(writer.submit(write, result))
+            pending.append(writer.submit(write_in_turn, result))
             while pending and (len(pending) > behind or pending[0].done()):
                 yield pending.popleft().result()
         while pending:
