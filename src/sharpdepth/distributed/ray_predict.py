@@ -33,7 +33,7 @@ import numpy as np
 
 from ..engine.jobs import Failure, PredictSummary, job_output, make_aligner, make_failure, plan_predict, write_item
 from ..engine.settings import PredictSettings
-from ..errors import OptionError, SharpDepthError
+from ..errors import OptionError, SharpDepthError, first_line
 from ..io.depth_files import Notice, NoticeSink
 from ..io.images import LoadedImage, load_image
 from ..io.inputs import InputItem
@@ -77,7 +77,7 @@ def _connect(settings: RaySettings) -> bool:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = settings.address or "a local instance"
-        raise OptionError(f"cannot start or reach Ray at {where}: {str(exc).splitlines()[0][:200]}") from None
+        raise OptionError(f"cannot start or reach Ray at {where}: {first_line(exc, 200)}") from None
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the driver shows one bar of finished images, like the local run
     context.print_on_execution_start = False

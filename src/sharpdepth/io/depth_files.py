@@ -40,7 +40,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from ..errors import InputImageError, OptionError
+from ..errors import InputImageError, OptionError, first_line
 from ..maps import check_focal_px, resize_map
 from ..result import DepthResult, FocalSource, OutputKind
 from .atomic import atomic_path, write_text_atomic
@@ -336,7 +336,7 @@ def _read_map(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         else:
             raise InputImageError(f"{path}: unsupported depth file type {suffix!r} (npz, npy, pfm, exr, png)")
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputImageError(f"{path}: unreadable depth file ({_short(exc)})") from None
+        raise InputImageError(f"{path}: unreadable depth file ({first_line(exc, 120)})") from None
     try:
         prediction = np.asarray(prediction, dtype=np.float32)
     except (TypeError, ValueError):
@@ -346,11 +346,6 @@ def _read_map(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     if prediction.shape[0] < 2 or prediction.shape[1] < 2:
         raise InputImageError(f"{path}: empty or degenerate depth map ({prediction.shape[1]}x{prediction.shape[0]})")
     return prediction, meta
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0][:120] if str(exc) else ""
-    return text or type(exc).__name__
 
 
 def _resolve_kind(

@@ -117,10 +117,6 @@ def natural_key(text: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
-def _short(exc: BaseException) -> str:
-    return first_line(exc)
-
-
 def _check_pixels(source: str, width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
         raise VideoError(
@@ -238,7 +234,8 @@ class VideoFileSource(FrameSource):
                         self._check_complete(last_t, stream.duration * tb if stream.duration else None)
                     return
                 except av.FFmpegError as exc:
-                    raise VideoError(f"{self.path}: corrupt video data after frame {index} ({_short(exc)})") from None
+                    reason = first_line(exc)
+                    raise VideoError(f"{self.path}: corrupt video data after frame {index} ({reason})") from None
                 t = float((frame.pts - origin) * tb) if frame.pts is not None else (index + 1) / self.info.fps
                 # After a seek the index is recovered from the time (frames are rate-spaced on average).
                 index = int(round(t * self.info.fps)) if self.selection.start_s > 0 else index + 1
@@ -285,7 +282,7 @@ def _open_container(path: Path) -> av.container.InputContainer:
         return av.open(str(path), mode="r")
     except av.FFmpegError as exc:
         raise VideoError(
-            f"{path}: not a readable video (corrupt, truncated or unknown format: {_short(exc)})"
+            f"{path}: not a readable video (corrupt, truncated or unknown format: {first_line(exc)})"
         ) from None
 
 
@@ -303,7 +300,7 @@ def _stream_rotation(container: av.container.InputContainer) -> int:
         for frame in container.decode(container.streams.video[0]):
             return _rotation_degrees(getattr(frame, "rotation", 0))
     except av.FFmpegError as exc:
-        raise VideoError(f"{container.name}: corrupt video data ({_short(exc)})") from None
+        raise VideoError(f"{container.name}: corrupt video data ({first_line(exc)})") from None
     return 0
 
 
@@ -377,7 +374,7 @@ def _header_size(path: Path) -> tuple[int, int]:
             width, height = img.size
             orientation, _ = read_exif(img)
     except (OSError, SyntaxError, ValueError) as exc:
-        raise VideoError(f"{path}: not a readable image ({_short(exc)})") from None
+        raise VideoError(f"{path}: not a readable image ({first_line(exc)})") from None
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
@@ -592,7 +589,7 @@ class VideoWriter:
             try:
                 self.audio = _AudioCopier(audio_from, self.out, audio_end_s)
             except (av.FFmpegError, ValueError, IndexError) as exc:
-                self.audio_note = f"audio not copied ({_short(exc)})"
+                self.audio_note = f"audio not copied ({first_line(exc)})"
         self.first_t: float | None = None
         self.last_pts = -1
         self.count = 0
