@@ -25,7 +25,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -52,7 +52,7 @@ class _End:
 
 def decode_ahead(
     source: Iterable[S], ahead: int = DEFAULT_AHEAD, stop: threading.Event | None = None, name: str = "decode"
-) -> Iterator[S]:
+) -> Generator[S, None, None]:
     """Iterate `source` in a thread at most `ahead` items in front of the consumer; its errors are raised here.
 
     The thread takes a slot before it pulls (decodes) the next item and the consumer frees it
@@ -102,7 +102,7 @@ class _AfterFailure(Exception):
 
 def write_behind(
     results: Iterable[R], write: Callable[[R], W], behind: int = DEFAULT_BEHIND, stop: threading.Event | None = None
-) -> Iterator[W]:
+) -> Generator[W, None, None]:
     """`write` every result in one writer thread, at most `behind` results late; yields in order.
 
     One writer thread: the file writers may run beside the other stages, not beside each other.
@@ -143,7 +143,7 @@ def run_staged(
     threaded: bool = True,
     stop: threading.Event | None = None,
     decoder_name: str = "decode",
-) -> Iterator[W]:
+) -> Generator[W, None, None]:
     """source (decoder thread) -> network (caller) -> write (writer thread) -> yielded in order.
 
     `network` maps the stream of decoded items to the stream of results (not necessarily one

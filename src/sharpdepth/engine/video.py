@@ -25,7 +25,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from ..errors import OptionError
-from ..io.video import Frame, FrameSelection, FrameSource, VideoInput, open_frames
+from ..io.frames import Frame, FrameSelection, FrameSource, VideoInput, open_frames
 from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
 from .model import DepthModel
 from .settings import DEFAULT_VIDEO_BATCH_SIZE as DEFAULT_BATCH_SIZE

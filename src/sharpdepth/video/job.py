@@ -39,7 +39,8 @@ from ..errors import Failure, OptionError, Scope, SharpDepthError, classify, mak
 from ..io.atomic import clean_stale_parts, ensure_writable_dir, write_bytes_atomic, write_text_atomic
 from ..io.colormap import colorize, lut
 from ..io.depth_files import Notice, output_path, read_depth_result, write_result
-from ..io.video import Frame, FrameSource, VideoWriter, open_frames
+from ..io.frames import Frame, FrameSource, open_frames
+from ..io.video_writer import VideoWriter
 from ..result import DepthResult, FocalSource, OutputKind
 from .settings import VideoSettings
 
@@ -184,7 +185,7 @@ def encode_raw(result: DepthResult) -> bytes | None:
         text = json.dumps(facts, default=_json_scalar)
     except (TypeError, ValueError):
         return None
-    arrays = {"prediction": result.prediction}
+    arrays: dict[str, Any] = {"prediction": result.prediction}
     for name in ("confidence", "sky", "intrinsics"):
         value = getattr(result, name)
         if value is not None:
@@ -474,7 +475,7 @@ def expand_video_inputs(arguments: Sequence[str]) -> tuple[list[ClipInput], list
     """
     import glob as globlib
 
-    from ..io.video import VIDEO_SUFFIXES, frame_files_in, natural_key
+    from ..io.frames import VIDEO_SUFFIXES, frame_files_in, natural_key
 
     clips: list[ClipInput] = []
     problems: list[Failure] = []
@@ -516,7 +517,7 @@ def expand_video_inputs(arguments: Sequence[str]) -> tuple[list[ClipInput], list
 
 def videos_under(folder: Path) -> list[Path]:
     """Video files in `folder` and its sub-folders, in natural order (hidden entries skipped)."""
-    from ..io.video import VIDEO_SUFFIXES, natural_key
+    from ..io.frames import VIDEO_SUFFIXES, natural_key
 
     found = (
         p

@@ -14,8 +14,8 @@ from ..engine.settings import FocalSettings, ModelSettings, PredictSettings
 from ..engine.stabilize import MODES, StabilizerSettings
 from ..errors import OptionError
 from ..io.depth_files import DEFAULT_PNG16_SCALE_M
+from ..io.frames import FrameSelection
 from ..io.outputs import OutputOptions
-from ..io.video import FrameSelection
 
 
 @dataclass(frozen=True, kw_only=True)
