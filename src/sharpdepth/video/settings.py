@@ -15,6 +15,7 @@ from ..engine.stabilize import MODES, StabilizerSettings
 from ..errors import OptionError
 from ..io.depth_files import DEFAULT_PNG16_SCALE_M
 from ..io.frames import FrameSelection
+from ..io.images import DEFAULT_MAX_PIXELS
 from ..io.outputs import OutputOptions
 
 
@@ -56,10 +57,11 @@ class VideoSettings:
         """Refuse a network input larger than the frames may be, before anything is allocated.
 
         A square network input of side `input_size` holds at least `input_size**2` pixels; over
-        the pixel limit it would allocate gigabytes per frame (and then fail) before any output.
+        the pixel limit of an image (the default one, or a larger `--max-pixels`) it would allocate
+        gigabytes per frame (and then fail) before any output.
         """
-        size, limit = self.model.input_size, self.model.max_pixels
-        if size is not None and limit is not None and size * size > limit:
+        size, limit = self.model.input_size, max(self.model.max_pixels, DEFAULT_MAX_PIXELS)
+        if size is not None and size * size > limit:
             raise OptionError(
                 f"--input-size {size} asks for a network input of at least {size * size:,} pixels, over the "
                 f"limit of {limit:,}; use a smaller size or raise --max-pixels"
