@@ -135,6 +135,8 @@ class _ResumeCache:
         if not same:
             _remove_frames_of_another_job(folder)
             shutil.rmtree(self.root, ignore_errors=True)
+        elif not skip_existing:
+            self.finish()  # not resuming: every frame goes through the network again
         write_text_atomic(self.root / "job.json", json.dumps({"job": self.record}, indent=1) + "\n")
         return same and skip_existing
 
