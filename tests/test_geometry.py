@@ -10,7 +10,7 @@ import pytest
 import trimesh
 
 from sharpdepth.cli.main import main
-from sharpdepth.errors import InputImageError, OptionError, RelativeDepthError
+from sharpdepth.errors import EmptyResultError, InputImageError, OptionError, OutOfRangeError, RelativeDepthError
 from sharpdepth.geometry.camera import Camera
 from sharpdepth.geometry.measure import measure_distance, measure_point, parse_pixel
 from sharpdepth.geometry.normals import normals_to_rgb, surface_normals
@@ -22,6 +22,7 @@ from sharpdepth.geometry.pointcloud import (
     save_mesh,
     save_point_cloud,
 )
+from sharpdepth.geometry.settings import PointCloudSettings
 from sharpdepth.io.depth_files import read_depth_result as load_depth_result
 from sharpdepth.result import DepthResult, OutputKind
 
@@ -329,6 +330,44 @@ def test_cli_predicts_when_no_depth_file_is_given(tmp_path, capsys, monkeypatch)
     assert point["distance_from_camera_m"] == pytest.approx(point["depth_m"] * cam.ray_length_factor(32, 24))
 
 
+def _inf_rows(depth: np.ndarray) -> np.ndarray:
+    """Every other row unknown (+inf): no pixel keeps a valid vertical neighbour."""
+    depth = depth.astype(np.float32).copy()
+    depth[::2] = np.inf
+    return depth
+
+
+def test_empty_cloud_or_mesh_is_a_one_line_error(tmp_path, capsys, camera):
+    depth = _inf_rows(np.linspace(1.0, 3.0, H * W).reshape(H, W))
+    with pytest.raises(EmptyResultError, match="point cloud is empty"):
+        depth_to_point_cloud(depth, camera)
+    with pytest.raises(EmptyResultError, match="mesh is empty"):
+        depth_to_mesh(depth, camera)
+    photo = tmp_path / "photo.png"
+    _write_photo(photo)
+    npz = tmp_path / "inf_rows.npz"
+    np.savez(npz, depth=depth, focal_px=np.float32(F), output_kind="metric_depth")
+    for extra in ([], ["--mesh"]):
+        out = tmp_path / "cloud.ply"
+        assert main(["pointcloud", str(photo), "--depth", str(npz), "-o", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: the ") and "is empty" in err and err.count("\n") == 1
+        assert "Traceback" not in err and not out.exists()  # no empty file left behind
+
+
+def test_a_voxel_too_fine_for_the_scene_is_refused_not_wrapped_around(camera):
+    depth = plane_depth(camera, (0, 0, -1), (0, 0, 2.0))
+    with pytest.raises(OutOfRangeError):
+        PointCloudSettings(voxel_m=1e-30)
+    with pytest.raises(OutOfRangeError, match="too fine"):
+        # inside the documented range, but the grid of a 1 km wide scene at 0.1 mm would overflow int64 keys
+        from sharpdepth.geometry.pointcloud import PointCloud, voxel_downsample
+
+        voxel_downsample(PointCloud(np.array([[0, 0, 1], [1e3, 1e3, 1e3]], np.float32)), 1e-4)
+    thinned = depth_to_point_cloud(depth, camera, voxel_size=1e-4)
+    assert len(thinned) == H * W  # points about 3 cm apart: every voxel holds one
+
+
 def test_geometry_settings_are_validated_on_construction():
     from sharpdepth.geometry.settings import MeasureSettings, PointCloudSettings
 
@@ -343,6 +382,12 @@ def test_geometry_settings_are_validated_on_construction():
                 dict(file_type="obj"), dict(max_rel_jump=0), dict(max_grazing_deg=91), dict(mesh="yes")):  # fmt: skip
         with pytest.raises(OptionError):
             PointCloudSettings(**bad)
+    # well-formed numbers outside the documented ranges: OutOfRangeError (HTTP 422)
+    for bad in (dict(voxel_m=1e-30), dict(voxel_m=1e9), dict(stride=10**6), dict(max_grazing_deg=0.0)):
+        with pytest.raises(OutOfRangeError):
+            PointCloudSettings(**bad)
+    with pytest.raises(OutOfRangeError):
+        MeasureSettings(pixels=((1, 1),), window=10**6)
     assert MeasureSettings(pixels=[[1, 2], [3, 4]]).pixels == ((1.0, 2.0), (3.0, 4.0))
     for bad in (dict(pixels=()), dict(pixels=((1, 1),) * 3), dict(pixels=((1, "a"),)), dict(pixels="1,1"),
                 dict(pixels=((1, 1),), window=0)):  # fmt: skip

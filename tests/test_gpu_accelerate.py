@@ -81,11 +81,14 @@ def test_guard_reruns_a_nan_batch_in_fp32_once_and_says_so(caplog):
 def test_guard_leaves_a_healthy_batch_alone(caplog):
     model = sharpdepth.load(MODEL, random_weights=True, input_size=SIZE, precision="bf16")
     calls = _count_calls(model.net)
+    # Loading may warn about the CPU (no native bf16 on AVX2-only machines): that is the loader's
+    # concern, not the guard's. What the guard itself says is what the batches below log.
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="sharpdepth"):
         results = model.predict_batch([_rgb(3), _rgb(4), _rgb(5)], batch_size=2)
     assert calls == [torch.bfloat16, torch.bfloat16]  # two batches, no re-run
     assert model.runner.stats.fp32_reruns == 0
-    assert not [r for r in caplog.records if "fp32" in r.getMessage()]
+    assert [r.getMessage() for r in caplog.records] == []
     assert all(np.isfinite(r.prediction).all() for r in results)
 
 

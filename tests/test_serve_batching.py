@@ -179,7 +179,7 @@ def test_settings_are_validated_on_construction():
 
 def test_cpu_work_beyond_workers_plus_queue_is_refused_at_once(monkeypatch, tmp_path):
     from sharpdepth.io.depth_files import write_npz
-    from sharpdepth.service import app as app_module
+    from sharpdepth.service import dependencies as app_module
 
     gate = threading.Event()
     real = app_module._saved_result
@@ -217,7 +217,7 @@ def test_cpu_work_beyond_workers_plus_queue_is_refused_at_once(monkeypatch, tmp_
 
 
 def test_json_answers_never_carry_nan():
-    from sharpdepth.service.app import _finite
+    from sharpdepth.service.routes.common import finite as _finite
 
     assert _finite({"a": float("nan"), "b": [1.5, float("inf")], "c": {"d": -float("inf"), "e": "x"}}) == {
         "a": None, "b": [1.5, None], "c": {"d": None, "e": "x"},

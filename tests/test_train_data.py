@@ -120,3 +120,46 @@ def test_cli_trains_and_reports_bad_options_in_one_line(tmp_path: Path, capsys: 
     assert err.startswith("error:") and "metric" in err and "\n" not in err
     assert main([*base, "--freeze", "wheels"]) == 2
     assert "--freeze" in capsys.readouterr().err
+
+
+def _blank_depths(root: Path) -> None:
+    for path in root.rglob("*_depth.npy"):
+        np.save(path, np.zeros_like(np.load(path)))
+
+
+def test_cli_refuses_a_dataset_without_valid_depth_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_rgbd(tmp_path / "d", scenes=2, per_scene=2)
+    _blank_depths(root)
+    out = tmp_path / "run"
+    args = ["finetune", "--model", "depth-anything-v2-tiny", "--random-weights", "--input-size", "28"]
+    args += ["--dataset", "folder", "--root", str(root), "-o", str(out), "--device", "cpu", "--steps", "2", "-q"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "4 sample(s) whose depth map has no valid pixel" in err
+    assert not out.exists()
+
+
+def test_survey_drops_empty_depth_reports_resized_and_unpaired(tmp_path: Path) -> None:
+    from sharpdepth.train.data import sample_view, survey
+
+    root = make_rgbd(tmp_path / "d", scenes=1, per_scene=4, size=(36, 44))
+    folder = root / "scene0"
+    np.save(folder / "f1_depth.npy", np.zeros((36, 44), np.float32))  # no valid pixel
+    half = np.load(folder / "f2_depth.npy")[::2, ::2]
+    np.save(folder / "f2_depth.npy", half)  # 18x22 for a 36x44 image
+    (folder / "f3_depth.npy").unlink()  # an image without depth
+    dataset = open_dataset("folder", root)
+    found = survey(dataset, dataset.index())
+    assert [e.name for e in found.usable] == ["scene0__f0_rgb", "scene0__f2_rgb"]
+    assert found.no_valid_depth == ["scene0__f1_rgb"]
+    assert found.resized == [("scene0__f2_rgb", (18, 22), (36, 44))]
+    assert found.unpaired == ["scene0/f3_rgb.png"]
+    notes = "\n".join(found.notes("training data"))
+    assert "skipped 1 image(s) without a depth file" in notes and "scene0/f3_rgb.png" in notes
+    assert "dropped 1 sample(s)" in notes and "resized 1 depth map(s)" in notes and "22x18 -> 44x36" in notes
+    # The resized map sits on the image grid, each pixel the nearest stored one.
+    view = sample_view(dataset.load(found.usable[1]))
+    assert view.depth.shape == (36, 44) and view.valid.shape == (36, 44)
+    np.testing.assert_array_equal(view.depth[::2, ::2][view.valid[::2, ::2]], half[np.isfinite(half) & (half > 0)])

@@ -6,6 +6,7 @@ dataset (a few seconds each).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import replace
@@ -232,3 +233,24 @@ def test_bad_settings_fail_with_one_clear_error(rgbd: Path, tmp_path: Path) -> N
         run_finetune(settings(rgbd, tmp_path / "y", train="fov"))
     with pytest.raises(OptionError):
         replace(settings(rgbd, tmp_path), batch_size=0)
+
+
+def test_a_nan_loss_stops_the_run_without_a_checkpoint(rgbd: Path, tmp_path: Path, monkeypatch) -> None:
+    from sharpdepth.train import loop
+    from sharpdepth.train.objective import Outputs
+
+    real = loop.split_outputs
+    calls = []
+
+    def nan_from_step_two(raw: Any, size: tuple[int, int]) -> Outputs:
+        out = real(raw, size)
+        calls.append(1)
+        return Outputs(out.map * float("nan"), out.fov_deg) if len(calls) >= 2 else out
+
+    monkeypatch.setattr(loop, "split_outputs", nan_from_step_two)
+    out = tmp_path / "run"
+    with pytest.raises(loop.NonFiniteLoss, match="the loss is nan at step 2"):
+        run_finetune(settings(rgbd, out, steps=3))
+    assert not (out / "final.safetensors").exists() and not (out / "last").exists()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["event"] == "train"] == [1]

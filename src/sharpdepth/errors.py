@@ -29,6 +29,14 @@ class OptionError(SharpDepthError):
     """An option value is invalid (unknown model, bad precision for the device, ...)."""
 
 
+class OutOfRangeError(OptionError):
+    """A number is well formed but outside the range its setting documents (it would give nonsense)."""
+
+
+class EmptyResultError(SharpDepthError):
+    """The input was read, but nothing is left to produce (e.g. every point of a cloud was filtered out)."""
+
+
 class RelativeDepthError(SharpDepthError):
     """Metric quantities were asked of a model that only predicts relative disparity."""
 

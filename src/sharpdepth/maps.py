@@ -18,18 +18,20 @@ Resizing, normalisation and masks below all follow that one rule.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from .errors import OptionError
+from .errors import OptionError, OutOfRangeError
 from .result import OutputKind
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "Range",
     "check_focal_px",
     "fill_invalid_as_far",
     "normalize_percentile",
@@ -44,6 +46,8 @@ __all__ = [
 ]
 
 FOCAL_MESSAGE = "focal length must be a positive number of pixels, got {value}"
+MAX_FOCAL_PX = 1e6
+"""A field of view under 0.5 degree on the largest photo accepted: beyond it a focal length is a typo."""
 
 
 # ---------------------------------------------------------------- validity
@@ -140,7 +144,46 @@ def check_focal_px(value: float | None) -> float:
         raise OptionError(FOCAL_MESSAGE.format(value=value))
     if not value > 0:
         raise OptionError(FOCAL_MESSAGE.format(value=value))
+    if value > MAX_FOCAL_PX:
+        raise OutOfRangeError(f"focal length must be at most {MAX_FOCAL_PX:g} pixels, got {value:g}")
     return float(value)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The documented range of a number setting, checked once where the settings object is built.
+
+    Every front end (command line, HTTP, Python) builds the same settings objects, so a range
+    declared here is enforced for all of them: a value outside it is refused with
+    `OutOfRangeError` (HTTP 422) instead of silently giving nonsense (an all-black picture from a
+    focus at 1e308 m, a one-point cloud from 1e-30 m voxels). A value that is no finite number
+    at all is an `OptionError`.
+    """
+
+    low: float
+    high: float
+    unit: str = ""
+    low_open: bool = False
+    """True: `low` itself is excluded (e.g. a distance must be > 0)."""
+    integer: bool = False
+
+    def __str__(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}]{unit}"
+
+    def check(self, value: float, what: str) -> float:
+        """`value` (float, or int for an integer range) if inside the range, else a one-line error."""
+        if self.integer:
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise OptionError(f"{what} must be a whole number, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+            raise OptionError(f"{what} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise OptionError(f"{what} must be a finite number, got {value!r}")
+        inside = (value > self.low if self.low_open else value >= self.low) and value <= self.high
+        if not inside:
+            raise OutOfRangeError(f"{what} must be in {self}, got {value:g}")
+        return int(value) if self.integer else float(value)
 
 
 def rescale_intrinsics(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from numbers import Real
 
 from ..errors import OptionError
+from ..maps import Range
 
 # ---------------------------------------------------------------- shared constants
 FULL_FRAME_WIDTH_MM = 36.0
@@ -42,6 +43,35 @@ DEFAULT_MAX_DISPARITY_FRACTION = 0.03
 """Relative results: the nearest things get a disparity of 3 % of the image width."""
 STEREO_LAYOUTS = ("anaglyph", "sbs", "pair")
 ANAGLYPH_MODES = ("color", "half-color", "gray")
+
+# ---------------------------------------------------------------- documented ranges
+# Checked on construction (`Range.check`, `OutOfRangeError`; HTTP 422): a value outside them is
+# refused by every front end instead of rendering nonsense (e.g. focus at 1e308 m: an all-black picture).
+F_NUMBER = Range(0.5, 64.0)
+"""Aperture f-number: the fastest lenses made (f/0.95) with room to spare, up to pinhole-like f/64."""
+FOCAL_LENGTH_MM = Range(1.0, 2000.0, "mm")
+"""Simulated focal length: fisheye to super-telephoto."""
+SENSOR_WIDTH_MM = Range(1.0, 300.0, "mm")
+"""Simulated sensor width: phone sensors to large format."""
+MAX_BLUR_PX = Range(0.0, 1e4, "px")
+"""Blur diameter cap; 1e4 px is beyond the longest side of the largest photo accepted."""
+HIGHLIGHT_BOOST = Range(0.0, 16.0)
+"""Gain for clipped highlights in the blur (0 = off)."""
+DISTANCE_M = Range(0.0, 1e4, "m", low_open=True)
+"""Focus, pivot and convergence distances: beyond 10 km every photographed scene is at infinity."""
+FOCUS_WINDOW_PX = Range(1, 255, "px", integer=True)
+"""Side of the square over which the focus pixel's depth is the median."""
+SUBJECT_TOLERANCE = Range(0.0, 1.0, low_open=True)
+"""Disparity range of the subject around the picked pixel, in normalised disparity (0..1)."""
+AMPLITUDE = Range(0.0, 0.9)
+"""Camera motion as a fraction of the pivot depth; at 1 a zoom-in would reach the pivot."""
+DURATION_S = Range(0.0, 600.0, "s", low_open=True)
+FPS = Range(0.0, 240.0, "fps", low_open=True)
+VIDEO_SIZE_PX = Range(MIN_VIDEO_SIZE_PX, 8192, "px", integer=True)
+"""Longest side of a parallax video (H.264 level limits end around 8K)."""
+BASELINE_M = Range(0.0, 100.0, "m")
+"""Eye distance: 0 (no depth) to hyperstereo for landscapes."""
+MAX_DISPARITY_PX = Range(0.0, 1e4, "px")
 
 
 # ---------------------------------------------------------------- checks (one message each)
@@ -87,7 +117,7 @@ def check_camera_path(kind: str, amplitude: float | None) -> None:
     """The camera path and its amplitude (fraction of the pivot depth, >= 0)."""
     check_choice(kind, PATHS, "camera path")
     if amplitude is not None:
-        check_non_negative(amplitude, "amplitude (fraction of the pivot depth)")
+        AMPLITUDE.check(amplitude, "amplitude (fraction of the pivot depth)")
 
 
 # ---------------------------------------------------------------- depth of field
@@ -109,14 +139,14 @@ class LensSettings:
     """Gain for clipped highlights in the blur (bright bokeh discs); 0 = off."""
 
     def __post_init__(self) -> None:
-        check_positive(self.f_number, "f-number")
+        F_NUMBER.check(self.f_number, "f-number")
         if self.focal_length_mm is not None:
-            check_positive(self.focal_length_mm, "focal length (mm)")
-        check_positive(self.sensor_width_mm, "sensor width (mm)")
+            FOCAL_LENGTH_MM.check(self.focal_length_mm, "focal length")
+        SENSOR_WIDTH_MM.check(self.sensor_width_mm, "sensor width")
         if self.max_blur_px is not None:
-            check_non_negative(self.max_blur_px, "maximum blur (pixels)")
+            MAX_BLUR_PX.check(self.max_blur_px, "maximum blur")
         check_choice(self.shape, KERNEL_SHAPES, "bokeh shape")
-        check_non_negative(self.highlight_boost, "highlight boost")
+        HIGHLIGHT_BOOST.check(self.highlight_boost, "highlight boost")
 
     @property
     def sensor_diagonal_mm(self) -> float:
@@ -148,15 +178,14 @@ class DofSettings(LensSettings):
         if self.focus_m is None and self.focus_px is None:
             raise OptionError("choose what to focus on: a distance in metres (--focus-m) or a pixel (--focus-px)")
         if self.focus_m is not None:
-            check_positive(self.focus_m, "focus distance (metres)")
+            DISTANCE_M.check(self.focus_m, "focus distance")
             if self.focal_length_mm is not None and not self.focus_m * 1000.0 > self.focal_length_mm:
                 raise OptionError(
                     f"focus distance {self.focus_m:g} m is inside the lens's focal length ({self.focal_length_mm:g} mm)"
                 )
         if self.focus_px is not None:
             object.__setattr__(self, "focus_px", check_pixel(self.focus_px, "focus pixel"))
-        if isinstance(self.focus_window, bool) or not isinstance(self.focus_window, int) or self.focus_window < 1:
-            raise OptionError(f"focus window must be at least 1 pixel, got {self.focus_window}")
+        FOCUS_WINDOW_PX.check(self.focus_window, "focus window")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,7 +203,7 @@ class PortraitSettings(LensSettings):
         super().__post_init__()
         if self.subject_px is not None:
             object.__setattr__(self, "subject_px", check_pixel(self.subject_px, "subject pixel"))
-        check_positive(self.subject_tolerance, "subject tolerance")
+        SUBJECT_TOLERANCE.check(self.subject_tolerance, "subject tolerance")
 
     def dof(self, focus_px: tuple[float, float], max_blur_px: float) -> DofSettings:
         """The depth-of-field settings that render the background (focused on the subject pixel)."""
@@ -209,15 +238,12 @@ class ParallaxSettings:
         check_camera_path(self.path, self.amplitude)
         check_flag(self.loop, "loop")
         check_flag(self.crop, "crop")
-        check_positive(self.duration_s, "duration (seconds)")
-        check_positive(self.fps, "fps (frames per second)")
-        if self.max_size_px is not None and (
-            isinstance(self.max_size_px, bool) or not isinstance(self.max_size_px, int)
-            or self.max_size_px < MIN_VIDEO_SIZE_PX
-        ):  # fmt: skip
-            raise OptionError(f"video size must be at least {MIN_VIDEO_SIZE_PX} pixels, got {self.max_size_px}")
+        DURATION_S.check(self.duration_s, "duration")
+        FPS.check(self.fps, "frame rate")
+        if self.max_size_px is not None:
+            VIDEO_SIZE_PX.check(self.max_size_px, "video size")
         if self.pivot_m is not None:
-            check_positive(self.pivot_m, "pivot depth")
+            DISTANCE_M.check(self.pivot_m, "pivot depth")
 
     @property
     def frames(self) -> int:
@@ -247,11 +273,11 @@ class StereoSettings:
 
     def __post_init__(self) -> None:
         if self.baseline_m is not None:
-            check_non_negative(self.baseline_m, "baseline (metres)")
+            BASELINE_M.check(self.baseline_m, "baseline")
         if self.convergence_m is not None:
-            check_positive(self.convergence_m, "convergence distance (metres)")
+            DISTANCE_M.check(self.convergence_m, "convergence distance")
         if self.max_disparity_px is not None:
-            check_non_negative(self.max_disparity_px, "maximum disparity (pixels)")
+            MAX_DISPARITY_PX.check(self.max_disparity_px, "maximum disparity")
             if self.baseline_m is not None or self.convergence_m is not None:
                 raise OptionError(
                     "give metres (baseline, convergence) for a metric result or --max-disparity for a relative "

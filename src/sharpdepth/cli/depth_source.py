@@ -20,6 +20,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from ..engine.settings import DEFAULT_MODEL
 from ..errors import OptionError
 from ..io.atomic import cannot_write_in
 from ..io.depth_files import match_result_to_image, read_depth_result, result_with_focal
@@ -27,10 +28,9 @@ from ..io.images import DEFAULT_MAX_PIXELS, LoadedImage, load_image
 from ..io.photos import save_image
 from ..maps import check_focal_px
 from ..result import DepthResult
+from .options import MaxPixelsOpt, OptionBundle, model_settings
 
-DEFAULT_MODEL = "depth-pro"
-
-# Shared option declarations, so every command spells them the same way.
+# The depth-source options, declared once: see `DEPTH_SOURCE_OPTIONS` below.
 DepthOpt = Annotated[
     Path | None, typer.Option("--depth", "-d", help="Saved result (.npz from predict, .npy, ...): skip the network.")
 ]
@@ -42,7 +42,6 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto
 FocalOpt = Annotated[
     float | None, typer.Option("--focal-px", help="Focal length in pixels (overrides the file's / EXIF / model's).")
 ]
-MaxPixelsOpt = Annotated[int, typer.Option("--max-pixels", help="Refuse photos larger than this many pixels.")]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,15 +77,30 @@ class DepthSource:
         return match_result_to_image(predict(loaded, self), loaded.rgb)
 
 
+def _depth_source_flags(
+    image: Annotated[Path, typer.Argument(help="The photo.")],
+    depth: DepthOpt = None,
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "cpu",
+    focal_px: FocalOpt = None,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Declares the depth-source flags (never called)."""
+
+
+DEPTH_SOURCE_OPTIONS = OptionBundle.of(_depth_source_flags, DepthSource)
+"""The photo and --depth, --model, --weights, --device, --focal-px, --max-pixels: a `DepthSource`,
+for every effect and geometry command (`@bundled(source=DEPTH_SOURCE_OPTIONS)`)."""
+
+
 def predict(loaded: LoadedImage, source: DepthSource) -> DepthResult:
     """Run the network on the decoded photo through the public `sharpdepth.load` (imported lazily:
     loading torch is slow)."""
     import sharpdepth
 
-    from ..engine.settings import ModelSettings
-
-    model = ModelSettings(
-        name=source.model or DEFAULT_MODEL, weights=source.weights, device=source.device,
+    model = model_settings(
+        model=source.model or DEFAULT_MODEL, weights=source.weights, device=source.device,
         max_pixels=source.max_pixels,
     )  # fmt: skip
     net = sharpdepth.load(model.name, weights=model.weights, device=model.device, max_pixels=model.max_pixels)

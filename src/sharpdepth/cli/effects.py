@@ -25,19 +25,14 @@ from ..apps.settings import (
 from ..errors import OptionError
 from ..geometry.measure import parse_pixel
 from .depth_source import (
-    DEFAULT_MAX_PIXELS,
-    DepthOpt,
+    DEPTH_SOURCE_OPTIONS,
     DepthSource,
-    DeviceOpt,
-    FocalOpt,
-    MaxPixelsOpt,
-    ModelOpt,
-    WeightsOpt,
     check_image_output,
     check_output,
     save_rgb,
     write_failed,
 )
+from .options import bundled
 
 OutputOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Output file.")]
 
@@ -135,15 +130,10 @@ def run_stereo(source: DepthSource, settings: StereoSettings, output: Path | Non
 # ---------------------------------------------------------------- typer commands
 def register(app: typer.Typer) -> None:
     @app.command("dof")
+    @bundled(source=DEPTH_SOURCE_OPTIONS)
     def dof(
-        image: Annotated[Path, typer.Argument(help="The photo.")],
+        source: DepthSource,
         output: OutputOpt = None,
-        depth: DepthOpt = None,
-        model: ModelOpt = None,
-        weights: WeightsOpt = None,
-        device: DeviceOpt = "cpu",
-        focal_px: FocalOpt = None,
-        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         focus_m: Annotated[float | None, typer.Option("--focus-m", help="Focus distance (metres).")] = None,
         focus_px: Annotated[str | None, typer.Option("--focus-px", help="Focus on the pixel x,y.")] = None,
         f_number: Annotated[float, typer.Option("--f-number", "-N", help="Aperture f-number.")] = _LENS.f_number,
@@ -166,21 +156,14 @@ def register(app: typer.Typer) -> None:
             focus_m=focus_m, focus_px=_pixel(focus_px), f_number=f_number, focal_length_mm=focal_mm,
             sensor_width_mm=sensor_mm, max_blur_px=max_blur, shape=bokeh, highlight_boost=highlights,
         )  # fmt: skip
-        source = DepthSource(image=image, depth=depth, model=model, weights=weights, device=device,
-                             focal_px=focal_px, max_pixels=max_pixels)  # fmt: skip
         path, focus, blur = run_dof(source, settings, output)
         typer.echo(f"wrote {path} (focus {focus}, largest blur {blur:.1f} px)")
 
     @app.command("portrait")
+    @bundled(source=DEPTH_SOURCE_OPTIONS)
     def portrait_cmd(
-        image: Annotated[Path, typer.Argument(help="The photo.")],
+        source: DepthSource,
         output: OutputOpt = None,
-        depth: DepthOpt = None,
-        model: ModelOpt = None,
-        weights: WeightsOpt = None,
-        device: DeviceOpt = "cpu",
-        focal_px: FocalOpt = None,
-        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         subject: Annotated[str | None, typer.Option(help="A pixel x,y on the subject (default: found).")] = None,
         f_number: Annotated[float, typer.Option("--f-number", "-N", help="Aperture f-number.")] = _PORTRAIT_F_NUMBER,
         focal_mm: Annotated[float | None, typer.Option("--focal-mm", help="Simulated lens (mm).")] = None,
@@ -194,21 +177,14 @@ def register(app: typer.Typer) -> None:
             subject_px=_pixel(subject), f_number=f_number, focal_length_mm=focal_mm, max_blur_px=max_blur,
             shape=bokeh, highlight_boost=highlights,
         )  # fmt: skip
-        source = DepthSource(image=image, depth=depth, model=model, weights=weights, device=device,
-                             focal_px=focal_px, max_pixels=max_pixels)  # fmt: skip
         path, area = run_portrait(source, settings, output, matte)
         typer.echo(f"wrote {path} (subject {100 * area:.0f}% of the picture)")
 
     @app.command("parallax")
+    @bundled(source=DEPTH_SOURCE_OPTIONS)
     def parallax(
-        image: Annotated[Path, typer.Argument(help="The photo.")],
+        source: DepthSource,
         output: OutputOpt = None,
-        depth: DepthOpt = None,
-        model: ModelOpt = None,
-        weights: WeightsOpt = None,
-        device: DeviceOpt = "cpu",
-        focal_px: FocalOpt = None,
-        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         path: Annotated[
             str, typer.Option(help="zoom-in, dolly-zoom, circle, swing, horizontal or vertical.")
         ] = _PARALLAX.path,
@@ -225,21 +201,14 @@ def register(app: typer.Typer) -> None:
             path=path, amplitude=amplitude, loop=not no_loop, duration_s=duration, fps=fps, max_size_px=size,
             pivot_m=pivot_m, crop=not no_crop,
         )  # fmt: skip
-        source = DepthSource(image=image, depth=depth, model=model, weights=weights, device=device,
-                             focal_px=focal_px, max_pixels=max_pixels)  # fmt: skip
         out, frames = run_parallax(source, settings, output, show_progress=True)
         typer.echo(f"wrote {out} ({frames} frames)")
 
     @app.command("stereo")
+    @bundled(source=DEPTH_SOURCE_OPTIONS)
     def stereo(
-        image: Annotated[Path, typer.Argument(help="The photo.")],
+        source: DepthSource,
         output: OutputOpt = None,
-        depth: DepthOpt = None,
-        model: ModelOpt = None,
-        weights: WeightsOpt = None,
-        device: DeviceOpt = "cpu",
-        focal_px: FocalOpt = None,
-        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         baseline: Annotated[float | None, typer.Option(help="Eye distance in metres (default 0.063).")] = None,
         left: Annotated[bool, typer.Option("--left", help="The photo is the left eye (default: the middle).")] = (
             False
@@ -257,7 +226,5 @@ def register(app: typer.Typer) -> None:
             baseline_m=baseline, center=not left, convergence_m=convergence, max_disparity_px=max_disparity,
             layout=fmt, anaglyph=anaglyph_mode, half_width=half,
         )  # fmt: skip
-        source = DepthSource(image=image, depth=depth, model=model, weights=weights, device=device,
-                             focal_px=focal_px, max_pixels=max_pixels)  # fmt: skip
         paths = run_stereo(source, settings, output)
         typer.echo("wrote " + ", ".join(str(p) for p in paths))

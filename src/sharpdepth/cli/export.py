@@ -7,13 +7,18 @@ from typing import Annotated
 
 import typer
 
+from ..engine.settings import DEFAULT_MODEL
+from .options import model_settings
+
 export_app = typer.Typer(help="Export networks to other runtimes (ONNX).", no_args_is_help=True)
 
 
 @export_app.command("onnx")
 def onnx(
     output: Annotated[Path, typer.Option("-o", "--output", help="The .onnx file to write.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name (sharpdepth weights list).")] = "depth-pro",
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name (sharpdepth weights list).")] = (
+        DEFAULT_MODEL
+    ),
     weights: Annotated[Path | None, typer.Option(help="Checkpoint file (.pt/.pth/.safetensors).")] = None,
     input_size: Annotated[
         str | None,
@@ -26,12 +31,11 @@ def onnx(
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the onnxruntime-vs-PyTorch check.")] = False,
 ) -> None:
     """Export a model's network (official network input -> raw outputs) to ONNX, fp32."""
-    from ..engine.settings import ModelSettings
     from ..export.onnx import OnnxExportSettings, export_onnx
 
     size, exact = _parse_size(input_size)
     settings = OnnxExportSettings(
-        model=ModelSettings(name=model, weights=weights, input_size=size),
+        model=model_settings(model=model, weights=weights, input_size=size),
         input_hw=exact,
         output=output,
         dynamic=dynamic,

@@ -17,17 +17,12 @@ from ..geometry.settings import (
     PointCloudSettings,
 )
 from .depth_source import (
-    DEFAULT_MAX_PIXELS,
-    DepthOpt,
+    DEPTH_SOURCE_OPTIONS,
     DepthSource,
-    DeviceOpt,
-    FocalOpt,
-    MaxPixelsOpt,
-    ModelOpt,
-    WeightsOpt,
     check_output,
     write_failed,
 )
+from .options import bundled
 
 
 def _default_output(image: Path, settings: PointCloudSettings) -> Path:
@@ -67,15 +62,10 @@ def run_measure(source: DepthSource, settings: MeasureSettings) -> tuple[Measure
 
 def register(app: typer.Typer) -> None:
     @app.command("pointcloud")
+    @bundled(source=DEPTH_SOURCE_OPTIONS)
     def pointcloud(
-        image: Annotated[Path, typer.Argument(help="The photo.")],
+        source: DepthSource,
         output: Annotated[Path | None, typer.Option("-o", "--output", help="Output .ply or .glb.")] = None,
-        depth: DepthOpt = None,
-        model: ModelOpt = None,
-        weights: WeightsOpt = None,
-        device: DeviceOpt = "cpu",
-        focal_px: FocalOpt = None,
-        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         mesh: Annotated[bool, typer.Option("--mesh", help="Triangle mesh instead of points.")] = False,
         file_type: Annotated[str | None, typer.Option("--format", help="ply or glb (default: from -o).")] = None,
         stride: Annotated[int, typer.Option(help="Keep every n-th pixel.")] = 1,
@@ -94,33 +84,24 @@ def register(app: typer.Typer) -> None:
             mesh=mesh, file_type=file_type, stride=stride, voxel_m=voxel, max_rel_jump=max_jump,
             max_grazing_deg=max_grazing, normals=not no_normals, axes=axes,
         )  # fmt: skip
-        source = DepthSource(image=image, depth=depth, model=model, weights=weights, device=device,
-                             focal_px=focal_px, max_pixels=max_pixels)  # fmt: skip
         path, n_vertices, n_faces = run_pointcloud(source, settings, output)
         what = f"{n_vertices} vertices, {n_faces} triangles" if mesh else f"{n_vertices} points"
         typer.echo(f"wrote {path} ({what})")
 
     @app.command("measure")
+    @bundled(source=DEPTH_SOURCE_OPTIONS)
     def measure(
-        image: Annotated[Path, typer.Argument(help="The photo.")],
+        source: DepthSource,
         pixels: Annotated[list[str] | None, typer.Argument(help="Pixels as x,y (column,row).")] = None,
         points: Annotated[
             list[str] | None, typer.Option("--points", "-p", help="Pixel x,y; repeat, or list after it.")
         ] = None,
-        depth: DepthOpt = None,
-        model: ModelOpt = None,
-        weights: WeightsOpt = None,
-        device: DeviceOpt = "cpu",
-        focal_px: FocalOpt = None,
-        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         window: Annotated[int, typer.Option(help="Median over this many pixels square.")] = DEFAULT_WINDOW,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Distance from the camera to one pixel, or the 3D distance between two (metric models)."""
         picks = list(points or []) + list(pixels or [])
         settings = MeasureSettings(pixels=tuple(parse_pixel(p) for p in picks), window=window)
-        source = DepthSource(image=image, depth=depth, model=model, weights=weights, device=device,
-                             focal_px=focal_px, max_pixels=max_pixels)  # fmt: skip
         m, focal = run_measure(source, settings)
         if as_json:
             typer.echo(json.dumps(measurement_report(m, focal), indent=2))

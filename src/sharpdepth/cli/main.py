@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sharpdepth.cli.export",
     "sharpdepth.cli.serve",
     "sharpdepth.cli.finetune",
+    "sharpdepth.cli.splat",
 )
 
 PROG = "sharpdepth"

@@ -1,16 +1,30 @@
 """Option declarations shared by commands, so every command spells them, and checks them, the same way.
 
+Single options are `Annotated` aliases (`ThreadsOpt`, ...). Options that together make one
+settings object are an `OptionBundle`: a command declares one parameter of the object's type
+(e.g. `model: ModelSettings`) and `@bundled(MODEL_OPTIONS)` puts the bundle's flags in its place
+and hands the command the object built from them. So `ModelSettings` is made from flags in
+exactly one place (`MODEL_OPTIONS`), for `predict`, `video` and `serve` alike.
+
 Declarations only (no torch): `sharpdepth --help` imports every command module.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from ..distributed.settings import RaySettings
+from ..engine.settings import DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_MODEL, DEFAULT_PRECISION, ModelSettings
 from ..io.images import DEFAULT_MAX_PIXELS
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 ThreadsOpt = Annotated[
     int | None,
@@ -70,3 +84,89 @@ def ray_settings(
     if not ray and address is None:
         return None
     return RaySettings(address=address, actors=actors, cpus_per_actor=cpus, gpus_per_actor=gpus, threads=threads)
+
+
+# ---------------------------------------------------------------- option bundles
+@dataclass(frozen=True)
+class OptionBundle:
+    """Flags that build one settings object: `options` (typer parameters) and `build(**flags)`."""
+
+    options: tuple[inspect.Parameter, ...]
+    build: Callable[..., object]
+
+    @classmethod
+    def of(cls, declarations: Callable[..., object], build: Callable[..., object]) -> OptionBundle:
+        """The options are the parameters of `declarations`, a function written only to declare them."""
+        params = inspect.signature(declarations, eval_str=True).parameters.values()
+        return cls(tuple(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params), build)
+
+
+def bundled(**bundles: OptionBundle) -> Callable[[F], F]:
+    """Replace each parameter named in `bundles` by the bundle's flags; the command gets the built object.
+
+    `@bundled(model=MODEL_OPTIONS)` on `def cmd(inputs, model: ModelSettings, quiet)` gives the
+    command `inputs`, every model flag and `quiet`, and calls it with `model=ModelSettings(...)`.
+    """
+
+    def decorate(command: F) -> F:
+        signature = inspect.signature(command, eval_str=True)
+        params: list[inspect.Parameter] = []
+        for param in signature.parameters.values():
+            bundle = bundles.get(param.name)
+            params.extend(bundle.options if bundle is not None else (param,))
+        # typer passes every parameter by name; keyword-only lets an option with a default precede an argument
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+
+        @functools.wraps(command)
+        def run(**flags: Any) -> Any:
+            for name, bundle in bundles.items():
+                mine = {p.name: flags.pop(p.name) for p in bundle.options}
+                flags[name] = bundle.build(**mine)
+            return command(**flags)
+
+        del run.__wrapped__  # typer must see the new signature, not the command's
+        run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
+def _model_flags(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name (sharpdepth weights list).")] = (
+        DEFAULT_MODEL
+    ),
+    weights: Annotated[
+        Path | None, typer.Option(help="Checkpoint file (.pt/.pth/.safetensors); .onnx with --backend onnxruntime.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = DEFAULT_DEVICE,
+    precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU only).")] = DEFAULT_PRECISION,
+    input_size: Annotated[int | None, typer.Option(help="Network input size (DA/VDA/MiDaS; higher = finer).")] = None,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    threads: ThreadsOpt = None,
+    compile: CompileOpt = False,
+    cuda_graphs: CudaGraphsOpt = False,
+    backend: BackendOpt = DEFAULT_BACKEND,
+) -> None:
+    """Declares the model flags (never called)."""
+
+
+def model_settings(
+    model: str = DEFAULT_MODEL, weights: Path | None = None, device: str = DEFAULT_DEVICE,
+    precision: str = DEFAULT_PRECISION, input_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+    threads: int | None = None, compile: bool = False, cuda_graphs: bool = False, backend: str = DEFAULT_BACKEND,
+) -> ModelSettings:  # fmt: skip
+    """The one place where model flags become `ModelSettings` (validated there).
+
+    Commands with fewer model flags (`export onnx`, the effects predicting without --depth) call it
+    with theirs; the rest keep the settings' defaults.
+    """
+    return ModelSettings(
+        name=model, weights=weights, device=device, precision=precision, input_size=input_size,
+        max_pixels=max_pixels, threads=threads, compile=compile, cuda_graphs=cuda_graphs, backend=backend,
+    )  # fmt: skip
+
+
+MODEL_OPTIONS = OptionBundle.of(_model_flags, model_settings)
+"""--model, --weights, --device, --precision, --input-size, --max-pixels, --threads, --compile,
+--cuda-graphs, --backend: the network a command runs, as `ModelSettings`."""

@@ -22,11 +22,7 @@ from rich.console import Console
 from ..distributed.settings import DEFAULT_ACTORS as DEFAULT_RAY_ACTORS
 from ..engine.settings import (
     DEFAULT_ALIGN_METHOD,
-    DEFAULT_BACKEND,
     DEFAULT_BATCH_SIZE,
-    DEFAULT_DEVICE,
-    DEFAULT_MODEL,
-    DEFAULT_PRECISION,
     FocalSettings,
     ModelSettings,
     PredictSettings,
@@ -36,16 +32,14 @@ from ..io.images import DEFAULT_MAX_PIXELS, load_image
 from ..io.outputs import OutputOptions, parse_formats
 from ..result import fov_from_focal
 from .options import (
-    BackendOpt,
-    CompileOpt,
-    CudaGraphsOpt,
+    MODEL_OPTIONS,
     MaxPixelsOpt,
     RayActorsOpt,
     RayAddressOpt,
     RayCpusOpt,
     RayGpusOpt,
     RayOpt,
-    ThreadsOpt,
+    bundled,
     ray_settings,
 )
 
@@ -166,17 +160,11 @@ def _default_batch_size(device: str) -> int:
 
 def register(app: typer.Typer) -> None:
     @app.command("predict")
+    @bundled(model=MODEL_OPTIONS)
     def predict(
         inputs: Annotated[list[str], typer.Argument(help="Images, directories (recursive), globs or .txt lists.")],
+        model: ModelSettings,
         output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path("out"),
-        model: Annotated[str, typer.Option("--model", "-m", help="Model name (sharpdepth weights list).")] = (
-            DEFAULT_MODEL
-        ),
-        weights: Annotated[
-            Path | None, typer.Option(help="Checkpoint file (.pt/.pth/.safetensors); .onnx with --backend onnxruntime.")
-        ] = None,
-        device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = DEFAULT_DEVICE,
-        precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU only).")] = (DEFAULT_PRECISION),
         focal_px: Annotated[float | None, typer.Option(help="Focal length in pixels (overrides EXIF/model).")] = None,
         fov_deg: Annotated[float | None, typer.Option(help="Horizontal field of view in degrees.")] = None,
         format: Annotated[str, typer.Option("--format", "-f", help="npy,npz,png16,exr,pfm (comma list).")] = (
@@ -197,12 +185,6 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[
             int | None, typer.Option(help=f"Images per forward pass (default {DEFAULT_BATCH_SIZE}; 4 on CUDA).")
         ] = None,
-        input_size: Annotated[int | None, typer.Option(help="Network input size (DA/MiDaS; higher = finer).")] = (None),
-        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
-        threads: ThreadsOpt = None,
-        compile: CompileOpt = False,
-        cuda_graphs: CudaGraphsOpt = False,
-        backend: BackendOpt = DEFAULT_BACKEND,
         align_to: Annotated[
             Path | None, typer.Option(help="CSV of x,y,depth_m: fit a relative model's output to metres.")
         ] = None,
@@ -226,19 +208,15 @@ def register(app: typer.Typer) -> None:
             png16_scale_m=png_scale,
         )
         settings = PredictSettings(
-            model=ModelSettings(
-                name=model, weights=weights, device=device, precision=precision, input_size=input_size,
-                max_pixels=max_pixels, threads=threads, compile=compile, cuda_graphs=cuda_graphs,
-                backend=backend,
-            ),
+            model=model,
             focal=FocalSettings(focal_px=focal_px, fov_deg=fov_deg),
             output=options,
-            batch_size=batch_size if batch_size is not None else _default_batch_size(device),
+            batch_size=batch_size if batch_size is not None else _default_batch_size(model.device),
             skip_existing=skip_existing,
             align_to=align_to,
             align_method=align_method,
         )  # fmt: skip
-        on_ray = ray_settings(ray, ray_address, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor, threads)
+        on_ray = ray_settings(ray, ray_address, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor, model.threads)
         done, failures = run_predict(inputs, output, settings, show_progress=not quiet, ray=on_ray)
         console.print(f"wrote {done} result(s) to {output}", markup=False)
         if failures:

@@ -8,14 +8,13 @@ one line. torch, FastAPI and uvicorn are imported only when the command runs.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..engine.settings import ModelSettings
-from ..io.images import DEFAULT_MAX_PIXELS
 from ..service.settings import ServeSettings, api_key_from_env
+from .options import MODEL_OPTIONS, bundled
 
 
 def run_serve(serve: ServeSettings, model: ModelSettings, log_level: str = "info") -> int:
@@ -49,20 +48,11 @@ def run_serve(serve: ServeSettings, model: ModelSettings, log_level: str = "info
 
 def register(app: typer.Typer) -> None:
     defaults = ServeSettings()
-    model_defaults = ModelSettings()
 
     @app.command("serve")
+    @bundled(model=MODEL_OPTIONS)
     def serve(
-        model: Annotated[str, typer.Option("--model", "-m", help="Model name (sharpdepth weights list).")] = (
-            model_defaults.name
-        ),
-        weights: Annotated[Path | None, typer.Option(help="Checkpoint file (.pt/.pth/.safetensors).")] = None,
-        device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = model_defaults.device,
-        precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (GPU).")] = model_defaults.precision,
-        input_size: Annotated[int | None, typer.Option(help="Network input size (DA/MiDaS).")] = None,
-        max_pixels: Annotated[int, typer.Option(help="Refuse images larger than this many pixels.")] = (
-            DEFAULT_MAX_PIXELS
-        ),
+        model: ModelSettings,
         host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = defaults.host,
         port: Annotated[int, typer.Option(help="TCP port.")] = defaults.port,
         max_batch: Annotated[int, typer.Option(help="Images per forward pass.")] = defaults.max_batch,
@@ -72,6 +62,12 @@ def register(app: typer.Typer) -> None:
         ),
         max_upload_mb: Annotated[float, typer.Option(help="Largest upload (413 above).")] = defaults.max_upload_mb,
         timeout: Annotated[float, typer.Option(help="Seconds before a request gets 504.")] = defaults.timeout_s,
+        max_inflight_mpx: Annotated[
+            float, typer.Option(help="Megapixels of photos worked on at once, all requests together (429 above).")
+        ] = defaults.max_inflight_mpx,
+        max_response_mb: Annotated[float, typer.Option(help="Largest answer (422 above).")] = (
+            defaults.max_response_mb
+        ),
         api_key_env: Annotated[
             str | None,
             typer.Option(help="Require the API key held in this environment variable (default: SHARPDEPTH_API_KEY)."),
@@ -88,16 +84,13 @@ def register(app: typer.Typer) -> None:
             raise OptionError(f"unknown --log-level {log_level!r}; choose debug, info, warning or error")
         serve_settings = ServeSettings(
             host=host, port=port, max_batch=max_batch, max_queue=max_queue, max_wait_ms=max_wait_ms,
-            max_upload_mb=max_upload_mb, timeout_s=timeout, api_key=api_key_from_env(api_key_env),
+            max_upload_mb=max_upload_mb, timeout_s=timeout, max_inflight_mpx=max_inflight_mpx,
+            max_response_mb=max_response_mb, api_key=api_key_from_env(api_key_env),
             cors_origins=tuple(cors_origin or ()),
-        )  # fmt: skip
-        model_settings = ModelSettings(
-            name=model, weights=weights, device=device, precision=precision, input_size=input_size,
-            max_pixels=max_pixels,
         )  # fmt: skip
         from ..registry import get_spec
 
-        get_spec(model_settings.name)  # unknown model: one line now, not after the server started
-        code = run_serve(serve_settings, model_settings, log_level.lower())
+        get_spec(model.name)  # unknown model: one line now, not after the server started
+        code = run_serve(serve_settings, model, log_level.lower())
         if code:
             raise typer.Exit(code)

@@ -16,11 +16,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..distributed.settings import DEFAULT_ACTORS as DEFAULT_RAY_ACTORS
 from ..engine.settings import FocalSettings, ModelSettings
-from ..io.images import DEFAULT_MAX_PIXELS
 from ..io.outputs import parse_formats
 from ..io.video import FrameSelection
 from ..video.settings import VideoSettings
-from .options import RayActorsOpt, RayAddressOpt, RayCpusOpt, RayGpusOpt, RayOpt, ThreadsOpt, ray_settings
+from .options import MODEL_OPTIONS, RayActorsOpt, RayAddressOpt, RayCpusOpt, RayGpusOpt, RayOpt, bundled, ray_settings
 
 if TYPE_CHECKING:
     from ..video.job import VideoSummary
@@ -32,20 +31,13 @@ _DEFAULT = VideoSettings()
 
 def register(app: typer.Typer) -> None:
     @app.command("video")
+    @bundled(model=MODEL_OPTIONS)
     def video(
         inputs: Annotated[list[str], typer.Argument(help="Video files, folders of frames (or of videos), globs.")],
+        model: ModelSettings,
         output: Annotated[Path, typer.Option("-o", "--output", help="Output directory (one folder per clip).")] = (
             Path("out")
         ),
-        model: Annotated[str, typer.Option("--model", "-m", help="Model name (sharpdepth weights list).")] = (
-            _DEFAULT.model.name
-        ),
-        weights: Annotated[Path | None, typer.Option(help="Checkpoint file (.pt/.pth/.safetensors).")] = None,
-        device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = _DEFAULT.model.device,
-        precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU only).")] = (
-            _DEFAULT.model.precision
-        ),
-        input_size: Annotated[int | None, typer.Option(help="Network input size (DA/VDA/MiDaS).")] = None,
         mode: Annotated[str, typer.Option(help="offline (look-ahead, best) or streaming (causal).")] = (_DEFAULT.mode),
         format: Annotated[str, typer.Option("--format", "-f", help="npy,npz,png16,exr,pfm (comma list).")] = (
             ",".join(_DEFAULT.formats)
@@ -75,11 +67,7 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[int, typer.Option(help="Frames per forward pass (image models).")] = (
             _DEFAULT.batch_size
         ),
-        max_pixels: Annotated[int, typer.Option(help="Refuse frames larger than this many pixels.")] = (
-            DEFAULT_MAX_PIXELS
-        ),
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
-        threads: ThreadsOpt = None,
         ray: RayOpt = False,
         ray_address: RayAddressOpt = None,
         ray_actors: RayActorsOpt = DEFAULT_RAY_ACTORS,
@@ -90,8 +78,7 @@ def register(app: typer.Typer) -> None:
         if no_stabilize and stabilize:
             raise typer.BadParameter("give --stabilize or --no-stabilize, not both")
         settings = VideoSettings(
-            model=ModelSettings(name=model, weights=weights, device=device, precision=precision,
-                                input_size=input_size, max_pixels=max_pixels, threads=threads),
+            model=model,
             focal=FocalSettings(focal_px=focal_px, fov_deg=fov_deg),
             mode=mode,
             stabilize=False if no_stabilize else (True if stabilize else None),
@@ -108,14 +95,14 @@ def register(app: typer.Typer) -> None:
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} frames"),
                    TimeElapsedColumn())  # fmt: skip
         with Progress(*columns, console=console, disable=quiet, transient=True) as progress:
-            task = progress.add_task(model, total=None)
+            task = progress.add_task(model.name, total=None)
 
             def done(summary: VideoSummary) -> None:
                 if not quiet:
                     note = f" ({summary.reused} reused)" if summary.reused else ""
                     console.print(f"{summary.source}: {summary.frames} frames{note} -> {summary.folder}")
 
-            on_ray = ray_settings(ray, ray_address, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor, threads)
+            on_ray = ray_settings(ray, ray_address, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor, model.threads)
             if on_ray is not None:  # one Ray task per clip, each the local job below
                 from ..distributed.ray_video import run_videos_on_ray
 

@@ -18,11 +18,11 @@ from ..errors import OptionError
 from ..io.images import DEFAULT_MAX_PIXELS
 from ..io.outputs import OutputOptions
 from ..maps import check_focal_px
+from ..registry import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from .model import DepthModel
 
-DEFAULT_MODEL = "depth-pro"
 DEFAULT_DEVICE = "cpu"
 DEFAULT_PRECISION = "fp32"
 DEFAULT_BATCH_SIZE = 1

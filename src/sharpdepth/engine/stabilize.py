@@ -11,17 +11,26 @@ from frame to frame:
    both directions, kept where forward and backward flow agree (a pixel that
    maps to t-1 and back lands where it started). Few consistent pixels mean a
    scene cut; the shot restarts there.
-2. Pairwise alignment: a robust (trimmed) least-squares scale/shift that maps
-   frame t's raw disparity onto frame t-1's at the corresponding pixels.
-3. Smoothing: the per-frame transform T_t (d -> a_t d + b_t) is the state of a
-   linear Kalman filter: chaining the pairwise alignments predicts it (precise
-   but drifts when true depth changes along the shot), and "the raw frame is
-   right on average" (T_t = identity, noisy by the model's own jitter) corrects
-   it. `streaming` uses the causal filter; `offline` adds the Rauch-Tung-Striebel
+2. Pairwise alignment: a robust (trimmed) symmetric scale/shift that maps
+   frame t's raw disparity onto frame t-1's at the corresponding pixels (nearest
+   sampling: interpolation would smooth one side and bias the scale).
+3. Real change of disparity: the flow's own expansion (1/sqrt(det) of a robust
+   affine fit of the matches). A camera that approaches a point by a fraction of
+   its depth sees it grow in the image by the same factor as its disparity, so
+   this measures the real change without the depth maps, which carry the
+   jitter. Without it every approach or retreat is taken for jitter and frozen
+   (issue 22: the design before it froze the level of tracked points).
+4. Smoothing: the per-frame transform T_t (d -> a_t d + b_t) is the state of a
+   linear Kalman filter: chaining the pairwise alignments times the growth
+   predicts it (precise but drifts), and "the raw frame is right on average"
+   (T_t = identity, noisy by the model's own jitter) corrects it. The jitter
+   (measurement noise) is learnt from the innovations over a bounded window, so
+   a model that flickers more is trusted less, whatever `level_noise` guessed.
+   `streaming` uses the causal filter; `offline` adds the Rauch-Tung-Striebel
    backward pass over a look-ahead window (the whole shot for arrays).
-4. Per-pixel blending toward the flow-warped previous stabilised frame where
-   the flow is consistent and the two agree, which removes the remaining
-   pixel noise without smearing moving objects.
+5. Per-pixel blending toward the flow-warped previous stabilised frame, scaled
+   by the growth, where the flow is consistent and the two agree, which removes
+   the remaining pixel noise without smearing moving objects.
 
 Unknown pixels (0 or NaN) stay unknown. Memory is bounded by the look-ahead.
 """
@@ -38,6 +47,10 @@ import numpy as np
 from ..errors import OptionError
 
 MODES = ("offline", "streaming")
+JITTER_PRIOR_FRAMES = 4
+"""Weight, in frames, of `level_noise` in the running estimate of the model's jitter."""
+JITTER_WINDOW = 48
+"""Frames over which the jitter estimate forgets (bounded state; follows a change of content)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +63,8 @@ class StabilizerSettings:
     blend: float = 0.5
     """Weight of the flow-warped previous frame where the flow is consistent (0 = no blending)."""
     level_noise: float = 0.2
-    """Expected relative frame-to-frame jitter of the model's scale (Kalman measurement noise)."""
+    """Prior guess of the model's relative frame-to-frame jitter (Kalman measurement noise); the
+    stabiliser replaces it by what it measures as frames come (`JITTER_WINDOW`)."""
     chain_noise: float = 0.005
     """Expected relative error of one pairwise alignment (Kalman process noise)."""
     flow_size: int = 320
@@ -98,6 +112,8 @@ class FrameState:
     """(alpha, beta): previous raw ~ alpha * this raw + beta."""
     cut: bool = True
     reliable_fraction: float = 0.0
+    growth: float = 1.0
+    """Real disparity change from the previous frame (the image's expansion, `image_expansion`)."""
     x_pred: np.ndarray = field(default_factory=lambda: np.array([1.0, 0.0]))
     p_pred: np.ndarray = field(default_factory=lambda: np.eye(2))
     x_filt: np.ndarray = field(default_factory=lambda: np.array([1.0, 0.0]))
@@ -146,6 +162,18 @@ def _sample(img: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, border: float
     return out.astype(np.float32)
 
 
+def _sample_nearest(img: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    """Nearest-pixel sampling, NaN outside. Why not bilinear: interpolating averages the
+    neighbours' noise away, so the matched side of a fit would look smoother than the other
+    and every pairwise scale would be biased low (and the chain of them drift)."""
+    h, w = img.shape
+    xi, yi = np.rint(map_x).astype(np.int64), np.rint(map_y).astype(np.int64)
+    inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+    out = np.full(map_x.shape, np.nan, dtype=np.float32)
+    out[inside] = img[yi[inside], xi[inside]]
+    return out
+
+
 def robust_affine(src: np.ndarray, dst: np.ndarray, iterations: int = 3) -> tuple[float, float] | None:
     """(a, b) with dst ~ a*src + b over the inliers (trimmed at 2.5 MAD each round).
 
@@ -174,6 +202,36 @@ def robust_affine(src: np.ndarray, dst: np.ndarray, iterations: int = 3) -> tupl
     return a, b
 
 
+def _growth_of(affine: np.ndarray) -> float | None:
+    det = float(np.linalg.det(affine[:2, :2]))
+    return 1.0 / math.sqrt(det) if math.isfinite(det) and det > 0 else None
+
+
+def image_expansion(
+    xs: np.ndarray, ys: np.ndarray, mx: np.ndarray, my: np.ndarray, iterations: int = 3
+) -> float | None:
+    """How much the image grows from the matched frame to this one: 1 / sqrt(det A) of the robust
+    2-D affine fit (mx, my) ~ A (xs, ys) + t of this frame's pixels to their matches.
+
+    Why: a point the camera approaches by a fraction of its depth grows in the image by the same
+    factor as its disparity (u - u0 = f X / Z about the focus of expansion), so the flow's
+    expansion is the real change of disparity between the frames, measured without the depth
+    maps (which carry the jitter). Sideways motion, panning and rolling leave det A at ~1.
+    """
+    src = np.stack([xs, ys, np.ones_like(xs)], axis=1).astype(np.float64)
+    dst = np.stack([mx, my], axis=1).astype(np.float64)
+    keep = np.ones(len(src), dtype=bool)
+    sol = None
+    for _ in range(iterations + 1):
+        if keep.sum() < 16:
+            return None
+        sol, *_ = np.linalg.lstsq(src[keep], dst[keep], rcond=None)
+        resid = np.hypot(*(src @ sol - dst).T)
+        keep = resid <= max(2.5 * 1.4826 * float(np.median(resid[keep])), 0.25)
+    assert sol is not None
+    return _growth_of(sol.T)
+
+
 class Stabilizer:
     """Push raw frames in order, get stabilised frames out in order (after the look-ahead).
 
@@ -191,6 +249,10 @@ class Stabilizer:
         self.last_gray: np.ndarray | None = None
         self.last_out: np.ndarray | None = None
         self.level = 1.0
+        # Running estimate of the model's own jitter (the measurement noise), from the innovations:
+        # a prior worth JITTER_PRIOR_FRAMES frames, then an exponential window of JITTER_WINDOW frames.
+        self.jitter_sum = JITTER_PRIOR_FRAMES * np.array([self.settings.level_noise**2] * 2)
+        self.jitter_weight = float(JITTER_PRIOR_FRAMES)
         self.small: tuple[int, int] | None = None
         self.lag = 0 if self.settings.mode == "streaming" else self.settings.lookahead
 
@@ -264,7 +326,7 @@ class Stabilizer:
         consistent &= np.abs(seen.astype(np.float32) - gray.astype(np.float32)) < self.settings.photo_threshold
         cur_small = cv2.resize(state.disparity, (sw, sh), interpolation=cv2.INTER_NEAREST)
         prev_small = cv2.resize(prev.disparity, (sw, sh), interpolation=cv2.INTER_NEAREST)
-        warped = _sample(prev_small, mx, my)
+        warped = _sample_nearest(prev_small, mx, my)
         reliable = consistent & np.isfinite(cur_small) & np.isfinite(warped)
         state.reliable_fraction = float(reliable.mean())
         state.flow, state.consistent = fwd, consistent.astype(np.float32)
@@ -273,10 +335,27 @@ class Stabilizer:
         fit = robust_affine(cur_small[reliable], warped[reliable])
         if fit is None:
             return
+        step = max(1, int(math.sqrt(reliable.sum() / 4000)))
+        sub = reliable[::step, ::step]
+        every = (slice(None, None, step), slice(None, None, step))
+        grow = image_expansion(xs[every][sub], ys[every][sub], mx[every][sub], my[every][sub])
         state.pair, state.cut = fit, False
+        state.growth = 1.0 if grow is None else grow
+
+    def _measurement_noise(self) -> np.ndarray:
+        """R: the jitter measured so far, relative (scale) and in units of the shot's level (shift)."""
+        rel = self.jitter_sum / self.jitter_weight
+        return np.diag([rel[0], rel[1] * self.level**2])
+
+    def _learn_jitter(self, innovation: np.ndarray, p_pred: np.ndarray) -> None:
+        """Fold one frame's innovation into the jitter estimate: E[innovation^2] = P_pred + R."""
+        sample = np.maximum(innovation**2 - np.diag(p_pred), 0.0) / np.array([1.0, self.level**2])
+        keep = 1.0 - 1.0 / JITTER_WINDOW
+        self.jitter_sum = keep * self.jitter_sum + np.minimum(sample, 4.0)
+        self.jitter_weight = keep * self.jitter_weight + 1.0
 
     def _filter(self, state: FrameState, prev: FrameState | None) -> None:
-        r = self._noise(self.settings.level_noise)
+        r = self._measurement_noise()
         z = np.array([1.0, 0.0])
         if state.cut or prev is None:
             # A shot is anchored to its first frame (small initial uncertainty): letting each new
@@ -288,12 +367,13 @@ class Stabilizer:
             return
         alpha, beta = state.pair
         # T_t(d) = T_{t-1}(alpha d + beta): a_t = alpha a_{t-1}, b_t = beta a_{t-1} + b_{t-1}.
-        f = np.array([[alpha, 0.0], [beta, 1.0]])
+        f = state.growth * np.array([[alpha, 0.0], [beta, 1.0]])
         state.transition = f
         state.x_pred = f @ prev.x_filt
         state.p_pred = f @ prev.p_filt @ f.T + self._q(state)
         gain = state.p_pred @ np.linalg.inv(state.p_pred + r)
         state.x_filt = state.x_pred + gain @ (z - state.x_pred)
+        self._learn_jitter(z - state.x_pred, state.p_pred)
         state.p_filt = (np.eye(2) - gain) @ state.p_pred
 
     def _smoothed(self) -> np.ndarray:
@@ -332,7 +412,10 @@ class Stabilizer:
         flow[..., 0] *= w / sw
         flow[..., 1] *= h / sh
         xs, ys = _grid(h, w)
-        warped = _sample(self.last_out, xs + flow[..., 0], ys + flow[..., 1])
+        # The previous frame's points have come closer or gone farther since: their disparity
+        # now is the previous one times the measured growth (blending toward the plain warp
+        # would pull every frame of an approach back toward the previous level).
+        warped = _sample(self.last_out, xs + flow[..., 0], ys + flow[..., 1]) * np.float32(state.growth)
         weight = cv2.resize(state.consistent, (w, h), interpolation=cv2.INTER_LINEAR) * self.settings.blend
         agree = np.abs(out - warped) <= self.settings.agree_threshold * np.abs(warped)
         weight = np.where(np.isfinite(out) & np.isfinite(warped) & agree, weight, 0.0)

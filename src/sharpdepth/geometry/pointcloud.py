@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import OptionError
+from ..errors import EmptyResultError, OptionError, OutOfRangeError
 from ..io.atomic import write_bytes_atomic
 from ..maps import require_valid
 from ..result import DepthResult
@@ -48,6 +48,8 @@ from .settings import (
 )
 
 _OPENCV_TO_OPENGL = np.array([1.0, -1.0, -1.0])
+MAX_VOXEL_CELLS = 2.0**62
+"""Voxel keys are flattened into one int64: a grid with more cells would wrap around (one-point clouds)."""
 
 
 @dataclass
@@ -132,9 +134,19 @@ def depth_to_point_cloud(
     points = camera.unproject(np.where(keep, depth, 0.0))[keep]
     colors = None if image is None else np.asarray(image)[keep][:, :3].astype(np.uint8)
     cloud = PointCloud(points.astype(np.float32), colors, normals[keep] if with_normals else None)
+    _require_points(len(cloud), "point cloud")
     if voxel_size is not None:
         cloud = voxel_downsample(cloud, voxel_size)
     return cloud
+
+
+def _require_points(count: int, what: str) -> None:
+    """An empty cloud or mesh is no answer: say why in one line instead of writing an empty file."""
+    if count == 0:
+        raise EmptyResultError(
+            f"the {what} is empty: no pixel has a valid depth with valid neighbours that passes the "
+            "depth-jump and grazing-angle filters (loosen --max-jump / --max-grazing, or check the depth map)"
+        )
 
 
 def voxel_downsample(cloud: PointCloud, voxel_size: float) -> PointCloud:
@@ -142,9 +154,16 @@ def voxel_downsample(cloud: PointCloud, voxel_size: float) -> PointCloud:
     check_voxel(voxel_size)
     if len(cloud) == 0:
         return cloud
-    keys = np.floor(cloud.points / voxel_size).astype(np.int64)
-    keys -= keys.min(axis=0)
-    dims = keys.max(axis=0) + 1
+    low = cloud.points.min(axis=0).astype(np.float64)
+    cells = np.floor((cloud.points.max(axis=0) - low) / voxel_size) + 1
+    if float(np.prod(cells)) >= MAX_VOXEL_CELLS:
+        extent = float((cloud.points.max(axis=0) - low).max())
+        raise OutOfRangeError(
+            f"voxel size {voxel_size:g} m is too fine for a scene {extent:.3g} m across "
+            f"(over {MAX_VOXEL_CELLS:.0e} voxels); use a larger --voxel"
+        )
+    keys = np.floor((cloud.points - low) / voxel_size).astype(np.int64)
+    dims = cells.astype(np.int64)
     flat = (keys[:, 0] * dims[1] + keys[:, 1]) * dims[2] + keys[:, 2]
     _, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
 
@@ -194,6 +213,7 @@ def depth_to_mesh(
     tri2 = np.where(split_ad[..., None], np.stack([a, d, b], -1), np.stack([b, c, d], -1))
     faces = np.concatenate([tri1.reshape(-1, 3), tri2.reshape(-1, 3)])
     faces = faces[_good_faces(faces, vertices, valid.reshape(-1), max_rel_jump, max_grazing_deg)]
+    _require_points(len(faces), "mesh")
     colors = None if image is None else np.asarray(image).reshape(-1, np.asarray(image).shape[-1])[:, :3]
     return _compact(vertices, faces, colors)
 

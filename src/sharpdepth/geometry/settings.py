@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from numbers import Real
 
 from ..errors import OptionError
+from ..maps import Range
 
 DEFAULT_MAX_REL_JUMP = 0.05
 """Relative depth change between neighbours above which they are on different surfaces (5 %)."""
@@ -22,13 +23,20 @@ AXES = ("opengl", "opencv")
 FORMATS = ("ply", "glb")
 DEFAULT_WINDOW = 5
 
+# Documented ranges, checked on construction (`Range.check`: `OutOfRangeError`, HTTP 422).
+MAX_REL_JUMP = Range(0.0, 1e9, low_open=True)
+"""Relative depth jump between neighbours (0.05 = 5 %); a huge value keeps every edge."""
+MAX_GRAZING_DEG = Range(0.0, 90.0, "degrees", low_open=True)
+STRIDE = Range(1, 1024, integer=True)
+"""Keep every n-th pixel; beyond 1024 no photo accepted keeps more than a few points."""
+VOXEL_M = Range(1e-4, 1e3, "m")
+"""Voxel size: 0.1 mm (finer than any monocular depth) to 1 km."""
+WINDOW_PX = Range(1, 255, "px", integer=True)
+"""Side of the square over which a measured pixel's depth is the median."""
+
 
 def _number(value: float) -> bool:
     return not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
-
-
-def _integer(value: int) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int)
 
 
 def _pair(pixel: object) -> bool:
@@ -40,22 +48,17 @@ def _pair(pixel: object) -> bool:
 
 def check_thresholds(max_rel_jump: float, max_grazing_deg: float, stride: int) -> None:
     """The flying-pixel thresholds and the subsampling stride (one message each)."""
-    if not (_number(max_rel_jump) and max_rel_jump > 0):
-        raise OptionError(f"depth-jump threshold must be positive, got {max_rel_jump}")
-    if not (_number(max_grazing_deg) and 0 < max_grazing_deg <= 90):
-        raise OptionError(f"grazing-angle threshold must be in (0, 90] degrees, got {max_grazing_deg}")
-    if not (_integer(stride) and stride >= 1):
-        raise OptionError(f"stride must be a positive integer, got {stride}")
+    MAX_REL_JUMP.check(max_rel_jump, "depth-jump threshold")
+    MAX_GRAZING_DEG.check(max_grazing_deg, "grazing-angle threshold")
+    STRIDE.check(stride, "stride")
 
 
 def check_voxel(voxel_m: float) -> None:
-    if not (_number(voxel_m) and voxel_m > 0):
-        raise OptionError(f"voxel size must be a positive number of metres, got {voxel_m}")
+    VOXEL_M.check(voxel_m, "voxel size")
 
 
 def check_window(window: int) -> None:
-    if not (_integer(window) and window >= 1):
-        raise OptionError(f"window must be at least 1 pixel, got {window}")
+    WINDOW_PX.check(window, "window")
 
 
 @dataclass(frozen=True, kw_only=True)

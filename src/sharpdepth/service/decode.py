@@ -35,6 +35,23 @@ DEPTH_SUFFIXES = (".npz", ".npy", ".exr", ".pfm", ".png")
 
 def decode_image(data: bytes, max_pixels: int, what: str = "image") -> LoadedImage:
     """Upright RGB of an uploaded picture, or ApiError (400 empty, 413 too many pixels, 415, 422)."""
+    with _open(data, max_pixels, what) as img:
+        try:
+            return as_loaded_image(img, max_pixels)
+        except SharpDepthError as exc:
+            raise ApiError(status_for(exc), f"the {what}: {exc}") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ApiError(422, f"the {what} is corrupt or truncated ({first_line(exc, 120)})") from None
+
+
+def image_pixels(data: bytes, max_pixels: int, what: str = "image") -> int:
+    """Width x height of an uploaded picture from its header alone (nothing decoded): what admission charges."""
+    with _open(data, max_pixels, what) as img:
+        return int(img.width * img.height)
+
+
+def _open(data: bytes, max_pixels: int, what: str) -> Image.Image:
+    """The picture opened lazily (header read), refused when empty, unknown or over `max_pixels`."""
     if not data:
         raise ApiError(400, f"the {what} upload is empty")
     try:
@@ -45,16 +62,10 @@ def decode_image(data: bytes, max_pixels: int, what: str = "image") -> LoadedIma
         raise ApiError(413, f"the {what} has too many pixels") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ApiError(422, f"the {what} cannot be decoded ({first_line(exc, 120)})") from None
-    with img:
-        pixels = img.width * img.height
-        if pixels > max_pixels:
-            raise ApiError(413, f"the {what} is {img.width}x{img.height}, over the limit of {max_pixels:,} pixels")
-        try:
-            return as_loaded_image(img, max_pixels)
-        except SharpDepthError as exc:
-            raise ApiError(status_for(exc), f"the {what}: {exc}") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ApiError(422, f"the {what} is corrupt or truncated ({first_line(exc, 120)})") from None
+    if img.width * img.height > max_pixels:
+        img.close()
+        raise ApiError(413, f"the {what} is {img.width}x{img.height}, over the limit of {max_pixels:,} pixels")
+    return img
 
 
 def _formats() -> list[str]:

@@ -12,11 +12,16 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 class Metrics:
-    """Requests by route and status, latency, queue depth, batch sizes, rejections."""
+    """Requests by route and status, latency, queue depth, batch sizes, rejections, pixels in flight, disconnects."""
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, queue_depth: Callable[[], float], ready: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        queue_depth: Callable[[], float],
+        ready: Callable[[], float],
+        pixels_in_flight: Callable[[], float] = lambda: 0.0,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "sharpdepth_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
@@ -36,6 +41,14 @@ class Metrics:
             "sharpdepth_rejected", "Requests refused without running (queue full, timeout)", ["reason"],
             registry=self.registry,
         )  # fmt: skip
+        self.client_disconnects = Counter(
+            "sharpdepth_client_disconnects", "Clients that hung up before their upload was complete", ["route"],
+            registry=self.registry,
+        )  # fmt: skip
+        pixels = Gauge(
+            "sharpdepth_pixels_in_flight", "Pixels of the photos admitted and not yet answered", registry=self.registry
+        )
+        pixels.set_function(pixels_in_flight)
         depth = Gauge("sharpdepth_queue_depth", "Images waiting for the model", registry=self.registry)
         depth.set_function(queue_depth)
         loaded = Gauge("sharpdepth_model_ready", "1 once the model is loaded", registry=self.registry)

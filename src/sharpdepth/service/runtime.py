@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import anyio
 import numpy as np
 
+from ..engine.memory import trim_heap
 from ..engine.model import DepthModel
 from ..engine.settings import FocalSettings, ModelSettings
 from ..errors import SharpDepthError
@@ -32,6 +33,8 @@ from .settings import ServeSettings
 log = logging.getLogger("sharpdepth.service")
 
 ModelLoader = Callable[[], DepthModel]
+TRIM_AFTER_PIXELS = 16_000_000
+"""Give freed memory back to the system once the service is idle after at least this many pixels."""
 
 
 @dataclass
@@ -57,7 +60,13 @@ class Service:
         self.state = LoadState()
         self.queue = BatchQueue(settings.max_queue)
         self.worker: ModelWorker | None = None
-        self.metrics = Metrics(queue_depth=lambda: len(self.queue), ready=lambda: 1.0 if self.ready else 0.0)
+        self.pixels_in_flight = 0
+        """Pixels of the photos admitted and not yet answered (changed on the event loop's thread only)."""
+        self._pixels_since_trim = 0
+        self.metrics = Metrics(
+            queue_depth=lambda: len(self.queue), ready=lambda: 1.0 if self.ready else 0.0,
+            pixels_in_flight=lambda: float(self.pixels_in_flight),
+        )  # fmt: skip
         self.limiter = anyio.CapacityLimiter(settings.workers)
         """Threads for decoding, encoding and effects: bounded, so a burst cannot start 40 decoders."""
         self._new_work = 0
@@ -140,6 +149,34 @@ class Service:
         if self.queue.full():
             self.metrics.rejected.labels(reason="queue_full").inc()
             raise ApiError(429, "the service is busy (queue full); retry later", {"Retry-After": self.retry_after()})
+
+    # ------------------------------------------------------------ memory
+    def admit_pixels(self, pixels: int) -> None:
+        """Charge a photo to the in-flight pixel budget, or refuse it at once (429; 413 if it can never fit).
+
+        Called on the event loop's thread, so check and charge cannot interleave with another request's.
+        """
+        budget = self.settings.max_inflight_pixels
+        if pixels > budget:
+            raise ApiError(
+                413, f"the photo has {pixels / 1e6:.1f} Mpx, over the {budget / 1e6:g} Mpx the service works on "
+                "at once (--max-inflight-mpx)",
+            )  # fmt: skip
+        if self.pixels_in_flight + pixels > budget:
+            self.metrics.rejected.labels(reason="pixels").inc()
+            raise ApiError(
+                429, f"the service is busy with {self.pixels_in_flight / 1e6:.1f} Mpx of photos; retry later",
+                {"Retry-After": self.retry_after()},
+            )  # fmt: skip
+        self.pixels_in_flight += pixels
+        self._pixels_since_trim += pixels
+
+    async def release_pixels(self, pixels: int) -> None:
+        """Give a finished request's pixels back; once idle after a burst, give its memory back to the system."""
+        self.pixels_in_flight -= pixels
+        if self.pixels_in_flight == 0 and self._pixels_since_trim >= TRIM_AFTER_PIXELS:
+            self._pixels_since_trim = 0
+            await anyio.to_thread.run_sync(trim_heap)
 
     def shape_key(self, model: DepthModel, height: int, width: int) -> Hashable:
         """The network input shape for an image size (computed once per size, off the model thread)."""

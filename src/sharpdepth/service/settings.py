@@ -9,13 +9,24 @@ validated on construction, so a bad flag fails before the model is loaded.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 
 from ..errors import OptionError
+from ..maps import Range
 
 API_KEY_ENV = "SHARPDEPTH_API_KEY"
+
+# Documented ranges, checked on construction (`Range.check`).
+PORT = Range(0, 65535, integer=True)
+MAX_BATCH = Range(1, 256, integer=True)
+MAX_QUEUE = Range(1, 10_000, integer=True)
+MAX_WAIT_MS = Range(0.0, 60_000.0, "ms")
+MAX_UPLOAD_MB = Range(0.0, 4096.0, "MB", low_open=True)
+TIMEOUT_S = Range(0.0, 86_400.0, "s", low_open=True)
+WORKERS = Range(1, 256, integer=True)
+INFLIGHT_MPX = Range(0.0, 10_000.0, "Mpx", low_open=True)
+RESPONSE_MB = Range(0.0, 16_384.0, "MB", low_open=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,28 +52,42 @@ class ServeSettings:
     """Origins allowed to call the API from a browser; empty = CORS off."""
     workers: int = 2
     """Threads for decoding, encoding and effects (the model has its own single thread)."""
+    max_inflight_mpx: float = 100.0
+    """Memory bound by design: megapixels of photos being worked on at once, all requests together.
+
+    A request is charged its photo's width x height (read from the header, before decoding) from
+    admission to answer; one that does not fit in what is left gets 429 at once. The service's
+    memory then grows with pixels, not with the number of requests: one photo at the pixel limit,
+    or dozens of phone photos, never three giants at once. At least the model's --max-pixels."""
+    max_response_mb: float = 256.0
+    """Largest answer body; a bigger one (e.g. a point cloud of every pixel of a huge photo) gets 422
+    with a hint (--stride, another format) instead of hundreds of megabytes."""
 
     def __post_init__(self) -> None:
         if not self.host:
             raise OptionError("--host must not be empty")
-        if not 0 <= self.port <= 65535:
-            raise OptionError(f"--port must be 0..65535, got {self.port}")
-        for name, value in (("--max-batch", self.max_batch), ("--max-queue", self.max_queue)):
-            if value < 1:
-                raise OptionError(f"{name} must be at least 1, got {value}")
-        if not (math.isfinite(self.max_wait_ms) and self.max_wait_ms >= 0):
-            raise OptionError(f"--max-wait-ms must be >= 0, got {self.max_wait_ms}")
-        if not (math.isfinite(self.max_upload_mb) and self.max_upload_mb > 0):
-            raise OptionError(f"--max-upload-mb must be positive, got {self.max_upload_mb}")
-        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
-            raise OptionError(f"--timeout must be a positive number of seconds, got {self.timeout_s}")
+        PORT.check(self.port, "--port")
+        MAX_BATCH.check(self.max_batch, "--max-batch")
+        MAX_QUEUE.check(self.max_queue, "--max-queue")
+        MAX_WAIT_MS.check(self.max_wait_ms, "--max-wait-ms")
+        MAX_UPLOAD_MB.check(self.max_upload_mb, "--max-upload-mb")
+        TIMEOUT_S.check(self.timeout_s, "--timeout")
         if self.api_key is not None and not self.api_key.strip():
             raise OptionError("the API key is empty")
         for origin in self.cors_origins:
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise OptionError(f"--cors-origin must be '*' or an http(s):// origin, got {origin!r}")
-        if self.workers < 1:
-            raise OptionError(f"workers must be at least 1, got {self.workers}")
+        WORKERS.check(self.workers, "workers")
+        INFLIGHT_MPX.check(self.max_inflight_mpx, "--max-inflight-mpx")
+        RESPONSE_MB.check(self.max_response_mb, "--max-response-mb")
+
+    @property
+    def max_inflight_pixels(self) -> int:
+        return int(self.max_inflight_mpx * 1e6)
+
+    @property
+    def max_response_bytes(self) -> int:
+        return int(self.max_response_mb * 2**20)
 
     @property
     def max_upload_bytes(self) -> int:

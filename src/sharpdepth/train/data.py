@@ -28,8 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..apps.common import resize_plane
 from ..engine.adapter import ModelAdapter
-from ..errors import OptionError
+from ..errors import DatasetError, OptionError
 from ..eval.datasets import DepthDataset, Entry, Sample
 
 IMAGE_DIR_NAMES = frozenset({"image", "images", "rgb", "color", "colour"})
@@ -111,11 +112,95 @@ class View:
 
 
 def sample_view(sample: Sample) -> View:
+    """The sample with its depth on the image's pixel grid.
+
+    A depth map of another size is resized (nearest: no depth is invented between known
+    pixels) before any augmentation, so a crop cuts the same window out of both;
+    `survey` reports which samples this happens to.
+    """
     principal = None
     if sample.K is not None:
         principal = (float(sample.K[0, 2]), float(sample.K[1, 2]))
-    valid = sample.valid if sample.valid is not None else np.isfinite(sample.depth)
-    return View(sample.image, sample.depth, valid, sample.focal_px, principal)
+    depth = sample.depth
+    valid = sample.valid if sample.valid is not None else np.isfinite(depth)
+    shape = sample.image.shape[:2]
+    if depth.shape != shape:
+        depth = resize_plane(np.where(valid, depth, np.nan), shape, nearest=True)
+        valid = np.isfinite(depth) & (depth > 0)
+    return View(sample.image, depth, valid, sample.focal_px, principal)
+
+
+# ------------------------------------------------------------------ what the data holds
+@dataclass(frozen=True)
+class Survey:
+    """What one pass over a dataset's entries found before training starts.
+
+    Why: a sample without a single valid depth pixel contributes a loss of exactly 0 (a run
+    on such data "trains" and writes a checkpoint of nothing), and a depth map of another
+    size than its image is resized; neither may happen without a word.
+    """
+
+    usable: list[Entry]
+    no_valid_depth: list[str]
+    """Entries whose depth map has no valid pixel (dropped)."""
+    resized: list[tuple[str, tuple[int, int], tuple[int, int]]]
+    """(entry, depth HxW, image HxW) of depth maps resized to their image (kept)."""
+    unpaired: list[str]
+    """Images the loader found no depth file for (never indexed)."""
+
+    def notes(self, what: str) -> list[str]:
+        """One line per kind of problem, naming a few of the samples concerned."""
+        lines = []
+        if self.unpaired:
+            lines.append(f"{what}: skipped {len(self.unpaired)} image(s) without a depth file ({_few(self.unpaired)})")
+        if self.no_valid_depth:
+            lines.append(
+                f"{what}: dropped {len(self.no_valid_depth)} sample(s) whose depth map has no valid pixel "
+                f"({_few(self.no_valid_depth)})"
+            )
+        if self.resized:
+            shown = [f"{n} {d[1]}x{d[0]} -> {i[1]}x{i[0]}" for n, d, i in self.resized]
+            lines.append(
+                f"{what}: resized {len(self.resized)} depth map(s) to their image's size, nearest ({_few(shown)})"
+            )
+        return lines
+
+
+def _few(names: list[str], shown: int = 3) -> str:
+    more = f", ... {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def survey(dataset: DepthDataset, entries: list[Entry]) -> Survey:
+    """Read every entry once: keep those with valid depth, note resized depth maps and skipped images."""
+    usable: list[Entry] = []
+    empty: list[str] = []
+    resized: list[tuple[str, tuple[int, int], tuple[int, int]]] = []
+    for entry in entries:
+        sample = dataset.load(entry)
+        valid = sample.valid if sample.valid is not None else np.isfinite(sample.depth) & (sample.depth > 0)
+        if not valid.any():
+            empty.append(entry.name)
+            continue
+        depth_hw = (int(sample.depth.shape[0]), int(sample.depth.shape[1]))
+        image_hw = (int(sample.image.shape[0]), int(sample.image.shape[1]))
+        if depth_hw != image_hw:
+            resized.append((entry.name, depth_hw, image_hw))
+        usable.append(entry)
+    return Survey(usable, empty, resized, dataset.unpaired_images())
+
+
+def require_usable(found: Survey, root: Path) -> list[Entry]:
+    """The usable entries, or one clear error when nothing can be trained on."""
+    if found.usable:
+        return found.usable
+    parts = []
+    if found.no_valid_depth:
+        parts.append(f"{len(found.no_valid_depth)} sample(s) whose depth map has no valid pixel")
+    if found.unpaired:
+        parts.append(f"{len(found.unpaired)} image(s) without a depth file")
+    what = " and ".join(parts) or "no samples"
+    raise DatasetError(f"nothing to train on under {root}: {what}; no checkpoint written")
 
 
 def hflip(view: View) -> View:

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..engine.adapter import ModelAdapter
 from ..engine.model import DepthModel, load, strict_load
-from ..errors import OptionError
+from ..errors import OptionError, SharpDepthError
 from ..eval.datasets import DepthDataset, Entry, open_dataset
 from ..eval.metrics import mean_metrics
 from ..eval.protocols import Protocol as EvalProtocol
@@ -47,7 +47,7 @@ from ..io.atomic import atomic_path
 from ..registry import ModelSpec
 from ..result import OutputKind
 from . import checkpoint as ckpt
-from .data import Augment, SampleStream, split_entries, steps_for
+from .data import Augment, SampleStream, require_usable, split_entries, steps_for, survey
 from .objective import Objective, split_outputs
 from .parts import add_lora, freeze_batchnorm, lora_modules, official_state_dict, part_of, trainable_parts
 from .settings import TrainSettings
@@ -56,6 +56,10 @@ VAL_METRIC = "abs_rel"
 
 
 # ------------------------------------------------------------------ distributed
+class NonFiniteLoss(SharpDepthError):
+    """The training loss became NaN or infinite: the run stops instead of saving such weights."""
+
+
 @dataclass(frozen=True)
 class DistContext:
     rank: int = 0
@@ -283,10 +287,14 @@ class Trainer:
         s = self.s
         options = dict(s.dataset_options)
         self.dataset = open_dataset(s.dataset, s.root, **options)
-        entries = self.dataset.index()
+        found = survey(self.dataset, self.dataset.index())
+        entries = require_usable(found, self.dataset.root)
+        self.data_notes = found.notes("training data")
         if s.val_root is not None:
             self.val_dataset = open_dataset(s.dataset, s.val_root, **options)
-            train, val = entries, self.val_dataset.index()
+            val_found = survey(self.val_dataset, self.val_dataset.index())
+            self.data_notes += val_found.notes("validation data")
+            train, val = entries, val_found.usable
         else:
             self.val_dataset = self.dataset
             train, val = split_entries(entries, self.dataset.root, s.val_fraction, s.val_scenes, s.seed)
@@ -348,13 +356,19 @@ class Trainer:
             loss_sum += float(loss.detach()) / s.accumulate
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0.0) + value / s.accumulate
+        mean_loss = self._mean_over_ranks(loss_sum)
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLoss(
+                f"the loss is {mean_loss} at step {self.step + 1}; stopped before updating the weights "
+                "(lower --lr, use --precision fp32, or check the depth maps); no new checkpoint written"
+            )
         grad_norm = self._clip()
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        record: dict[str, float] = {"step": self.step, "loss": self._mean_over_ranks(loss_sum)}
+        record: dict[str, float] = {"step": self.step, "loss": mean_loss}
         record.update({k: self._mean_over_ranks(v) for k, v in totals.items()})
         record.update({"lr": lr, "grad_norm": grad_norm})
         record["seconds"] = time.perf_counter() - started
@@ -444,6 +458,10 @@ def run_finetune(settings: TrainSettings, echo: Callable[[str], None] | None = N
         0, out, None, None, train_samples=len(trainer.stream), val_samples=len(trainer.val_entries), is_main=main
     )
     say = echo if (echo is not None and main and not settings.quiet) else (lambda _msg: None)
+    for note in trainer.data_notes:
+        log.write({"event": "data", "note": note})
+        if echo is not None and main:
+            echo(f"warning: {note}")
     say(
         f"{settings.model}: {trainer.n_trainable:,} trainable parameters ({', '.join(sorted(trainer.parts))}), "
         f"loss {trainer.loss_name}, {len(trainer.stream)} training / {len(trainer.val_entries)} validation images, "

@@ -106,6 +106,11 @@ class DepthDataset(ABC):
     def __len__(self) -> int:
         return len(self.index())
 
+    def unpaired_images(self) -> list[str]:
+        """Images under the root that `index()` left out for want of a depth file (loaders that
+        read a list file name every sample they use and have none)."""
+        return []
+
     def __iter__(self) -> Iterator[Sample]:
         for entry in self.index():
             yield self.sample(entry)

@@ -128,6 +128,17 @@ class FolderDataset(DepthDataset):
             for image, depth in find_pairs(self.root)
         ]
 
+    def unpaired_images(self) -> list[str]:
+        paired = {e.paths["image"] for e in self.index()}
+        return [
+            str(p.relative_to(self.root))
+            for p in sorted(self.root.rglob("*"))
+            if _is_image(p)
+            and p not in paired
+            and not p.stem.lower().endswith("_depth")
+            and p.parent.name.lower() not in DEPTH_DIRS
+        ]
+
     def load(self, entry: Entry) -> Sample:
         depth = read_depth_file(
             entry.paths["depth"],
