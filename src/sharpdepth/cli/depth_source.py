@@ -13,8 +13,6 @@ network and to the effect — and only then is a network loaded.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +22,7 @@ import typer
 
 from ..engine.settings import DEFAULT_MODEL
 from ..errors import OptionError
+from ..io.atomic import cannot_write_in
 from ..io.depth_files import match_result_to_image, read_depth_result, result_with_focal
 from ..io.images import DEFAULT_MAX_PIXELS, LoadedImage, load_image
 from ..io.photos import save_image
@@ -124,12 +123,9 @@ def check_output(path: Path) -> Path:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise OptionError(f"{path}: cannot be written ({ancestor} is not a directory)")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".sharpdepth-probe.", dir=ancestor)
-    except OSError as exc:
-        raise OptionError(f"{path}: cannot be written ({ancestor}: {exc.strerror or exc})") from None
-    os.close(fd)
-    os.unlink(probe)
+    reason = cannot_write_in(ancestor)
+    if reason is not None:
+        raise OptionError(f"{path}: cannot be written ({ancestor}: {reason})")
     return path
 
 

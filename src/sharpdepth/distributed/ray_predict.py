@@ -1,22 +1,19 @@
 """`predict` on a Ray cluster with Ray Data: the same job, the same files, more machines.
 
-Pipeline (each stage streams; Ray Data schedules and back-pressures it):
+Pipeline (Ray Data schedules and back-pressures it):
 
 1. the inputs are listed exactly as a local run lists them (`plan_predict`: folders,
    globs, `.txt` lists, `skip_existing`);
-2. a CPU stage decodes each picture, applies its EXIF orientation and reads its EXIF
-   focal length (`load_image`, the local run's reader) — a bad file becomes a row
-   with its one-line reason instead of an exception;
-3. an actor stage (`map_batches` with `ActorPoolStrategy`) loads the model once per
-   actor and runs `DepthModel.predict_batch` — the very call a local run makes, so the
-   arrays are the same bit for bit;
-4. a CPU stage writes each image's files with the local run's writer
-   (`write_outputs`: atomic files, sidecar last), so an interrupted job resumes with
-   `skip_existing` and nothing is ever half written or duplicated.
+2. an actor stage (`map_batches` with `ActorPoolStrategy`) loads the model once per
+   actor and runs the local job, `engine.jobs.predict_items`, on each batch of rows:
+   the staged runner decodes ahead and writes behind the forward passes inside the
+   actor, with the local run's reader, network call, failure rules and writer (atomic
+   files, sidecar last) — so the files are the same bit for bit, an interrupted job
+   resumes with `skip_existing`, and nothing is ever half written or duplicated;
+3. each row comes back with its one-line failure reason (or none) and its notices.
 
 The driver only counts finished images for the progress bar and collects failures.
-On a small machine the actors get fractional CPUs: if they reserved every core, the
-decode and write tasks could never be scheduled and the job would hang.
+On a small machine the actors get fractional CPUs, so that several fit beside the driver.
 """
 
 from __future__ import annotations
@@ -31,15 +28,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..engine.jobs import Failure, PredictSummary, job_output, make_aligner, make_failure, plan_predict, write_item
+from ..engine.jobs import Failure, PredictSummary, make_aligner, make_failure, plan_predict, predict_items
 from ..engine.settings import PredictSettings
-from ..errors import OptionError, SharpDepthError
+from ..errors import OptionError, first_line
 from ..io.depth_files import Notice, NoticeSink
-from ..io.images import LoadedImage, load_image
 from ..io.inputs import InputItem
-from ..io.outputs import OutputOptions
 from ..registry import get_spec
-from ..result import DepthResult
 from .settings import INSTALL_HINT, RaySettings
 
 if TYPE_CHECKING:
@@ -47,6 +41,8 @@ if TYPE_CHECKING:
 
 Row = dict[str, object]
 Batch = dict[str, np.ndarray]
+CHUNKS_PER_CALL = 4
+"""Chunks (of `batch_size` images) an actor is handed at once."""
 
 
 def _import_ray():  # -> the ray module
@@ -77,96 +73,52 @@ def _connect(settings: RaySettings) -> bool:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = settings.address or "a local instance"
-        raise OptionError(f"cannot start or reach Ray at {where}: {str(exc).splitlines()[0][:200]}") from None
+        raise OptionError(f"cannot start or reach Ray at {where}: {first_line(exc, 200)}") from None
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the driver shows one bar of finished images, like the local run
     context.print_on_execution_start = False
     return True
 
 
-# ----------------------------------------------------------------- stages (run in Ray workers)
-def _decode(row: Row, max_pixels: int) -> Row:
-    """CPU stage: decode + orient + EXIF focal, or the one-line reason it failed."""
-    try:
-        loaded = load_image(Path(str(row["path"])), max_pixels)
-    except SharpDepthError as exc:
-        return {**row, "loaded": b"", "error": str(exc)}
-    return {**row, "loaded": pickle.dumps(loaded, protocol=pickle.HIGHEST_PROTOCOL), "error": ""}
-
-
+# ----------------------------------------------------------------- the actor stage (runs in Ray workers)
 class _Predictor:
-    """Actor stage: one model per actor, batched forward passes through `predict_batch`."""
+    """Actor: one model, and the local job (`predict_items`) on each batch of rows it is given.
 
-    def __init__(self, settings: PredictSettings, threads: int) -> None:
+    The very runner a local run uses, inside the actor: decoding ahead and writing behind the
+    forward passes in the actor's threads, the same failure rules, the same files (atomic,
+    sidecar last). Each row comes back with its one-line failure reason (or "") and its notices.
+    """
+
+    def __init__(self, settings: PredictSettings, out_dir: str, threads: int) -> None:
         import torch
 
         # Ray caps OMP_NUM_THREADS at the actor's CPU share; the local run uses torch's default.
         # Matrix kernels sum in a thread-count-dependent order, so match it: same bits as a local run.
         torch.set_num_threads(threads)
         self.settings = settings
+        self.out_dir = Path(out_dir)
         self.model = settings.model.load()
         self.aligner = make_aligner(settings, self.model.output_kind, self.model.name)
-        self.output = pickle.dumps(job_output(self.model, settings))  # the run record, as a local run writes it
 
     def __call__(self, batch: Batch) -> Batch:
-        n = len(batch["index"])
-        results: list[bytes] = [b""] * n
-        errors = [str(e) for e in batch["error"]]
-        todo = [i for i in range(n) if not errors[i]]
-        loaded: list[LoadedImage] = [pickle.loads(batch["loaded"][i]) for i in todo]
-        focal = self.settings.focal
-        try:
-            predicted = self.model.predict_batch(
-                loaded, focal_px=focal.focal_px, fov_deg=focal.fov_deg, batch_size=self.settings.batch_size
-            )
-        except SharpDepthError as exc:
-            for i in todo:
-                errors[i] = str(exc)
-            predicted = []
-        for i, image, result in zip(todo, loaded, predicted, strict=False):
-            try:
-                if self.aligner is not None:
-                    result = self.aligner(result)
-                results[i] = pickle.dumps((result, image.notes), protocol=pickle.HIGHEST_PROTOCOL)
-            except SharpDepthError as exc:
-                errors[i] = str(exc)
+        paths = [str(p) for p in batch["path"]]
+        items = [InputItem(Path(p), PurePath(str(stem))) for p, stem in zip(paths, batch["stem"], strict=True)]
+        errors: dict[str, str] = {}
+        notices: dict[str, list[Notice]] = {p: [] for p in paths}
+
+        def failed(failure: Failure) -> None:
+            errors.setdefault(failure.source, failure.reason)
+
+        def heard(notice: Notice) -> None:
+            notices.setdefault(str(notice.source), []).append(notice)
+
+        predict_items(self.model, items, self.out_dir, self.settings, self.aligner, on_failure=failed, on_notice=heard)
         return {
             "index": batch["index"],
             "path": batch["path"],
-            "stem": batch["stem"],
-            "result": np.array(results, dtype=object),
-            "output": np.array([self.output] * n, dtype=object),
-            "error": np.array(errors, dtype=object),
+            "error": np.array([errors.get(p, "") for p in paths], dtype=object),
+            "notices": np.array([pickle.dumps(notices[p]) for p in paths], dtype=object),
         }
-
-
-def _write(row: Row, out_dir: str) -> Row:
-    """CPU stage: the local run's per-image tail (`write_item`: notes, atomic files, sidecar last)."""
-    base: Row = {"index": row["index"], "path": row["path"], "error": str(row["error"]), "notices": b""}
-    if base["error"]:
-        return base
-    result, notes = _unpickle_result(row["result"])
-    output: OutputOptions = pickle.loads(_as_bytes(row["output"]))
-    notices: list[Notice] = []
-    try:
-        write_item(result, notes, Path(out_dir), PurePath(str(row["stem"])), output, on_notice=notices.append)
-    except SharpDepthError as exc:
-        base["error"] = str(exc)
-    except OSError as exc:
-        base["error"] = f"could not write outputs: {exc.strerror or exc}"
-    base["notices"] = pickle.dumps(notices)
-    return base
-
-
-def _as_bytes(value: object) -> bytes:
-    if not isinstance(value, bytes):
-        raise TypeError(f"expected pickled bytes in a Ray row, got {type(value).__name__}")
-    return value
-
-
-def _unpickle_result(value: object) -> tuple[DepthResult, list[str]]:
-    result, notes = pickle.loads(_as_bytes(value))
-    return result, list(notes)
 
 
 # ----------------------------------------------------------------- the driver
@@ -183,21 +135,20 @@ def _pipeline(
     from ray.data import ActorPoolStrategy
 
     cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
-    stage_cpus = min(0.5, max(cluster_cpus / 4, 0.1))
     rows = [{"index": i, "path": path, "stem": stem} for i, (path, stem) in enumerate(items)]
     blocks = max(1, min(len(rows), 4 * ray_settings.actors))
-    return (
-        ray.data.from_items(rows, override_num_blocks=blocks)
-        .map(_decode, fn_kwargs={"max_pixels": settings.model.max_pixels}, num_cpus=stage_cpus)
-        .map_batches(
-            _Predictor,
-            fn_constructor_kwargs={"settings": settings, "threads": ray_settings.threads or _local_threads()},
-            compute=ActorPoolStrategy(size=ray_settings.actors),
-            batch_size=settings.batch_size,
-            num_cpus=ray_settings.actor_cpus(cluster_cpus),
-            num_gpus=ray_settings.gpus_per_actor or None,
-        )
-        .map(_write, fn_kwargs={"out_dir": str(out_dir)}, num_cpus=stage_cpus)
+    return ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+        _Predictor,
+        fn_constructor_kwargs={
+            "settings": settings,
+            "out_dir": str(out_dir),
+            "threads": ray_settings.threads or _local_threads(),
+        },
+        compute=ActorPoolStrategy(size=ray_settings.actors),
+        # Several chunks per call, so the actor's runner decodes and writes beside the forward passes.
+        batch_size=settings.batch_size * CHUNKS_PER_CALL,
+        num_cpus=ray_settings.actor_cpus(cluster_cpus),
+        num_gpus=ray_settings.gpus_per_actor or None,
     )
 
 

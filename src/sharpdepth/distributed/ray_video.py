@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.jobs import Failure, make_failure
-from ..errors import SharpDepthError
-from ..video.job import BatchSummary, VideoSummary, plan_videos, run_video
+from ..errors import Failure, make_failure
+from ..video.job import BatchSummary, VideoSummary, clip_failure, plan_videos, run_video
 from ..video.settings import VideoSettings
 from .ray_predict import _connect, _import_ray, _local_threads
 from .settings import RaySettings
@@ -39,10 +38,11 @@ class _ClipWorker:
         """(frames, frames reused, output folder, error) of one clip."""
         try:
             done = run_video(source, self.out_dir, self.settings, model=self.model, stem=stem)
-        except SharpDepthError as exc:
-            return 0, 0, "", str(exc)
-        except OSError as exc:
-            return 0, 0, "", f"could not write outputs: {exc.strerror or exc}"
+        except Exception as exc:
+            reason = clip_failure(exc, self.model.name)
+            if reason is None:
+                raise
+            return 0, 0, "", reason
         return done.frames, done.reused, str(done.folder), ""
 
     def __call__(self, batch: Batch) -> Batch:

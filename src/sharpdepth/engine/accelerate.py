@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ..errors import OptionError
+from ..errors import OptionError, first_line
 from ..family import NetworkOutput, Processor
 from .runtime import is_reduced_precision
 
@@ -250,10 +250,9 @@ class NetworkRunner(nn.Module):
         except Exception as exc:
             out = self.net(x)  # a real error (bad input, out of memory) raises again here, compile stays on
             self._compile_failed = True
-            text = str(exc).strip()
             log.warning(
                 "warning: torch.compile failed for %s (%s: %s); running it eager",
-                self.model_name, type(exc).__name__, text.splitlines()[0][:200] if text else "",
+                self.model_name, type(exc).__name__, first_line(exc, 200),
             )  # fmt: skip
             return out
 

@@ -15,19 +15,15 @@ written (depth beyond a 16-bit PNG, ignored EXIF, a clamped map) goes to
 from __future__ import annotations
 
 import json
-import queue
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
-import torch
 
-from ..errors import OptionError, SharpDepthError
+from ..errors import Failure, OptionError, Scope, SharpDepthError, classify, make_failure
 from ..family import NetworkOutput
 from ..geometry.camera import Camera
 from ..geometry.normals import normals_to_rgb, surface_normals
@@ -40,38 +36,28 @@ from ..maps import share_at_maximum, valid_depth_mask
 from ..result import DepthResult, OutputKind
 from .model import DepthModel, PreparedBatch
 from .settings import PredictSettings
+from .staged import run_staged
 
 Aligner = Callable[[DepthResult], DepthResult]
 CLAMPED_WARNING_SHARE = 0.5
 """Warn when more than this share of a metric map sits at its maximum (the network's clamp)."""
 _PRECISION_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
-_OUT_OF_MEMORY: tuple[type[BaseException], ...] = (MemoryError, torch.OutOfMemoryError)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:160] if text else type(exc).__name__
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One input that could not be processed, with a one-line reason."""
-
-    source: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.source}: {self.reason}"
-
-
-def make_failure(source: object, reason: str) -> Failure:
-    """A failure whose reason does not repeat the path (`bomb.png: bomb.png: ...`)."""
-    text = str(source)
-    for prefix in (f"{text}: ", f"{Path(text).name}: "):
-        if reason.startswith(prefix):
-            reason = reason[len(prefix) :]
-            break
-    return Failure(text, reason)
+__all__ = [
+    "PIPELINE_DEPTH",
+    "Failure",
+    "PredictPlan",
+    "PredictSummary",
+    "is_done",
+    "job_output",
+    "make_aligner",
+    "make_failure",
+    "plan_predict",
+    "predict_items",
+    "render_normals",
+    "run_record",
+    "write_item",
+    "write_result_files",
+]
 
 
 @dataclass
@@ -239,11 +225,7 @@ def _clamp_notice(result: DepthResult) -> Notice | None:
 PIPELINE_DEPTH = 2
 """Chunks the pipelined job keeps in flight on each side of the forward pass: decoded and
 prepared ahead of it, and forwarded but not yet written behind it. Bounded, so memory stays
-flat on a folder of any size."""
-_POLL_S = 0.1
-"""How often a waiting decoder thread looks whether the job was stopped (Ctrl-C, a crash)."""
-_JOIN_S = 5.0
-"""How long a stopped job waits for the decoder thread (it may be inside one slow read)."""
+flat on a folder of any size (the staged runner's `ahead` and `behind`)."""
 
 
 @dataclass
@@ -292,11 +274,10 @@ class _WriteReport:
 class _Job:
     """The three stages of `predict_items` for one model and settings, each recording into a `_Chunk`.
 
-    prepare (decode + network inputs) and write (post-processing + files) may run in worker
-    threads; forward runs in the caller's thread. Errors that fail images are classified
-    exactly as the plain loop always did: `SharpDepthError` fails the image (decoding,
-    writing) or the chunk (network input, post-processing), running out of memory fails the
-    chunk, anything else ends the job.
+    prepare (decode + network inputs) and write (post-processing + files) run in the staged
+    runner's worker threads; forward runs in the caller's thread. Errors are sorted by
+    `errors.classify`: a bad input fails the image (decoding, writing), a refused network
+    input, post-processing error or out-of-memory fails the chunk, anything else ends the job.
     """
 
     def __init__(self, model: DepthModel, out_dir: Path, settings: PredictSettings, aligner: Aligner | None) -> None:
@@ -311,11 +292,8 @@ class _Job:
 
     def chunk_error(self, exc: Exception) -> str | None:
         """The reason for an error that fails a whole chunk but not the job; None ends the job."""
-        if isinstance(exc, SharpDepthError):
-            return str(exc)
-        if isinstance(exc, _OUT_OF_MEMORY):  # one image too large for this machine must not end the batch
-            return f"not enough memory to run {self.model.name} on it ({_first_line(exc)})"
-        return None
+        verdict = classify(exc, chunk=True, model_name=self.model.name)
+        return None if verdict.scope is Scope.CRASH else verdict.reason
 
     def _record(self, chunk: _Chunk, exc: Exception) -> None:
         reason = self.chunk_error(exc)
@@ -325,16 +303,16 @@ class _Job:
     def prepare(self, items: Sequence[InputItem]) -> _Chunk:
         """Decode every image of a chunk and turn them into network inputs (CPU, no network)."""
         chunk = _Chunk(items)
-        try:
-            for item in items:
-                try:
-                    chunk.loaded.append(load_image(item.path, self.settings.model.max_pixels))
-                    chunk.ok_items.append(item)
-                except SharpDepthError as exc:
-                    chunk.decode_failures.append((str(item.path), str(exc)))
-        except Exception as exc:
-            chunk.crash = exc
-            return chunk
+        for item in items:
+            try:
+                chunk.loaded.append(load_image(item.path, self.settings.model.max_pixels))
+                chunk.ok_items.append(item)
+            except Exception as exc:
+                verdict = classify(exc, model_name=self.model.name)
+                if verdict.scope is Scope.CRASH or not isinstance(exc, SharpDepthError):
+                    chunk.crash = exc  # only the user's bad file fails an image while decoding
+                    return chunk
+                chunk.decode_failures.append((str(item.path), verdict.reason))
         if self.staged and chunk.loaded:
             focal = self.settings.focal
             try:
@@ -402,12 +380,11 @@ class _Job:
             if self.aligner is not None:
                 result = self.aligner(result)
             write_item(result, image.notes, self.out_dir, item.stem, self.output, on_notice=sink)
-        except SharpDepthError as exc:
-            return _Written(source, notices, failure=str(exc))
-        except OSError as exc:
-            return _Written(source, notices, failure=f"could not write outputs: {exc.strerror or exc}")
         except Exception as exc:
-            return _Written(source, notices, crash=exc)
+            verdict = classify(exc, model_name=self.model.name)
+            if verdict.scope is Scope.CRASH:
+                return _Written(source, notices, crash=exc)
+            return _Written(source, notices, failure=verdict.reason)
         return _Written(source, notices)
 
     def _finish(self, chunk: _Chunk) -> list[DepthResult]:
@@ -482,70 +459,31 @@ def predict_items(
     reporter = _Reporter(on_failure, on_progress, on_notice)
     job = _Job(model, out_dir, settings, aligner)
     chunks = list(_chunks(items, settings.batch_size))
-    if settings.pipeline and len(chunks) > 1:
-        _run_pipelined(job, chunks, reporter)
-    else:
-        for items_ in chunks:
-            chunk = job.prepare(items_)
+
+    def prepared() -> Iterator[_Chunk]:
+        for chunk_items in chunks:
+            chunk = job.prepare(chunk_items)
+            yield chunk
+            if chunk.crash is not None:  # nothing after a crash is decoded
+                return
+
+    def forwarded(ready: Iterator[_Chunk]) -> Iterator[_Chunk]:
+        for chunk in ready:
             job.forward(chunk)
-            reporter.report(chunk, job.write(chunk) if chunk.runnable else None)
+            yield chunk
+            if chunk.crash is not None:
+                return
+
+    def written(chunk: _Chunk) -> tuple[_Chunk, _WriteReport | None]:
+        return chunk, (job.write(chunk) if chunk.runnable else None)
+
+    stages = run_staged(
+        prepared(), forwarded, written, ahead=PIPELINE_DEPTH, behind=PIPELINE_DEPTH,
+        threaded=settings.pipeline and len(chunks) > 1, stop=job.stop, decoder_name="prepare",
+    )  # fmt: skip
+    try:
+        for chunk, report in stages:
+            reporter.report(chunk, report)
+    finally:
+        stages.close()
     return reporter.summary
-
-
-def _run_pipelined(job: _Job, chunks: list[Sequence[InputItem]], reporter: _Reporter) -> None:
-    """Decode ahead and write behind the forward passes, within `PIPELINE_DEPTH` chunks each way."""
-    ready: queue.SimpleQueue[_Chunk | None] = queue.SimpleQueue()
-    slots = threading.Semaphore(PIPELINE_DEPTH)
-    decoder = threading.Thread(
-        target=_decode_ahead, args=(job, chunks, ready, slots), name="sharpdepth-prepare", daemon=True
-    )
-    # One writer: the file writers are safe to run beside the other stages, not beside each other
-    # (`io.atomic` reads the process umask by setting it).
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sharpdepth-write")
-    pending: deque[tuple[_Chunk, Future[_WriteReport] | None]] = deque()
-    try:
-        decoder.start()
-        while (chunk := ready.get()) is not None:
-            slots.release()
-            job.forward(chunk)
-            pending.append((chunk, writer.submit(job.write, chunk) if chunk.runnable else None))
-            if chunk.crash is not None:
-                break
-            while pending and (len(pending) > PIPELINE_DEPTH or _done(pending[0][1])):
-                _report_first(pending, reporter)
-        while pending:
-            _report_first(pending, reporter)
-    finally:
-        job.stop.set()
-        writer.shutdown(wait=True, cancel_futures=True)
-        decoder.join(_JOIN_S)
-
-
-def _done(future: Future[_WriteReport] | None) -> bool:
-    return future is None or future.done()
-
-
-def _report_first(pending: deque[tuple[_Chunk, Future[_WriteReport] | None]], reporter: _Reporter) -> None:
-    chunk, future = pending.popleft()
-    reporter.report(chunk, None if future is None else future.result())
-
-
-def _decode_ahead(
-    job: _Job, chunks: list[Sequence[InputItem]], ready: queue.SimpleQueue[_Chunk | None], slots: threading.Semaphore
-) -> None:
-    """The decoder thread: prepare chunk after chunk, never more than the free slots ahead."""
-    try:
-        for items in chunks:
-            while not slots.acquire(timeout=_POLL_S):
-                if job.stop.is_set():
-                    return
-            if job.stop.is_set():
-                return
-            chunk = job.prepare(items)
-            ready.put(chunk)
-            if chunk.crash is not None:
-                return
-    except BaseException as exc:  # never lost in this thread: the main thread raises it in turn
-        ready.put(_Chunk((), crash=exc))
-    finally:
-        ready.put(None)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import OptionError, SharpDepthError
+from ..errors import OptionError, SharpDepthError, first_line
 from ..io.atomic import atomic_path
 from ..models.backbones.beit import BeitConfig
 from ..models.backbones.swin2 import Swin2Config
@@ -134,7 +134,7 @@ def _run_onnx(path: Path, x: torch.Tensor) -> list[np.ndarray]:
     try:
         return [np.asarray(o) for o in session.run(None, {session.get_inputs()[0].name: x.numpy()})]
     except Exception as exc:  # onnxruntime's own error types; a graph that fails at a size is wrong there
-        first = str(exc).splitlines()[0][:160]
+        first = first_line(exc)
         raise ExportError(f"the exported graph fails at input {tuple(x.shape)} ({first}) — file not written") from None
 
 

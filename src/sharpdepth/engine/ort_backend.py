@@ -45,7 +45,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import OptionError, WeightsError
+from ..errors import OptionError, WeightsError, first_line
+from ..io.atomic import clean_stale_parts
 from ..io.images import DEFAULT_MAX_PIXELS
 from ..registry import AnySpec
 from ..weights.checkpoint import DIGEST_SUFFIX, sha256_file_cached
@@ -133,7 +134,7 @@ class SessionFactory:
             session: Session = self.ort.InferenceSession(str(path), options, providers=self.providers)
             return session
         except Exception as exc:  # onnxruntime's own error types (InvalidProtobuf, NoSuchFile, ...)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            first = first_line(exc)
             raise ExportError(f"{path}: onnxruntime cannot load this graph ({first})") from None
 
 
@@ -254,18 +255,6 @@ def _write_manifest(folder: Path, key: GraphKey, checks: list[tuple[tuple[int, .
     (folder / MANIFEST_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
-def _clean_stale(root: Path) -> None:
-    """Remove temporary entry folders left by killed exports (their process is gone)."""
-    for part in root.glob(".*.part"):
-        try:
-            pid = int(part.name.rsplit(".", 3)[-3])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(part, ignore_errors=True)
-        except (ValueError, IndexError, OSError):
-            continue
-
-
 Exporter = Callable[[Path, tuple[int, int] | None], list[tuple[tuple[int, ...], float]]]
 """(graph file to write, static (h, w) or None for dynamic) -> the export's parity checks."""
 
@@ -306,7 +295,7 @@ class CachedGraphs(GraphSource):
 
     def _export(self, folder: Path, key: GraphKey, hw: tuple[int, int] | None) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        _clean_stale(self.root)
+        clean_stale_parts(self.root)  # entry folders of killed exports
         tmp = Path(tempfile.mkdtemp(prefix=f".{key.name}.{os.getpid()}.", suffix=".part", dir=self.root))
         try:
             checks = self.export(tmp / GRAPH_FILE, hw)

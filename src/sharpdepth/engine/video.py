@@ -17,21 +17,20 @@ records the model's own per-frame estimate in `extra["focal_estimate_px"]`.
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
 from ..errors import OptionError
-from ..io.video import Frame, FrameSelection, FrameSource, VideoInput, open_frames
+from ..io.frames import Frame, FrameSelection, FrameSource, VideoInput, open_frames
 from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
 from .model import DepthModel
 from .settings import DEFAULT_VIDEO_BATCH_SIZE as DEFAULT_BATCH_SIZE
 from .stabilize import MODES, Stabilized, Stabilizer, StabilizerSettings
+from .staged import decode_ahead
 
 DEFAULT_FOCAL_FRAMES = 8
 VDA_FAMILY_PREFIX = "video_depth_anything"
@@ -45,44 +44,20 @@ def is_video_model(model: DepthModel) -> bool:
 
 
 def prefetch(items: Iterable[Frame], size: int = 8) -> Iterator[Frame]:
-    """Run an iterator in a background thread, at most `size` items ahead; re-raises its errors here."""
-    q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=max(1, size))
-    stop = threading.Event()
+    """Decode `items` in a background thread, at most `size` frames ahead (the staged runner's decoder)."""
+    return decode_ahead(items, size)
 
-    def work() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(("end", None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            q.put(("error", exc))
 
-    thread = threading.Thread(target=work, name="sharpdepth-decode", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = q.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                assert isinstance(value, BaseException)
-                raise value
-            assert isinstance(value, Frame)
-            yield value
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.05)
+class NetworkCache(Protocol):
+    """Raw network results of a clip kept by an interrupted run, so a resumed run can skip the network.
+
+    Everything after the network (focal lock, stabiliser) runs again on them, so the frames after
+    the gap are the frames an uninterrupted run computes.
+    """
+
+    def get(self, frame: Frame) -> DepthResult | None: ...
+
+    def put(self, frame: Frame, result: DepthResult) -> None: ...
 
 
 def _to_disparity(result: DepthResult) -> np.ndarray:
@@ -153,6 +128,7 @@ class _ImageModelVideo:
         fov_deg: float | None,
         focal_frames: int,
         reuse: Reuse | None,
+        cache: NetworkCache | None = None,
     ) -> None:
         self.model = model
         self.stab_settings = stabilizer
@@ -162,6 +138,7 @@ class _ImageModelVideo:
         self.focal = _FocalLock(user, info_exif if fov_deg is None else None, focal_frames)
         self.user_fov = fov_deg
         self.reuse = reuse
+        self.cache = cache
         self.stab = Stabilizer(stabilizer) if stabilizer is not None else None
         self.waiting: deque[DepthResult] = deque()
         self.unlocked: list[DepthResult] = []
@@ -202,14 +179,7 @@ class _ImageModelVideo:
     def _predict(self, batch: list[Frame]) -> Iterator[DepthResult]:
         if not batch:
             return
-        focal = self.focal.value if self.focal.locked else None
-        results = self.model.predict_batch(
-            [f.rgb for f in batch],
-            focal_px=focal,
-            fov_deg=self.user_fov if focal is None else None,
-            batch_size=self.batch_size,
-        )
-        for frame, result in zip(batch, results, strict=True):
+        for frame, result in zip(batch, self._network(batch), strict=True):
             result = replace(result, frame_index=frame.index, timestamp_s=frame.timestamp_s, source=None)
             if self.uses_model_focal is None:
                 self.uses_model_focal = result.focal_source is FocalSource.MODEL
@@ -221,6 +191,28 @@ class _ImageModelVideo:
             if self.focal.locked or self.uses_model_focal:
                 result = self.focal.apply(result)
             yield from self._stabilise(result)
+
+    def _network(self, batch: list[Frame]) -> list[DepthResult]:
+        """The model's raw results for a batch: from the cache of an interrupted run, else the network."""
+        cached = [self.cache.get(frame) if self.cache is not None else None for frame in batch]
+        todo = [frame for frame, hit in zip(batch, cached, strict=True) if hit is None]
+        computed: Iterator[DepthResult] = iter(())
+        if todo:
+            focal = self.focal.value if self.focal.locked else None
+            fresh = self.model.predict_batch(
+                [f.rgb for f in todo],
+                focal_px=focal,
+                fov_deg=self.user_fov if focal is None else None,
+                batch_size=self.batch_size,
+            )
+            if self.cache is not None:
+                for frame, result in zip(todo, fresh, strict=True):
+                    self.cache.put(frame, result)
+            computed = iter(fresh)
+        return [
+            replace(hit, image=frame.rgb) if hit is not None else next(computed)
+            for frame, hit in zip(batch, cached, strict=True)
+        ]
 
     def _release_unlocked(self) -> Iterator[DepthResult]:
         pending, self.unlocked = self.unlocked, []
@@ -308,34 +300,64 @@ def predict_video(
     focal_frames: int = DEFAULT_FOCAL_FRAMES,
     reuse: Reuse | None = None,
     prefetch_frames: int = 8,
+    cache: NetworkCache | None = None,
 ) -> Iterator[DepthResult]:
     """Depth for every (selected) frame of `source`, in order, one `DepthResult` each.
 
     `source`: a video file, a folder or glob of frames, a TxHxWx3 uint8 array, a
     list of frames, or an opened `FrameSource`. `mode`: "offline" (look-ahead,
     best quality) or "streaming" (causal). `stabilize`: None = the model's
-    default (on for image models, off for Video Depth Anything).
+    default (on for image models, off for Video Depth Anything). `cache`: raw network
+    results of an interrupted run (resuming), see `NetworkCache`.
     """
+    _check_video_options(mode, batch_size, focal_frames)
+    opened: FrameSource = open_frames(source, selection, model.max_pixels, fps)
+    network = video_network(
+        model, opened, mode, stabilize, batch_size, focal_px=focal_px, fov_deg=fov_deg, stabilizer=stabilizer,
+        focal_frames=focal_frames, reuse=reuse, cache=cache,
+    )  # fmt: skip
+    yield from network(prefetch(opened.frames(), prefetch_frames))
+
+
+def _check_video_options(mode: str, batch_size: int, focal_frames: int) -> None:
     if mode not in MODES:
         raise OptionError(f"unknown video mode {mode!r}; choose {' or '.join(MODES)}")
     if batch_size < 1:
         raise OptionError("batch size must be at least 1")
     if focal_frames < 1:
         raise OptionError("focal_frames must be at least 1")
-    opened: FrameSource = open_frames(source, selection, model.max_pixels, fps)
+
+
+def video_network(
+    model: DepthModel,
+    opened: FrameSource,
+    mode: str = "offline",
+    stabilize: bool | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    focal_px: float | None = None,
+    fov_deg: float | None = None,
+    stabilizer: StabilizerSettings | None = None,
+    focal_frames: int = DEFAULT_FOCAL_FRAMES,
+    reuse: Reuse | None = None,
+    cache: NetworkCache | None = None,
+) -> Callable[[Iterator[Frame]], Iterator[DepthResult]]:
+    """The network stage of a clip for the staged runner: decoded frames in, final results out, in order.
+
+    Everything between decoding and writing: batching, the focal lock, the stabiliser.
+    """
+    _check_video_options(mode, batch_size, focal_frames)
     video_model = is_video_model(model)
     use_stab = (not video_model) if stabilize is None else bool(stabilize)
     stab_settings = None
     if use_stab:
         base = stabilizer or StabilizerSettings()
         stab_settings = replace(base, mode=mode)
-    frames = prefetch(opened.frames(), prefetch_frames)
     if video_model:
         if reuse is not None:
             raise OptionError("resuming is not supported for video models (they need every frame)")
-        yield from _vda_results(model, frames, mode, stab_settings)
-        return
+        return lambda frames: _vda_results(model, frames, mode, stab_settings)
     runner = _ImageModelVideo(
-        model, opened.info.exif_focal_px, stab_settings, batch_size, focal_px, fov_deg, focal_frames, reuse
+        model, opened.info.exif_focal_px, stab_settings, batch_size, focal_px, fov_deg, focal_frames, reuse, cache
     )
-    yield from runner.run(frames)
+    return runner.run

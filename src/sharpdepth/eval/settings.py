@@ -9,7 +9,6 @@ them and hand them to `runner.run_job`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Literal
 
 from ..align import ALIGN_METHODS, SPACES
 from ..errors import DatasetError, OptionError
+from ..io.atomic import cannot_write_in
 from .datasets import DepthDataset, dataset_class, open_dataset
 from .metrics import silog_preset
 from .protocols import Protocol, get_protocol
@@ -86,7 +86,7 @@ def _check_output_folder(path: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise OptionError(f"-o {path}: {existing} is a file, so the results folder cannot be created")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if cannot_write_in(existing) is not None:
         raise OptionError(f"-o {path}: {existing} is not writable")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -23,7 +24,14 @@ from pathlib import Path
 
 from ..errors import OptionError
 
-__all__ = ["atomic_path", "clean_stale_parts", "ensure_writable_dir", "write_bytes_atomic", "write_text_atomic"]
+__all__ = [
+    "atomic_path",
+    "cannot_write_in",
+    "clean_stale_parts",
+    "ensure_writable_dir",
+    "write_bytes_atomic",
+    "write_text_atomic",
+]
 
 _PART_NAME = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.part(\.[A-Za-z0-9]+)?$")
 
@@ -100,19 +108,23 @@ def _alive(pid: int) -> bool:
 def clean_stale_parts(folder: str | Path) -> list[Path]:
     """Remove temporary files of our own naming left in `folder` (recursively) by dead processes.
 
-    Only names `atomic_path` produces are touched, and only when the process
+    The one stale-file cleaner of the package. Only names `atomic_path` produces (or folders named
+    the same way, `.<name>.<pid>.<random>.part`) are touched, and only when the process
     that wrote them no longer exists; returns what was removed.
     """
     folder = Path(folder)
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
-    for path in folder.rglob(".*.part*"):
+    for path in sorted(folder.rglob(".*.part*")):
         match = _PART_NAME.match(path.name)
-        if match is None or not path.is_file() or _alive(int(match.group(1))):
+        if match is None or not path.exists() or _alive(int(match.group(1))):
             continue
         try:
-            path.unlink()
+            if path.is_dir() and not path.is_symlink():  # a folder being filled (e.g. an ONNX export)
+                shutil.rmtree(path)
+            else:
+                path.unlink()
             removed.append(path)
         except OSError:
             continue
@@ -128,9 +140,25 @@ def ensure_writable_dir(folder: str | Path) -> Path:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".write-test.{os.getpid()}.", suffix=".part", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
     except OSError as exc:
         raise OptionError(f"{folder}: cannot write outputs there ({exc.strerror or type(exc).__name__})") from None
+    reason = cannot_write_in(folder)
+    if reason is not None:
+        raise OptionError(f"{folder}: cannot write outputs there ({reason})")
     return folder
+
+
+def cannot_write_in(folder: str | Path) -> str | None:
+    """Why no file can be created in the existing `folder` (None if one can): the one write probe.
+
+    A real file is created and removed (named like our temporaries, so a kill in between leaves
+    nothing `clean_stale_parts` would not remove): permission bits do not tell about read-only
+    mounts, /proc or a full quota, and `os.access` answers for the real, not the effective, user.
+    """
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".write-test.{os.getpid()}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    os.close(fd)
+    os.unlink(probe)
+    return None

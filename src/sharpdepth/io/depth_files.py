@@ -28,9 +28,11 @@ and their share is stored in the metadata and reported to the caller.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
+import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -40,10 +42,10 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from ..errors import InputImageError, OptionError
+from ..errors import InputImageError, OptionError, first_line
 from ..maps import check_focal_px, resize_map
 from ..result import DepthResult, FocalSource, OutputKind
-from .atomic import atomic_path, write_text_atomic
+from .atomic import write_bytes_atomic
 
 DATA_FORMATS = ("npy", "npz", "png16", "exr", "pfm")
 DEFAULT_PNG16_SCALE_M = 0.001  # millimetres: 0..65.535 m
@@ -99,13 +101,26 @@ def _metadata(result: DepthResult) -> dict[str, str]:
     return meta
 
 
-# ---------------------------------------------------------------- writers
-def write_npy(path: Path, result: DepthResult) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, result.prediction.astype(np.float32))
+# ---------------------------------------------------------------- encoders (bytes) and writers (files)
+# Each format is encoded to bytes once; a file is those bytes written atomically, an HTTP
+# response is those bytes returned as they are: `predict` and the service give the same bytes.
 
 
-def write_npz(path: Path, result: DepthResult) -> None:
+@dataclass(frozen=True)
+class EncodedDepth:
+    """One format of a result as bytes, with what the user should hear about it."""
+
+    data: bytes
+    notices: tuple[Notice, ...] = ()
+
+
+def encode_npy(result: DepthResult) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, result.prediction.astype(np.float32))
+    return buffer.getvalue()
+
+
+def encode_npz(result: DepthResult) -> bytes:
     arrays: dict[str, Any] = {
         kind_word(result): result.prediction.astype(np.float32),
         "output_kind": np.array(str(result.kind)),
@@ -118,8 +133,9 @@ def write_npz(path: Path, result: DepthResult) -> None:
         value = getattr(result, name)
         if value is not None:
             arrays[name] = value
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        save_npz_reproducible(fh, arrays)
+    buffer = io.BytesIO()
+    save_npz_reproducible(buffer, arrays)
+    return buffer.getvalue()
 
 
 NPZ_DATE = (1980, 1, 1, 0, 0, 0)
@@ -137,13 +153,11 @@ def save_npz_reproducible(fh: BinaryIO, arrays: dict[str, Any]) -> None:
                 np.lib.format.write_array(entry, np.asanyarray(value), allow_pickle=False)
 
 
-def write_png16(
-    path: Path, result: DepthResult, scale_m: float = DEFAULT_PNG16_SCALE_M, on_notice: NoticeSink | None = None
-) -> float:
+def encode_png16(result: DepthResult, scale_m: float = DEFAULT_PNG16_SCALE_M) -> EncodedDepth:
     """Metric: pixel = depth / scale_m (default mm), 0 = invalid; deeper than 65535 units -> 0 (invalid).
     Relative: disparity min..max spread over 1..65535. Metadata: value = offset + scale * pixel.
 
-    Returns the share of valid pixels that were too deep for the format (metric only)."""
+    Depth too deep for the format is reported as a `png16_saturated` notice (its share of the valid pixels)."""
     values = result.prediction.astype(np.float64)
     valid = np.isfinite(values) & (values > 0 if result.is_metric else np.isfinite(values))
     meta = _metadata(result)
@@ -172,44 +186,45 @@ def write_png16(
     info = PngImagePlugin.PngInfo()
     for key, value in meta.items():
         info.add_text(key, value)
-    with atomic_path(path) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG", pnginfo=info)
-    if saturated > 0 and on_notice is not None:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info)
+    notices: tuple[Notice, ...] = ()
+    if saturated > 0:
         limit = PNG16_MAX * scale
-        on_notice(
-            Notice(
-                "png16_saturated",
-                f"16-bit PNG holds depth up to {limit:g} m: {saturated:.1%} of the pixels were deeper "
-                "and are written as invalid (0); use npz/exr/pfm or a larger --png-scale to keep them",
-                saturated,
-            )
+        message = (
+            f"16-bit PNG holds depth up to {limit:g} m: {saturated:.1%} of the pixels were deeper "
+            "and are written as invalid (0); use npz/exr/pfm or a larger --png-scale to keep them"
         )
-    return saturated
+        notices = (Notice("png16_saturated", message, saturated),)
+    return EncodedDepth(buffer.getvalue(), notices)
 
 
-def write_exr(path: Path, result: DepthResult) -> None:
+def encode_exr(result: DepthResult) -> bytes:
+    """OpenEXR's binding writes only to a named file: a private temporary one, read back."""
     import OpenEXR
 
     channel = "Z" if result.is_metric else "disparity"
     header: dict[str, Any] = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     header.update({k.replace(":", "_"): v for k, v in _metadata(result).items()})
-    with atomic_path(path) as tmp:
+    with tempfile.TemporaryDirectory(prefix="sharpdepth-exr-") as folder:
+        tmp = Path(folder) / "depth.exr"
         with OpenEXR.File(header, {channel: np.ascontiguousarray(result.prediction, dtype=np.float32)}) as f:
             f.write(str(tmp))
+        return tmp.read_bytes()
 
 
-def write_pfm(path: Path, result: DepthResult) -> None:
+def encode_pfm(result: DepthResult) -> bytes:
     data = np.ascontiguousarray(np.flipud(result.prediction.astype("<f4")))
     header = f"Pf\n{result.width} {result.height}\n-1.0\n".encode("ascii")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(header + data.tobytes())
+    return header + data.tobytes()
 
 
-def write_sidecar(path: Path, result: DepthResult, extra: dict[str, Any] | None = None) -> None:
+def encode_sidecar(result: DepthResult, extra: dict[str, Any] | None = None) -> bytes:
+    """The JSON sidecar: the result's summary (model, kind, unit, focal, statistics) plus `extra`."""
     summary = result.summary()
     if extra:
         summary.update(extra)
-    write_text_atomic(path, json.dumps(summary, indent=2, default=_json_default) + "\n")
+    return (json.dumps(summary, indent=2, default=_json_default) + "\n").encode("utf-8")
 
 
 def _json_default(value: Any) -> Any:
@@ -220,13 +235,54 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-WRITERS: dict[str, Callable[..., object]] = {
-    "npy": write_npy,
-    "npz": write_npz,
-    "png16": write_png16,
-    "exr": write_exr,
-    "pfm": write_pfm,
+ENCODERS: dict[str, Callable[[DepthResult], bytes]] = {
+    "npy": encode_npy,
+    "npz": encode_npz,
+    "exr": encode_exr,
+    "pfm": encode_pfm,
 }
+"""Formats whose bytes depend on the result only (png16 also takes its scale)."""
+
+
+def encode_depth(result: DepthResult, fmt: str, scale_m: float = DEFAULT_PNG16_SCALE_M) -> EncodedDepth:
+    """One data format of `result` as bytes: exactly the file `predict -f FMT` writes."""
+    if fmt == "png16":
+        return encode_png16(result, scale_m)
+    if fmt not in ENCODERS:
+        raise OptionError(f"unknown format {fmt!r}; choose from {', '.join(DATA_FORMATS)}")
+    return EncodedDepth(ENCODERS[fmt](result))
+
+
+def write_npy(path: Path, result: DepthResult) -> None:
+    write_bytes_atomic(path, encode_npy(result))
+
+
+def write_npz(path: Path, result: DepthResult) -> None:
+    write_bytes_atomic(path, encode_npz(result))
+
+
+def write_png16(
+    path: Path, result: DepthResult, scale_m: float = DEFAULT_PNG16_SCALE_M, on_notice: NoticeSink | None = None
+) -> float:
+    """`encode_png16` written atomically; returns the share of valid pixels too deep for the format."""
+    encoded = encode_png16(result, scale_m)
+    write_bytes_atomic(path, encoded.data)
+    for notice in encoded.notices:
+        if on_notice is not None:
+            on_notice(notice)
+    return encoded.notices[0].share if encoded.notices and encoded.notices[0].share is not None else 0.0
+
+
+def write_exr(path: Path, result: DepthResult) -> None:
+    write_bytes_atomic(path, encode_exr(result))
+
+
+def write_pfm(path: Path, result: DepthResult) -> None:
+    write_bytes_atomic(path, encode_pfm(result))
+
+
+def write_sidecar(path: Path, result: DepthResult, extra: dict[str, Any] | None = None) -> None:
+    write_bytes_atomic(path, encode_sidecar(result, extra))
 
 
 def write_result(
@@ -239,10 +295,11 @@ def write_result(
 ) -> Path:
     """Write one format of `result` as `out_dir/stem...` (name from `output_path`); returns the path."""
     path = output_path(out_dir, stem, fmt, result.kind)
-    if fmt == "png16":
-        write_png16(path, result, scale_m=scale_m, on_notice=on_notice)
-    else:
-        WRITERS[fmt](path, result)
+    encoded = encode_depth(result, fmt, scale_m)
+    write_bytes_atomic(path, encoded.data)
+    for notice in encoded.notices:
+        if on_notice is not None:
+            on_notice(notice)
     return path
 
 
@@ -342,7 +399,7 @@ def _read_map(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         else:
             raise InputImageError(f"{path}: unsupported depth file type {suffix!r} (npz, npy, pfm, exr, png)")
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputImageError(f"{path}: unreadable depth file ({_short(exc)})") from None
+        raise InputImageError(f"{path}: unreadable depth file ({first_line(exc, 120)})") from None
     try:
         prediction = np.asarray(prediction, dtype=np.float32)
     except (TypeError, ValueError):
@@ -352,11 +409,6 @@ def _read_map(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     if prediction.shape[0] < 2 or prediction.shape[1] < 2:
         raise InputImageError(f"{path}: empty or degenerate depth map ({prediction.shape[1]}x{prediction.shape[0]})")
     return prediction, meta
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0][:120] if str(exc) else ""
-    return text or type(exc).__name__
 
 
 def _resolve_kind(

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import InputImageError
+from ..errors import InputImageError, first_line
 
 try:  # HEIC/HEIF support is optional at runtime but a declared dependency.
     import pillow_heif
@@ -285,13 +285,9 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     except UnidentifiedImageError:
         raise InputImageError(f"{path}: not a readable image (unknown or corrupt format)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InputImageError(f"{path}: corrupt or truncated image ({_short(exc)})") from None
+        raise InputImageError(f"{path}: corrupt or truncated image ({first_line(exc, 120)})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = previous
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
 
 
 def _finish(img: Image.Image, source: str | None, fmt: str | None) -> LoadedImage:
@@ -335,7 +331,7 @@ def as_loaded_image(image: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> 
         try:
             image.load()
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise InputImageError(f"image: corrupt or truncated ({_short(exc)})") from None
+            raise InputImageError(f"image: corrupt or truncated ({first_line(exc, 120)})") from None
         return _finish(image, getattr(image, "filename", None) or None, image.format)
     if isinstance(image, np.ndarray):
         return LoadedImage(_array_to_rgb8(image))

@@ -8,16 +8,17 @@ instead of the network.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..errors import OptionError
-from .atomic import atomic_path
+from .atomic import write_bytes_atomic
 from .images import DEFAULT_MAX_PIXELS, load_image
 
-__all__ = ["load_photo", "save_image"]
+__all__ = ["encode_image", "load_photo", "save_image"]
 
 
 def load_photo(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -28,11 +29,17 @@ def load_photo(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
 def save_image(path: str | Path, rgb: np.ndarray, quality: int = 95) -> Path:
     """Write an HxWx3 uint8 image atomically; format from the suffix (.jpg, .png, .webp, ...)."""
     path = Path(path)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
+    write_bytes_atomic(path, encode_image(rgb, path.suffix, quality, name=str(path)))
+    return path
+
+
+def encode_image(rgb: np.ndarray, suffix: str, quality: int = 95, name: str | None = None) -> bytes:
+    """An HxWx3 uint8 image as the bytes of a file with this suffix (.png, .jpg, .webp, ...)."""
+    fmt = Image.registered_extensions().get(suffix.lower())
     if fmt is None:
-        raise OptionError(f"{path}: unknown image type {path.suffix!r} (use .png, .jpg or .webp)")
+        raise OptionError(f"{name or 'image'}: unknown image type {suffix!r} (use .png, .jpg or .webp)")
     img = Image.fromarray(np.ascontiguousarray(rgb))
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    with atomic_path(path) as tmp:
-        img.save(tmp, format=fmt, **options)
-    return path
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **options)
+    return buffer.getvalue()

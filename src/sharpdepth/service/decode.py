@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import SharpDepthError
+from ..errors import SharpDepthError, first_line
 from ..io.depth_files import read_depth_result
 from ..io.images import LoadedImage, as_loaded_image
 from ..result import DepthResult
@@ -41,7 +41,7 @@ def decode_image(data: bytes, max_pixels: int, what: str = "image") -> LoadedIma
         except SharpDepthError as exc:
             raise ApiError(status_for(exc), f"the {what}: {exc}") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ApiError(422, f"the {what} is corrupt or truncated ({_short(exc)})") from None
+            raise ApiError(422, f"the {what} is corrupt or truncated ({first_line(exc, 120)})") from None
 
 
 def image_pixels(data: bytes, max_pixels: int, what: str = "image") -> int:
@@ -61,7 +61,7 @@ def _open(data: bytes, max_pixels: int, what: str) -> Image.Image:
     except Image.DecompressionBombError:
         raise ApiError(413, f"the {what} has too many pixels") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ApiError(422, f"the {what} cannot be decoded ({_short(exc)})") from None
+        raise ApiError(422, f"the {what} cannot be decoded ({first_line(exc, 120)})") from None
     if img.width * img.height > max_pixels:
         img.close()
         raise ApiError(413, f"the {what} is {img.width}x{img.height}, over the limit of {max_pixels:,} pixels")
@@ -103,7 +103,7 @@ def _check_npz(data: bytes, max_pixels: int) -> None:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             total = sum(info.file_size for info in zf.infolist())
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ApiError(422, f"the depth upload is not a readable npz ({_short(exc)})") from None
+        raise ApiError(422, f"the depth upload is not a readable npz ({first_line(exc, 120)})") from None
     if total > 8 * max_pixels + 2**20:
         raise ApiError(413, "the depth upload decompresses to more than a depth map of the pixel limit")
 
@@ -116,8 +116,3 @@ def _safe_name(stem: str) -> str:
 def _strip_path(message: str, name: str) -> str:
     """Error messages name the temporary file; the client only knows its own file name."""
     return re.sub(r"\S*/" + re.escape(name), name, message)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0][:120] if str(exc) else ""
-    return text or type(exc).__name__

@@ -1,27 +1,25 @@
-"""Response bodies made by the CLI's own writers, so the service and `predict` give the same bytes.
+"""Response bodies made by the CLI's own encoders, so the service and `predict` give the same bytes.
 
-Each writer is called with a private temporary folder (removed before
-returning) and the file it wrote is returned as bytes: the depth formats via
-`io.depth_files.write_result`, the colour view via `io.outputs.write_outputs`,
-the sidecar fields via `io.depth_files.write_sidecar`, effect pictures via
-`io.photos.save_image`, 3D files via `geometry.pointcloud`.
+`predict` writes the bytes of these encoders to files; the service returns them as they
+are (nothing goes through a temporary folder): the depth formats via
+`io.depth_files.encode_depth`, the colour view via `io.outputs.color_view` and
+`io.photos.encode_image`, the sidecar fields via `io.depth_files.encode_sidecar`, effect
+pictures via `io.photos.encode_image`, 3D files via `geometry.pointcloud`.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..io.depth_files import Notice, write_result, write_sidecar
-from ..io.outputs import OutputOptions, write_outputs
-from ..io.photos import save_image
+from ..io import outputs
+from ..io.depth_files import encode_depth, encode_sidecar, output_path
+from ..io.outputs import OutputOptions
+from ..io.photos import encode_image
 from ..result import DepthResult
 
 MEDIA_TYPES = {
@@ -48,40 +46,25 @@ class Encoded:
     """What the CLI would print about this file (e.g. depth beyond a 16-bit PNG's range)."""
 
 
-@contextmanager
-def _scratch() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="sharpdepth-serve-") as tmp:
-        yield Path(tmp)
-
-
 def depth_file(result: DepthResult, fmt: str, stem: str, options: OutputOptions) -> Encoded:
     """Exactly the file `sharpdepth predict -f FMT` writes for this result."""
-    notices: list[Notice] = []
-    with _scratch() as tmp:
-        path = write_result(result, tmp, stem, fmt, scale_m=options.png16_scale_m, on_notice=notices.append)
-        return Encoded(path.read_bytes(), MEDIA_TYPES[fmt], path.name, tuple(n.message for n in notices))
+    encoded = encode_depth(result, fmt, scale_m=options.png16_scale_m)
+    name = output_path(Path("."), stem, fmt, result.kind).name
+    return Encoded(encoded.data, MEDIA_TYPES[fmt], name, tuple(n.message for n in encoded.notices))
 
 
 def sidecar_fields(result: DepthResult) -> dict[str, Any]:
     """The JSON sidecar's fields (model, kind, unit, size, focal and its source, statistics)."""
-    with _scratch() as tmp:
-        path = tmp / "result.json"
-        write_sidecar(path, result)
-        fields: dict[str, Any] = json.loads(path.read_text())
+    fields: dict[str, Any] = json.loads(encode_sidecar(result))
     return fields
 
 
 def color_view(result: DepthResult, stem: str, colormap: str) -> Encoded:
     """The inverse-depth colour view `predict` writes as `<stem>_<colormap>.png`."""
-    options = OutputOptions(formats=(), colormap=colormap, color_view=True)
-    with _scratch() as tmp:
-        written = write_outputs(result, tmp, Path(stem), options)
-        path = next(p for p in written if p.name == f"{stem}_{colormap}.png")
-        return Encoded(path.read_bytes(), MEDIA_TYPES["png"], path.name)
+    view = encode_image(outputs.color_view(result, colormap), ".png")
+    return Encoded(view, MEDIA_TYPES["png"], f"{stem}_{colormap}.png")
 
 
 def picture(rgb: np.ndarray, stem: str, fmt: str) -> Encoded:
     """An effect's output as the CLI saves it (JPEG quality 95 or PNG)."""
-    with _scratch() as tmp:
-        path = save_image(tmp / f"{stem}.{fmt}", rgb)
-        return Encoded(path.read_bytes(), MEDIA_TYPES[fmt], path.name)
+    return Encoded(encode_image(rgb, f".{fmt}", name=f"{stem}.{fmt}"), MEDIA_TYPES[fmt], f"{stem}.{fmt}")

@@ -20,11 +20,10 @@ results are written by another thread behind it, through bounded queues.
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import queue
-import tempfile
-import threading
+import re
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,17 +32,20 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.jobs import Failure, make_failure
 from ..engine.model import DepthModel
-from ..engine.video import is_video_model, predict_video
-from ..errors import SharpDepthError
-from ..io.atomic import write_text_atomic
+from ..engine.staged import run_staged
+from ..engine.video import is_video_model, video_network
+from ..errors import Failure, OptionError, Scope, SharpDepthError, classify, make_failure
+from ..io.atomic import clean_stale_parts, ensure_writable_dir, write_bytes_atomic, write_text_atomic
 from ..io.colormap import colorize, lut
 from ..io.depth_files import Notice, output_path, read_depth_result, write_result
-from ..io.video import Frame, FrameSource, VideoWriter, open_frames
-from ..result import DepthResult, OutputKind
+from ..io.frames import Frame, FrameSource, open_frames
+from ..io.video_writer import VideoWriter
+from ..result import DepthResult, FocalSource, OutputKind
 from .settings import VideoSettings
 
+PREFETCH_FRAMES = 8
+"""Frames decoded ahead of the network."""
 READ_BACK_ORDER = ("npz", "npy", "exr", "pfm", "png16")
 """Which format an interrupted run's frame is read back from (lossless float first)."""
 
@@ -101,48 +103,123 @@ class _FixedRange:
         return colorize(scaled, self.colormap)
 
 
-class _Writer:
-    """Writes results in a background thread (per-frame files, preview frames) behind the network."""
+class _ResumeCache:
+    """The hidden `.resume/` folder of a clip: the job record and raw network results of a running job.
 
-    def __init__(self, job: _ClipJob) -> None:
-        self.job = job
-        self.queue: queue.Queue[tuple[DepthResult, bool] | None] = queue.Queue(maxsize=8)
-        self.error: BaseException | None = None
-        self.busy_s = 0.0
-        self.thread = threading.Thread(target=self._work, name="sharpdepth-write", daemon=True)
-        self.thread.start()
+    The record (`job.json`, the settings record a predict sidecar holds: model, weights,
+    precision, focal, ... plus the video's own mode, stabiliser and selection) says which job
+    the frame files on disk belong to; a run with another record clears them first, so a
+    re-run with another model never keeps old frames. The raw results (`NNNNNN.npz`, before
+    focal lock and stabiliser) let a resumed run skip the network and still compute every later
+    frame exactly as an uninterrupted run does; they are removed when the clip is finished.
+    """
 
-    def _work(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if self.error is not None:
-                continue  # drain after a failure so the producer never blocks
-            start = time.perf_counter()
+    def __init__(self, folder: Path, record: dict[str, Any]) -> None:
+        self.root = folder / RESUME_FOLDER
+        self.record = _json_roundtrip(record)
+
+    def previous_record(self, sidecar: Path) -> Any:
+        """The record of the job that wrote this folder before: the sidecar's, else a running job's."""
+        for path in (sidecar, self.root / "job.json"):
             try:
-                self.job.write_frame(*item)
-            except BaseException as exc:  # re-raised in the producer thread
-                self.error = exc
-            self.busy_s += time.perf_counter() - start
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and "job" in data:
+                return data["job"]
+        return None
 
-    def put(self, result: DepthResult, reused: bool) -> None:
-        self.check()
-        self.queue.put((result, reused))
+    def start(self, folder: Path, sidecar: Path, skip_existing: bool) -> bool:
+        """Claim the folder for this job; True when its existing frames may be reused."""
+        same = self.previous_record(sidecar) == self.record
+        if not same:
+            _remove_frames_of_another_job(folder)
+            shutil.rmtree(self.root, ignore_errors=True)
+        elif not skip_existing:
+            self.finish()  # not resuming: every frame goes through the network again
+        write_text_atomic(self.root / "job.json", json.dumps({"job": self.record}, indent=1) + "\n")
+        return same and skip_existing
 
-    def check(self) -> None:
-        if self.error is not None:
-            raise self.error
+    def get(self, frame: Frame) -> DepthResult | None:
+        path = self.root / f"{frame_stem(frame.index)}.npz"
+        if not path.is_file():
+            return None
+        try:
+            return decode_raw(path.read_bytes())
+        except (OSError, ValueError, KeyError):
+            return None
 
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        self.check()
+    def put(self, frame: Frame, result: DepthResult) -> None:
+        data = encode_raw(result)
+        if data is not None:
+            write_bytes_atomic(self.root / f"{frame_stem(frame.index)}.npz", data)
 
-    def close_quietly(self) -> None:
-        """After an error elsewhere: stop the thread, keep the first error."""
-        self.queue.put(None)
-        self.thread.join()
+    def finish(self) -> None:
+        """The clip is complete: drop the raw results, keep the record."""
+        for path in self.root.glob("*.npz"):
+            path.unlink(missing_ok=True)
+
+
+RESUME_FOLDER = ".resume"
+_FRAME_FILE = re.compile(r"^\d{6}(_[a-z]+)?\.(npz|npy|exr|pfm|png)$")
+
+
+def _remove_frames_of_another_job(folder: Path) -> None:
+    """Frame files, previews and sidecar written with other settings (another model, ...)."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if path.is_file() and (_FRAME_FILE.match(path.name) or path.suffix in (".mp4", ".json")):
+            path.unlink(missing_ok=True)
+
+
+def encode_raw(result: DepthResult) -> bytes | None:
+    """A raw network result as npz bytes (arrays + JSON facts, no pickle); None if it cannot be kept."""
+    facts = {
+        "kind": str(result.kind),
+        "focal_px": result.focal_px,
+        "focal_source": str(result.focal_source),
+        "model_name": result.model_name,
+        "weights_sha256": result.weights_sha256,
+        "extra": result.extra,
+    }
+    try:
+        text = json.dumps(facts, default=_json_scalar)
+    except (TypeError, ValueError):
+        return None
+    arrays: dict[str, Any] = {"prediction": result.prediction}
+    for name in ("confidence", "sky", "intrinsics"):
+        value = getattr(result, name)
+        if value is not None:
+            arrays[name] = value
+    buffer = io.BytesIO()
+    np.savez(buffer, facts=np.array(text), **arrays)
+    return buffer.getvalue()
+
+
+def decode_raw(data: bytes) -> DepthResult:
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        facts = json.loads(str(archive["facts"]))
+        arrays = {name: archive[name] for name in archive.files if name != "facts"}
+    return DepthResult(
+        kind=OutputKind(facts["kind"]),
+        focal_px=facts["focal_px"],
+        focal_source=FocalSource(facts["focal_source"]),
+        model_name=facts["model_name"],
+        weights_sha256=facts["weights_sha256"],
+        extra=facts["extra"],
+        **arrays,
+    )
+
+
+def _json_scalar(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _json_roundtrip(value: object) -> Any:
+    return json.loads(json.dumps(value))
 
 
 class _ClipJob:
@@ -163,12 +240,19 @@ class _ClipJob:
         self.focal_locked: float | None = None
         self.focal_source: str | None = None
         self.notices: dict[str, dict[str, str | int]] = {}
+        self.cache = _ResumeCache(folder, settings.record())
+        self.may_reuse = False
+        """Set by `start`: the frame files on disk were written by this very job (same record)."""
+        self.write_s = 0.0
+
+    def start(self, sidecar: Path) -> None:
+        self.may_reuse = self.cache.start(self.folder, sidecar, self.settings.skip_existing)
 
     # ---------------------------------------------------------------- files
     def reuse(self, frame: Frame) -> DepthResult | None:
         """A frame finished by an earlier (interrupted) run, read back; None if it must be computed."""
-        if not self.settings.skip_existing:
-            return None
+        if not self.may_reuse or self.cache.get(frame) is not None:
+            return None  # raw results of the interrupted run: the network stage recomputes it exactly
         paths = dict(zip(self.settings.formats, frame_paths(self.folder, frame.index, self.settings.formats,
                                                             self.kind), strict=True))  # fmt: skip
         if not all(p.is_file() for p in paths.values()):
@@ -186,7 +270,7 @@ class _ClipJob:
 
     def already_written(self, result: DepthResult) -> bool:
         """Resuming a video model (which recomputes every frame): keep the files that exist."""
-        if not self.settings.skip_existing or result.frame_index is None:
+        if not self.may_reuse or result.frame_index is None:
             return False
         return all(p.is_file() for p in frame_paths(self.folder, result.frame_index, self.settings.formats, self.kind))
 
@@ -202,7 +286,15 @@ class _ClipJob:
             self.sbs = VideoWriter(self.folder / f"{self.stem}_sbs.mp4", 2 * info.width, info.height, rate,
                                    audio_from=audio, audio_end_s=end)  # fmt: skip
 
-    def write_frame(self, result: DepthResult, reused: bool) -> None:
+    def write_frame(self, result: DepthResult) -> bool:
+        """Write one frame's files and preview frames (the writer stage); True if its files were reused."""
+        start = time.perf_counter()
+        reused = bool(result.extra.get("reused")) or self.already_written(result)
+        self._write_frame(result, reused)
+        self.write_s += time.perf_counter() - start
+        return reused
+
+    def _write_frame(self, result: DepthResult, reused: bool) -> None:
         assert result.frame_index is not None
         names = []
         stem = frame_stem(result.frame_index)
@@ -262,6 +354,7 @@ class _ClipJob:
             "source_kind": info.kind,
             "model": self.model_name,
             "weights_sha256": self.weights_sha256,
+            "job": self.cache.record,
             "output_kind": str(self.kind),
             "unit": "m" if self.kind is OutputKind.METRIC_DEPTH else "relative disparity (unitless, affine-invariant)",
             "fps": info.fps / sel.every,
@@ -297,24 +390,11 @@ class _ClipJob:
         }
 
 
-def _check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise SharpDepthError(f"cannot write to {folder}: {exc.strerror or exc}") from None
-
-
 def _finished(sidecar: Path, settings: VideoSettings) -> bool:
-    """A clip done by an earlier run with the same selection and formats (every file still there)."""
+    """A clip done by an earlier run of the same job (same settings record), every file still there."""
     try:
         done = json.loads(sidecar.read_text())
-        sel = settings.selection
-        same = done["selection"] == {"start_s": sel.start_s, "end_s": sel.end_s, "every": sel.every,
-                                     "max_frames": sel.max_frames}  # fmt: skip
-        same = same and done["formats"] == list(settings.formats) and done["mode"] == settings.mode
+        same = done["job"] == _json_roundtrip(settings.record())
         files = [name for names in done["frame_files"].values() for name in names]
         files += [name for key, name in done["videos"].items() if key in ("preview", "side_by_side")]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -334,36 +414,38 @@ def run_video(
     opened = open_frames(source, settings.selection, settings.model.max_pixels, settings.fps)
     stem = stem or opened.info.stem
     folder = Path(out_dir) / stem
-    _check_writable(folder)
-    sidecar = folder / f"{stem}.json"
+    try:
+        ensure_writable_dir(folder)
+    except OptionError as exc:
+        raise SharpDepthError(f"cannot write to {exc}") from None
+    clean_stale_parts(folder)
+    name = Path(stem).name  # a clip found in a sub-folder: `sub/clip` -> OUT/sub/clip/clip.json
+    sidecar = folder / f"{name}.json"
     if settings.skip_existing and _finished(sidecar, settings):
         done = json.loads(sidecar.read_text())
         count = int(done["frame_count"])
         return VideoSummary(opened.info.source, folder, frames=count, reused=count, sidecar=sidecar)
     model = model or settings.model.load()
     kind = model.spec.output_kind
-    job = _ClipJob(opened, folder, stem, settings, kind)
+    job = _ClipJob(opened, folder, name, settings, kind)
     stabilized = (not is_video_model(model)) if settings.stabilize is None else settings.stabilize
     summary = VideoSummary(source=opened.info.source, folder=folder)
     start = time.perf_counter()
+    job.start(sidecar)
     job.open_writers()
-    writer = _Writer(job)
+    network = video_network(
+        model, opened, mode=settings.mode, stabilize=settings.stabilize, batch_size=settings.batch_size,
+        focal_px=settings.focal.focal_px, fov_deg=settings.focal.fov_deg, stabilizer=settings.stabilizer,
+        reuse=job.reuse if job.may_reuse and not is_video_model(model) else None,
+        cache=None if is_video_model(model) else job.cache,
+    )  # fmt: skip
     try:
-        results = predict_video(
-            model, opened, mode=settings.mode, stabilize=settings.stabilize, batch_size=settings.batch_size,
-            focal_px=settings.focal.focal_px, fov_deg=settings.focal.fov_deg, stabilizer=settings.stabilizer,
-            reuse=job.reuse if settings.skip_existing and not is_video_model(model) else None,
-        )  # fmt: skip
-        for result in results:
-            reused = bool(result.extra.get("reused")) or job.already_written(result)
-            writer.put(result, reused)
+        for reused in run_staged(opened.frames(), network, job.write_frame, ahead=PREFETCH_FRAMES, behind=8):
             summary.frames += 1
             summary.reused += int(reused)
             if on_frame is not None:
                 on_frame(1)
-        writer.close()
     except BaseException:
-        writer.close_quietly()
         job.abort()
         raise
     videos = job.finish_writers()
@@ -371,10 +453,11 @@ def run_video(
     timings: dict[str, float | None] = {
         "total_s": round(elapsed, 3),
         "frames_per_s": round(summary.frames / elapsed, 3) if elapsed > 0 else None,
-        "write_thread_s": round(writer.busy_s, 3),
+        "write_thread_s": round(job.write_s, 3),
     }
     summary.computed = summary.frames - summary.reused
     write_text_atomic(sidecar, json.dumps(job.sidecar(videos, stabilized, timings), indent=2) + "\n")
+    job.cache.finish()
     summary.sidecar = sidecar
     return summary
 
@@ -394,17 +477,17 @@ def expand_video_inputs(arguments: Sequence[str]) -> tuple[list[ClipInput], list
     """
     import glob as globlib
 
-    from ..io.video import VIDEO_SUFFIXES, frame_files_in, natural_key
+    from ..io.frames import VIDEO_SUFFIXES, frame_files_in, natural_key
 
     clips: list[ClipInput] = []
     problems: list[Failure] = []
     for arg in arguments:
         path = Path(arg)
         if path.is_dir():
-            videos = sorted((p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()),
-                            key=lambda p: natural_key(p.name))  # fmt: skip
+            videos = videos_under(path)
             if videos and not frame_files_in(path):
-                clips.extend(ClipInput(str(v), v.stem) for v in videos)
+                # Sub-folders too, as predict does; each clip's folder mirrors where it was found.
+                clips.extend(ClipInput(str(v), v.relative_to(path).with_suffix("").as_posix()) for v in videos)
             else:
                 clips.append(ClipInput(str(path), path.resolve().name or "frames"))
         elif path.is_file():
@@ -432,6 +515,20 @@ def expand_video_inputs(arguments: Sequence[str]) -> tuple[list[ClipInput], list
         seen[clip.stem] = clip.source
         unique.append(clip)
     return unique, problems
+
+
+def videos_under(folder: Path) -> list[Path]:
+    """Video files in `folder` and its sub-folders, in natural order (hidden entries skipped)."""
+    from ..io.frames import VIDEO_SUFFIXES, natural_key
+
+    found = (
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in VIDEO_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    return sorted(found, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
 
 
 def plan_videos(
@@ -467,15 +564,22 @@ def run_videos(
             model = settings.model.load()  # a model that cannot load stops the batch (one line)
         try:
             summary = run_video(opened, out_dir, settings, model=model, stem=clip.stem, on_frame=on_frame)
-        except SharpDepthError as exc:
-            _fail(batch, make_failure(clip.source, str(exc)), on_failure)
-        except OSError as exc:
-            _fail(batch, Failure(clip.source, f"could not write outputs: {exc.strerror or exc}"), on_failure)
+        except Exception as exc:
+            reason = clip_failure(exc, model.name)
+            if reason is None:
+                raise
+            _fail(batch, make_failure(clip.source, reason), on_failure)
         else:
             batch.videos.append(summary)
             if on_done is not None:
                 on_done(summary)
     return batch
+
+
+def clip_failure(exc: BaseException, model_name: str) -> str | None:
+    """Why one clip failed (a bad input, a full disk, out of memory); None for a bug that ends the batch."""
+    verdict = classify(exc, model_name=model_name)
+    return None if verdict.scope is Scope.CRASH else verdict.reason
 
 
 def _fail(batch: BatchSummary, failure: Failure, on_failure: Callable[[Failure], None] | None) -> None:

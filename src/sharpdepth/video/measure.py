@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io.video import frame_files_in
+from ..io.frames import frame_files_in
 
 TUM_DEPTH_FACTOR = 5000.0
 

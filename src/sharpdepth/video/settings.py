@@ -10,12 +10,13 @@ import math
 from dataclasses import dataclass, field
 
 from ..engine.settings import DEFAULT_VIDEO_BATCH_SIZE as DEFAULT_BATCH_SIZE
-from ..engine.settings import FocalSettings, ModelSettings
+from ..engine.settings import FocalSettings, ModelSettings, PredictSettings
 from ..engine.stabilize import MODES, StabilizerSettings
 from ..errors import OptionError
 from ..io.depth_files import DEFAULT_PNG16_SCALE_M
+from ..io.frames import FrameSelection
+from ..io.images import DEFAULT_MAX_PIXELS
 from ..io.outputs import OutputOptions
-from ..io.video import FrameSelection
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,3 +51,36 @@ class VideoSettings:
             raise OptionError(f"--fps must be a positive number, got {self.fps}")
         if self.batch_size < 1:
             raise OptionError("--batch-size must be at least 1")
+        self._check_input_size()
+
+    def _check_input_size(self) -> None:
+        """Refuse a network input larger than the frames may be, before anything is allocated.
+
+        A square network input of side `input_size` holds at least `input_size**2` pixels; over
+        the pixel limit of an image (the default one, or a larger `--max-pixels`) it would allocate
+        gigabytes per frame (and then fail) before any output.
+        """
+        size, limit = self.model.input_size, max(self.model.max_pixels, DEFAULT_MAX_PIXELS)
+        if size is not None and size * size > limit:
+            raise OptionError(
+                f"--input-size {size} asks for a network input of at least {size * size:,} pixels, over the "
+                f"limit of {limit:,}; use a smaller size or raise --max-pixels"
+            )
+
+    def record(self) -> dict[str, object]:
+        """What decides the frames' numbers: predict's settings record plus the video's own choices.
+
+        Stored in the clip's sidecar; `skip_existing` resumes a clip or its frames only when it
+        matches, so a re-run with another model, weights, focal or stabiliser never keeps old frames.
+        """
+        output = OutputOptions(formats=self.formats, colormap=self.colormap, png16_scale_m=self.png16_scale_m)
+        sel = self.selection
+        return {
+            **PredictSettings(model=self.model, focal=self.focal, output=output).record(),
+            "mode": self.mode,
+            "stabilize": self.stabilize,
+            "stabilizer": self.stabilizer.as_dict(),
+            "selection": {"start_s": sel.start_s, "end_s": sel.end_s, "every": sel.every, "max_frames": sel.max_frames},
+            "fps": self.fps,
+            "formats": list(self.formats),
+        }

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import WeightsError
+from ..errors import WeightsError, first_line
 from ..io.atomic import atomic_path
 
 if TYPE_CHECKING:  # torch is imported where tensors are read: digests and `weights list` need no torch
@@ -111,7 +111,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             f"({_unpickling_reason(exc)}); on a trusted machine, save only its state dict (a dict of tensors)"
         ) from None
     except Exception as exc:  # truncated zip, bad safetensors header, ...
-        raise WeightsError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
+        reason = f"{type(exc).__name__}: {first_line(exc, 200)}"
+        raise WeightsError(f"{path}: not a readable checkpoint ({reason})") from None
     return _unwrap(state, path)
 
 
@@ -138,10 +139,6 @@ def _unpickling_reason(exc: BaseException) -> str:
         if text and "weights_only" not in text and "torch.serialization" not in text:
             return text[:200]
     return "non-tensor objects"
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [""])[0][:200]
 
 
 def _unwrap(state: object, path: Path) -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import WeightsError
+from ..errors import WeightsError, first_line
 from ..family import WeightSource
 from .checkpoint import record_digest, sha256_file
 
@@ -90,7 +90,7 @@ def download(source: WeightSource, spec: ModelSpec) -> Path:
         raise NotOnHubError(f"{source.repo_id}/{source.filename} not found on the hub; {how}") from None
     except Exception as exc:  # network errors of every flavour
         raise WeightsError(
-            f"could not download weights for {spec.name} ({type(exc).__name__}: {_first_line(exc)}); {how}"
+            f"could not download weights for {spec.name} ({type(exc).__name__}: {first_line(exc)}); {how}"
         ) from None
     verify_file(path, expected, spec, source)
     return path
@@ -110,10 +110,6 @@ def _quiet_hub_logs():
         yield
     finally:
         hub_logger.setLevel(previous)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [""])[0][:160]
 
 
 def verify_file(path: Path, expected_sha256: str | None, spec: ModelSpec, source: WeightSource) -> None:
