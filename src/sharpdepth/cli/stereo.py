@@ -77,7 +77,8 @@ def run_stereo(source: DepthSource, settings: StereoSettings, output: Path | Non
     if settings.layout == "spatial-heic":
         from ..apps.spatial_photo import save_spatial_heic
 
-        return [save_spatial_heic(paths[0], *pictures)]
+        left, right = pictures
+        return [save_spatial_heic(paths[0], left, right)]
     written: list[Path] = []
     try:
         for p, picture in zip(paths, pictures, strict=True):
