@@ -318,3 +318,30 @@ def test_stereo_video_keeps_frames_rate_audio_and_resumes(tmp_path, monkeypatch)
     monkeypatch.setattr(model, "predict_batch", lambda frames, **kw: calls.append(len(frames)) or real(frames, **kw))
     resumed = run_stereo_video(clip, tmp_path / "again", keep, model=model)
     assert resumed.reused == 3 and sum(calls) == 3
+
+
+# ---------------------------------------------------------------- photos through the command line
+def test_photo_layouts_from_the_command_line(tmp_path, capsys):
+    from PIL import Image
+
+    from sharpdepth.cli.main import main
+
+    img, depth = scene()
+    photo = tmp_path / "photo.png"
+    Image.fromarray(img).save(photo)
+    npz = tmp_path / "photo.npz"
+    np.savez(npz, depth=depth, focal_px=np.float64(F), output_kind="metric_depth", model="synthetic")
+    out = tmp_path / "out"
+    assert main(["stereo", str(photo), "--depth", str(npz), "-o", str(out), "--layout", "half-tb"]) == 0
+    assert Image.open(out / "photo_half-tb.jpg").size == (W, H)
+    assert main(["stereo", str(photo), "--depth", str(npz), "-o", str(out), "--layout", "spatial-heic"]) == 0
+    import pillow_heif
+
+    heif = pillow_heif.open_heif(str(out / "photo_spatial-heic.heic"))
+    eyes = [np.asarray(im.to_pillow().convert("RGB")).astype(int) for im in heif]
+    assert len(eyes) == 2 and eyes[0].shape == eyes[1].shape == img.shape
+    assert np.abs(eyes[0] - eyes[1]).mean() > 2  # two different views
+    capsys.readouterr()
+    assert main(["stereo", str(photo), "--depth", str(npz), "-o", str(out), "--source", "splat"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "splat" in err[0] and "SHARP" in err[0]

@@ -24,6 +24,7 @@ HEIC (`spatial_photo`).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,9 +103,21 @@ def render_pair(
     rgb: np.ndarray, parallax: np.ndarray, settings: StereoSettings, fill: str | None = None
 ) -> tuple[EyeView, EyeView]:
     """Left and right eye views of `rgb` (HxWx3 uint8) with total `parallax` (HxW, px)."""
-    fill = fill or settings.fill
     a, b = _sides(settings)
-    return render_eye(rgb, parallax, a, fill), render_eye(rgb, parallax, b, fill)
+    left, right = _both_eyes([(rgb, parallax, a), (rgb, parallax, b)], fill or settings.fill)
+    return left, right
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _both_eyes(jobs: list[tuple[np.ndarray, np.ndarray, float]], fill: str) -> list[EyeView]:
+    """Render the two eyes in two threads: most of the work is numpy and OpenCV, which release the GIL."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sharpdepth-eye")
+    futures = [_POOL.submit(render_eye, rgb, parallax, side, fill) for rgb, parallax, side in jobs]
+    return [f.result() for f in futures]
 
 
 def stereo_pair(
@@ -162,11 +175,14 @@ def _half_views(rgb: np.ndarray, parallax: np.ndarray, settings: StereoSettings,
 
     h, w = parallax.shape
     sizes = ((w // 2, h), (w - w // 2, h)) if axis == 1 else ((w, h // 2), (w, h - h // 2))
-    eyes = []
-    for side, size in zip(_sides(settings), sizes, strict=True):
-        small = rgb if size == (w, h) else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        p = cv2.resize(parallax, size, interpolation=cv2.INTER_LINEAR) * np.float32(size[0] / w)
-        eyes.append(render_eye(small, p, side, settings.fill).image)
+    resized: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    for size in sizes:  # both eyes share one resize when the size splits evenly
+        if size not in resized:
+            small = rgb if size == (w, h) else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            p = cv2.resize(parallax, size, interpolation=cv2.INTER_LINEAR) * np.float32(size[0] / w)
+            resized[size] = (small, p)
+    jobs = [(*resized[size], side) for side, size in zip(_sides(settings), sizes, strict=True)]
+    eyes = [view.image for view in _both_eyes(jobs, settings.fill)]
     return np.concatenate(eyes, axis=axis)
 
 

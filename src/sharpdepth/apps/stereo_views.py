@@ -62,18 +62,18 @@ def _rows(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 def nearest_known(known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel, the column of the nearest known pixel to its left and to its right (-1 / w if none)."""
     h, w = known.shape
-    cols = np.arange(w)
-    left = np.maximum.accumulate(np.where(known, cols, -1), axis=1)
-    right = np.minimum.accumulate(np.where(known, cols, w)[:, ::-1], axis=1)[:, ::-1]
+    cols = np.arange(w, dtype=np.int32)
+    left = np.maximum.accumulate(np.where(known, cols, np.int32(-1)), axis=1)
+    right = np.minimum.accumulate(np.where(known, cols, np.int32(w))[:, ::-1], axis=1)[:, ::-1]
     return left, right
 
 
 def visible_parallax(parallax: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray]:
     """(parallax of the surface each target pixel sees, known mask) — the z-buffered forward pass."""
     h, w = parallax.shape
-    target = np.rint(np.arange(w, dtype=np.float32) + side * 0.5 * parallax).astype(np.int64)
+    target = np.rint(np.arange(w, dtype=np.float32) + np.float32(side * 0.5) * parallax).astype(np.int32)
     ok = (target >= 0) & (target < w)
-    flat = (np.arange(h, dtype=np.int64)[:, None] * w + target)[ok]
+    flat = (np.arange(h, dtype=np.int32)[:, None] * np.int32(w) + target)[ok]
     best = np.full(h * w, -np.inf, dtype=np.float32)
     np.maximum.at(best, flat, parallax[ok])
     best = best.reshape(h, w)
@@ -81,34 +81,48 @@ def visible_parallax(parallax: np.ndarray, side: float) -> tuple[np.ndarray, np.
 
 
 def render_eye(rgb: np.ndarray, parallax: np.ndarray, side: float, fill: str = "depth-aware") -> EyeView:
-    """The view of one eye (`side` +1 left, -1 right, 0 the photo itself); see the module doc."""
+    """The view of one eye (`side` +1 left, -1 right, 0 the photo itself); see the module doc.
 
+    Full-image passes are few and cheap (forward pass, one remap); everything about
+    empty columns is computed on those pixels only.
+    """
     check_choice(fill, STEREO_FILLS, "fill")
     h, w = parallax.shape
     parallax = np.asarray(parallax, dtype=np.float32)
     if side == 0:
-        cols = np.broadcast_to(np.arange(w), (h, w)).copy()
+        cols = np.broadcast_to(np.arange(w, dtype=np.int32), (h, w)).copy()
         return EyeView(rgb.copy(), np.zeros((h, w), bool), parallax, cols, cols.astype(np.float32))
     best, known = visible_parallax(parallax, side)
-    left, right = nearest_known(known)
-    rows = np.arange(h)[:, None]
-    p_left = np.where(left >= 0, best[rows, np.clip(left, 0, w - 1)], np.inf)
-    p_right = np.where(right < w, best[rows, np.clip(right, 0, w - 1)], np.inf)
-    from_left = p_left <= p_right  # the background (smaller parallax) side
-    edge = np.where(known, np.arange(w)[None], np.where(from_left, left, right))
-    p_full = np.where(known, best, np.minimum(p_left, p_right))
-    p_full = np.where(np.isfinite(p_full), p_full, 0.0).astype(np.float32)
-    xs, ys = _rows(h, w)
-    map_x = (xs - side * 0.5 * p_full).astype(np.float32)
-    seen = parallax[rows, np.clip(np.rint(map_x).astype(np.int64), 0, w - 1)]
-    inside = (map_x > -0.5) & (map_x < w - 0.5)
-    holes = ~known & ~((np.abs(seen - p_full) < CRACK_TOLERANCE_PX) & inside)
-    holes |= ~inside
-    edge = np.where(holes, np.clip(edge, 0, w - 1), np.arange(w)[None])
-    image = remap_linear_light(rgb, map_x, np.ascontiguousarray(ys))
-    source_x = np.where(holes, map_x[rows, edge], map_x).astype(np.float32)
+    half = np.float32(side * 0.5)
+    p_full = np.where(known, best, np.float32(0.0))
+    edge = np.broadcast_to(np.arange(w, dtype=np.int32), (h, w)).copy()
+    holes = np.zeros((h, w), bool)
+    ey, ex = np.nonzero(~known)
+    if ey.size:
+        left, right = nearest_known(known)
+        lft, rgt = left[ey, ex], right[ey, ex]
+        p_left = np.where(lft >= 0, best[ey, np.clip(lft, 0, w - 1)], np.inf)
+        p_right = np.where(rgt < w, best[ey, np.clip(rgt, 0, w - 1)], np.inf)
+        background = np.minimum(p_left, p_right)
+        background = np.where(np.isfinite(background), background, 0.0).astype(np.float32)
+        side_edge = np.where(p_left <= p_right, lft, rgt)  # the background (smaller parallax) side
+        p_full[ey, ex] = background
+        back_x = ex - half * background
+        inside = (back_x > -0.5) & (back_x < w - 0.5)
+        seen = parallax[ey, np.clip(np.rint(back_x).astype(np.int32), 0, w - 1)]
+        crack = inside & (np.abs(seen - background) < CRACK_TOLERANCE_PX)
+        hole = ~crack
+        holes[ey[hole], ex[hole]] = True
+        edge[ey[hole], ex[hole]] = np.clip(side_edge[hole], 0, w - 1)
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    map_x = xs - half * p_full
+    map_y = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
+    image = remap_linear_light(rgb, map_x, np.ascontiguousarray(map_y))
+    source_x = map_x.copy()
+    hy, hx = np.nonzero(holes)
+    source_x[hy, hx] = map_x[hy, edge[hy, hx]]
     view = EyeView(image, holes, p_full, edge, source_x)
-    if holes.any():
+    if hy.size:
         view.image = fill_holes_rows(view, fill)
     return view
 
@@ -146,59 +160,54 @@ def fill_holes_rows(view: EyeView, method: str) -> np.ndarray:
     """The view's picture with its holes filled by `method` (stretch, inpaint or depth-aware)."""
     check_choice(method, STEREO_FILLS, "fill")
     image, holes = view.image, view.holes
-    h, w = holes.shape
-    rows = np.arange(h)[:, None]
-    if method == "stretch":
-        out = image.copy()
-        out[holes] = image[rows, view.edge][holes]
-        return out
     if method == "inpaint":
         import cv2
 
         return cv2.inpaint(image, holes.astype(np.uint8), 3, cv2.INPAINT_TELEA)
-    return _mirror_background(view)
+    hy, hx = np.nonzero(holes)
+    out = image.copy()
+    if method == "stretch":
+        out[hy, hx] = image[hy, view.edge[hy, hx]]
+        return out
+    out[hy, hx] = _mirror_background(view, hy, hx)
+    return _smooth_in_holes(out, holes, hy, hx)
 
 
-def _mirror_background(view: EyeView) -> np.ndarray:
-    """Mirror the background across each hole's edge, from background pixels only (see module doc).
+def _mirror_background(view: EyeView, hy: np.ndarray, hx: np.ndarray) -> np.ndarray:
+    """Colours for the hole pixels (hy, hx): the background mirrored across each hole's edge.
 
     A hole pixel k columns from its background edge e takes the pixel k - 1 columns
     beyond e (away from the hole) if that pixel is visible and at most
     `BACKGROUND_TOLERANCE_PX` nearer than the edge; else the edge pixel itself.
-    Rows are then smoothed vertically inside the hole (3 px), which hides the
-    row-wise structure without reaching outside the hole.
     """
-    image, holes, edge = view.image, view.holes, view.edge
-    h, w = holes.shape
-    rows = np.arange(h)[:, None]
-    cols = np.arange(w)[None]
-    direction = np.sign(edge - cols)  # from the hole pixel toward its edge, and on beyond it
-    distance = np.abs(cols - edge)
-    mirror = edge + direction * np.maximum(distance - 1, 0)
+    image, holes = view.image, view.holes
+    w = holes.shape[1]
+    edge = view.edge[hy, hx]
+    direction = np.sign(edge - hx)  # from the hole pixel toward its edge, and on beyond it
+    mirror = edge + direction * np.maximum(np.abs(hx - edge) - 1, 0)
     inside = (mirror >= 0) & (mirror < w)
     mirror = np.clip(mirror, 0, w - 1)
-    p_edge = view.parallax[rows, edge]
-    ok = inside & ~holes[rows, mirror] & (view.parallax[rows, mirror] <= p_edge + BACKGROUND_TOLERANCE_PX)
-    source = np.where(ok, mirror, edge)
+    p_edge = view.parallax[hy, edge]
+    ok = inside & ~holes[hy, mirror] & (view.parallax[hy, mirror] <= p_edge + BACKGROUND_TOLERANCE_PX)
+    return image[hy, np.where(ok, mirror, edge)]
+
+
+def _smooth_in_holes(image: np.ndarray, holes: np.ndarray, hy: np.ndarray, hx: np.ndarray) -> np.ndarray:
+    """Vertical 3-tap average at the hole pixels, over those of the 3 that are holes too: hides the
+    row-wise structure of the mirrored fill without reaching outside the hole."""
+    h = holes.shape[0]
+    total = image[hy, hx].astype(np.float32)
+    count = np.ones(hy.size, np.float32)
+    for dy in (-1, 1):
+        ny = hy + dy
+        ok = (ny >= 0) & (ny < h)
+        ny = np.clip(ny, 0, h - 1)
+        ok &= holes[ny, hx]
+        total += np.where(ok[:, None], image[ny, hx], 0).astype(np.float32)
+        count += ok
     out = image.copy()
-    out[holes] = image[rows, source][holes]
-    return _smooth_in_holes(out, holes)
-
-
-def _smooth_in_holes(image: np.ndarray, holes: np.ndarray) -> np.ndarray:
-    """Vertical 3-tap average over hole pixels only (their neighbours weighted only if also holes)."""
-    img = image.astype(np.float32)
-    wts = holes.astype(np.float32)
-    num = img * wts[..., None]
-    up = np.roll(num, 1, axis=0)
-    down = np.roll(num, -1, axis=0)
-    wu, wd = np.roll(wts, 1, axis=0), np.roll(wts, -1, axis=0)
-    wu[0], wd[-1] = 0, 0
-    up[0], down[-1] = 0, 0
-    total = num + up + down
-    weight = wts + wu + wd
-    smooth = total / np.maximum(weight, 1e-6)[..., None]
-    return np.where(holes[..., None], np.clip(smooth + 0.5, 0, 255), img).astype(np.uint8)
+    out[hy, hx] = np.clip(total / count[:, None] + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 # ---------------------------------------------------------------- parallax from depth
