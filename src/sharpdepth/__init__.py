@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DepthResult",
     "FocalSource",
+    "Gaussians",
     "InputImageError",
     "OptionError",
     "OutputKind",
@@ -39,6 +40,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .engine.model import DepthModel
     from .family import LicenseClass
+    from .geometry.gaussians import Gaussians
 
 DEFAULT_MAX_PIXELS = 89_478_485
 """Pillow's decompression-bomb limit, as `sharpdepth.io.images.DEFAULT_MAX_PIXELS` (repeated here so
@@ -104,3 +106,12 @@ def list_models(
 
     specs = list_specs(include_test_only, kind=kind, family=family, license=license)
     return [spec.name for spec in specs]
+
+
+def __getattr__(name: str) -> object:
+    """`sharpdepth.Gaussians` on first use (it needs NumPy; `import sharpdepth` stays light)."""
+    if name == "Gaussians":
+        from .geometry.gaussians import Gaussians
+
+        return Gaussians
+    raise AttributeError(f"module 'sharpdepth' has no attribute {name!r}")

@@ -71,13 +71,14 @@ def register_family(family: Family[Any], presets: Iterable[AnySpec]) -> None:
 
 def _register_all() -> None:
     """The one list of families; each line is one explicit registration."""
-    from .models import depth_anything, depth_pro, midas, midas_small, video_depth_anything
+    from .models import depth_anything, depth_pro, midas, midas_small, sharp, video_depth_anything
 
     register_family(depth_pro.FAMILY, depth_pro.PRESETS)
     register_family(depth_anything.FAMILY, depth_anything.PRESETS)
     register_family(midas.FAMILY, midas.PRESETS)
     register_family(midas_small.FAMILY, midas_small.PRESETS)
     register_family(video_depth_anything.FAMILY, video_depth_anything.PRESETS)
+    register_family(sharp.FAMILY, sharp.PRESETS)
 
 
 def _ensure_loaded() -> None:

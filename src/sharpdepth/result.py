@@ -48,12 +48,20 @@ class FocalSource(StrEnum):
     USER = "user"
     EXIF = "exif"
     MODEL = "model"
+    DEFAULT = "default"
+    """The model's documented assumption when nothing else is known (SHARP: a 30 mm lens)."""
     NONE = "none"
 
 
 def fov_from_focal(focal_px: float, width: int) -> float:
     """Horizontal field of view (degrees) of a pinhole camera."""
     return math.degrees(2.0 * math.atan(0.5 * width / focal_px))
+
+
+def focal_from_35mm(focal_35mm: float, width: int, height: int) -> float:
+    """Focal length in pixels for a 35 mm-equivalent focal length (the diagonal rule of EXIF's
+    FocalLengthIn35mmFilm: a 36 x 24 mm frame's diagonal maps onto the image's)."""
+    return focal_35mm * math.hypot(width, height) / math.hypot(36.0, 24.0)
 
 
 def focal_from_fov(fov_deg: float, width: int) -> float:

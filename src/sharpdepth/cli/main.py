@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sharpdepth.cli.export",
     "sharpdepth.cli.serve",
     "sharpdepth.cli.finetune",
+    "sharpdepth.cli.splat",
 )
 
 PROG = "sharpdepth"

@@ -33,6 +33,7 @@ from .runtime import resolve_device, resolve_precision
 from .settings import DEFAULT_VIDEO_BATCH_SIZE, ONNX_SUFFIX, check_backend
 
 if TYPE_CHECKING:
+    from ..geometry.gaussians import Gaussians
     from ..io.video import FrameSelection, VideoInput
     from .stabilize import StabilizerSettings
     from .video import Reuse
@@ -204,6 +205,15 @@ class DepthModel:
             self._finish(img, request, out, prepared.keep_image)
             for img, request, out in zip(prepared.images, prepared.requests, outputs, strict=True)
         ]
+
+    def predict_gaussians(
+        self, image: ImageInput, focal_px: float | None = None, focal_35mm: float | None = None
+    ) -> Gaussians:
+        """Metric 3-D Gaussians of one picture (models that predict them, e.g. SHARP); focal length:
+        focal_px or focal_35mm > EXIF > the model's default. See `sharpdepth.engine.splat`."""
+        from .splat import predict_gaussians
+
+        return predict_gaussians(self, image, focal_px=focal_px, focal_35mm=focal_35mm)
 
     def predict_video(
         self,

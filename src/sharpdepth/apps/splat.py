@@ -1,0 +1,101 @@
+"""Photo -> 3-D Gaussian scene files (`sharpdepth splat`) and scene -> novel-view video (`sharpdepth render`).
+
+Outputs per picture, in the output folder, under the picture's stem:
+* `<stem>.ply`: the Gaussians in the official SHARP / 3DGS layout (`Gaussians.save_ply`);
+* `<stem>.json`: the sidecar — model, focal length and its source, number of Gaussians,
+  scene bounds in metres (OpenCV camera frame of the picture);
+* `<stem>_<trajectory>.mp4` with rendering on: the scene along a camera path
+  (`geometry.trajectory`), drawn by `geometry.splat_render`, H.264 through the project's
+  video writer. Every file is written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import OptionError
+from ..geometry.gaussians import Gaussians
+from ..geometry.trajectory import DEFAULT_STEPS, DEFAULT_TRAJECTORY, TRAJECTORIES, trajectory
+from ..io.atomic import write_text_atomic
+
+if TYPE_CHECKING:
+    from ..engine.model import DepthModel
+
+DEFAULT_SPLAT_MODEL = "sharp"
+DEFAULT_VIDEO_FPS = 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplatSettings:
+    """What `splat` and `render` do besides predicting (the front ends build this, nothing else)."""
+
+    focal_px: float | None = None
+    """Focal length of the pictures in pixels (None: EXIF, else the model's default)."""
+    render: bool = False
+    trajectory: str = DEFAULT_TRAJECTORY
+    steps: int = DEFAULT_STEPS
+    fps: int = DEFAULT_VIDEO_FPS
+    device: str | None = None
+    """Renderer device (None: CUDA when present)."""
+
+    def __post_init__(self) -> None:
+        if self.trajectory not in TRAJECTORIES:
+            raise OptionError(f"unknown trajectory {self.trajectory!r}; choose from {', '.join(TRAJECTORIES)}")
+        if self.steps < 1 or self.fps < 1:
+            raise OptionError("--steps and --fps must be at least 1")
+        if self.focal_px is not None and not (np.isfinite(self.focal_px) and self.focal_px > 0):
+            raise OptionError(f"focal length must be a positive number of pixels, got {self.focal_px}")
+
+
+def sidecar(g: Gaussians) -> dict[str, object]:
+    """The JSON written beside a scene's PLY."""
+    lo, hi = g.bounds()
+    return {
+        "model": g.model_name,
+        "focal_px": g.focal_px,
+        "focal_source": str(g.focal_source),
+        "image_size": list(g.image_size) if g.image_size else None,
+        "num_gaussians": len(g),
+        "frame": "OpenCV camera frame of the picture: x right, y down, z forward, metres",
+        "bounds_m": {"min": [float(v) for v in lo], "max": [float(v) for v in hi]},
+    }
+
+
+def render_video(g: Gaussians, dest: Path, settings: SplatSettings) -> Path:
+    """The scene along `settings.trajectory`, as an H.264 MP4 at the picture's size."""
+    from ..geometry.splat_render import prepared_scene, render_scene
+    from ..io.video import VideoWriter
+
+    if g.focal_px is None or g.image_size is None:
+        raise OptionError("rendering needs the scene's focal length and picture size (a PLY from `splat` has them)")
+    width, height = g.image_size
+    views = trajectory(g.means[:, 2], g.focal_px, width, height, settings.trajectory, settings.steps)
+    scene = prepared_scene(g, settings.device)  # per-scene work once, not per frame
+    with VideoWriter(dest, views[0].width, views[0].height, Fraction(settings.fps)) as writer:
+        for view in views:
+            frame = render_scene(scene, view.world_to_camera, view.K, view.width, view.height)
+            writer.write((np.clip(frame.color, 0, 1) * 255).astype(np.uint8))  # truncation, as the official
+    return dest
+
+
+def video_path(out_dir: Path, stem: PurePath, settings: SplatSettings) -> Path:
+    return out_dir / stem.parent / f"{stem.name}_{settings.trajectory}.mp4"
+
+
+def splat_one(model: DepthModel, image: Path, out_dir: Path, stem: PurePath, settings: SplatSettings) -> list[Path]:
+    """Predict one picture's Gaussians and write its files; returns the paths written."""
+    g = model.predict_gaussians(image, focal_px=settings.focal_px)
+    ply = out_dir / stem.parent / f"{stem.name}.ply"
+    g.save_ply(ply)
+    side = ply.with_suffix(".json")
+    write_text_atomic(side, json.dumps(sidecar(g), indent=2) + "\n")
+    written = [ply, side]
+    if settings.render:
+        written.append(render_video(g, video_path(out_dir, stem, settings), settings))
+    return written

@@ -1,0 +1,87 @@
+"""`sharpdepth splat` (photos -> 3-D Gaussian scenes) and `sharpdepth render` (scene -> video).
+
+Inputs like `predict`: files, folders, glob patterns and .txt lists. A batch never stops at a
+bad file: each failure is printed, the others are processed, and the command ends with exit
+status 1 if anything failed. The engine (and torch) is imported inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePath
+from typing import Annotated
+
+import typer
+
+from ..apps.splat import DEFAULT_SPLAT_MODEL, SplatSettings
+from ..errors import SharpDepthError
+from ..geometry.trajectory import DEFAULT_STEPS, DEFAULT_TRAJECTORY, TRAJECTORIES
+
+TrajectoryOpt = Annotated[
+    str, typer.Option("--trajectory", help=f"Camera path of the video: {', '.join(TRAJECTORIES)}.")
+]
+StepsOpt = Annotated[int, typer.Option("--steps", min=1, help="Frames along the camera path.")]
+RenderDeviceOpt = Annotated[
+    str | None, typer.Option("--render-device", help="Renderer device: cpu or cuda (default: cuda when present).")
+]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("splat")
+    def splat(
+        inputs: Annotated[list[str], typer.Argument(help="Photos, folders, glob patterns or .txt lists.")],
+        output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")],
+        model: Annotated[str, typer.Option("--model", help="A model that predicts Gaussians.")] = DEFAULT_SPLAT_MODEL,
+        weights: Annotated[Path | None, typer.Option("--weights", help="Checkpoint file for --model.")] = None,
+        device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "cpu",
+        focal_px: Annotated[
+            float | None, typer.Option("--focal-px", help="Focal length in pixels (default: EXIF, else 30 mm).")
+        ] = None,
+        render: Annotated[bool, typer.Option("--render", help="Also write <stem>_<trajectory>.mp4.")] = False,
+        trajectory: TrajectoryOpt = DEFAULT_TRAJECTORY,
+        steps: StepsOpt = DEFAULT_STEPS,
+        render_device: RenderDeviceOpt = None,
+    ) -> None:
+        """Metric 3-D Gaussians (SHARP) of each photo: OUT/<stem>.ply (3DGS layout) and OUT/<stem>.json."""
+        from ..apps.splat import splat_one
+        from ..engine.model import load
+        from ..io.inputs import expand_inputs
+
+        settings = SplatSettings(
+            focal_px=focal_px, render=render, trajectory=trajectory, steps=steps, device=render_device
+        )
+        items, problems = expand_inputs(inputs)
+        failures = [f"{arg}: {why}" for arg, why in problems]
+        for line in failures:
+            typer.echo(f"error: {line}", err=True)
+        if items:
+            net = load(model, weights=weights, device=device)
+            for item in items:
+                try:
+                    written = splat_one(net, item.path, output, PurePath(item.stem), settings)
+                except (SharpDepthError, OSError) as exc:
+                    failures.append(f"{item.path}: {exc}")
+                    typer.echo(f"error: {item.path}: {exc}", err=True)
+                    continue
+                typer.echo(f"{item.path} -> {', '.join(str(p) for p in written)}")
+        if failures:
+            typer.echo(f"{len(failures)} input(s) failed", err=True)
+            raise typer.Exit(1)
+
+    @app.command("render")
+    def render_scene(
+        scene: Annotated[Path, typer.Argument(help="A .ply written by `sharpdepth splat`.")],
+        output: Annotated[
+            Path | None, typer.Option("-o", "--output", help="Output .mp4 (default: beside the scene).")
+        ] = None,
+        trajectory: TrajectoryOpt = DEFAULT_TRAJECTORY,
+        steps: StepsOpt = DEFAULT_STEPS,
+        render_device: RenderDeviceOpt = None,
+    ) -> None:
+        """Video of a Gaussian scene along a camera path (CPU renderer; CUDA when present)."""
+        from ..apps.splat import render_video
+        from ..geometry.gaussians import load_ply
+
+        settings = SplatSettings(render=True, trajectory=trajectory, steps=steps, device=render_device)
+        dest = output or scene.with_name(f"{scene.stem}_{trajectory}.mp4")
+        path = render_video(load_ply(scene), dest, settings)
+        typer.echo(f"wrote {path}")

@@ -1,0 +1,296 @@
+"""A 3-D Gaussian rasteriser in plain PyTorch: CPU everywhere, CUDA when present.
+
+It computes what gsplat's "classic" rasteriser computes (the renderer SHARP's official tool
+calls, CUDA-only there), with the same projection and compositing rules:
+
+* projection (gsplat `_fully_fused_projection`, pinhole, eps2d = 0): camera-frame means and
+  covariances, the Jacobian with gsplat's off-screen clamp of x/z and y/z, the 2-D conic, and
+  the per-axis radius ceil(3.33 sigma); Gaussians nearer than 1 cm or off screen are dropped;
+* compositing (gsplat's CUDA kernel): pixel centres at +0.5, sigma = d^T conic d / 2,
+  alpha = min(0.999, opacity * exp(-sigma)), Gaussians with alpha < 1/255 (or sigma < 0) are
+  skipped, front to back by depth, and a pixel stops before the Gaussian that would bring its
+  transmittance T to 1e-4 or below. Colour, depth (z) and alpha = 1 - T are accumulated.
+
+How it runs (vectorised, no per-pixel or per-tile Python loop): the visible Gaussians are
+sorted by depth once per frame; each one is expanded into the pixels of its alpha >= 1/255
+ellipse's bounding box (never more than gsplat's tile footprint, so the same Gaussians meet at
+each pixel); the (pixel, Gaussian) pairs are grouped by pixel with one stable sort, which keeps
+the depth order; and the front-to-back product of (1 - alpha) is a segmented cumulative sum of
+log(1 - alpha) in float64. Because that running sum only decreases, "stop at T <= 1e-4" is a
+mask on it. Work goes in chunks of Gaussians (front to back, carrying each pixel's
+transmittance) to bound memory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..errors import OptionError
+
+if TYPE_CHECKING:
+    from .gaussians import Gaussians
+
+ALPHA_MIN = 1.0 / 255.0
+ALPHA_MAX = 0.999
+T_MIN = 1e-4
+NEAR_PLANE = 0.01
+RADIUS_SIGMAS = 3.33
+PAIRS_PER_CHUNK = 1 << 21
+"""(pixel, Gaussian) pairs per step: bounds the temporaries (about 60 bytes a pair) and sets how
+often finished pixels are taken out (smaller steps skip more hidden Gaussians)."""
+
+
+@dataclass
+class SplatImage:
+    """One rendered view."""
+
+    color: np.ndarray
+    """(H, W, 3) float32 sRGB in [0, 1] (blended in linear RGB, then converted)."""
+    depth: np.ndarray
+    """(H, W) float32 z-depth in metres (alpha-normalised; 0 where nothing was drawn)."""
+    alpha: np.ndarray
+    """(H, W) float32 accumulated opacity."""
+
+
+@dataclass
+class Projected:
+    """The visible Gaussians of one view, sorted front to back."""
+
+    means2d: torch.Tensor
+    conics: torch.Tensor
+    """(n, 3): a, b, c of the inverse 2-D covariance [[a, b], [b, c]]."""
+    depths: torch.Tensor
+    opacities: torch.Tensor
+    colors: torch.Tensor
+    box: torch.Tensor
+    """(n, 4) int64 first x, first y, last x + 1, last y + 1 of the pixels the Gaussian may reach."""
+
+
+@dataclass
+class SplatScene:
+    """Gaussians as the renderer keeps them between frames (on the render device)."""
+
+    means: torch.Tensor
+    factor: torch.Tensor
+    """(3, 3, N): M = R(q) diag(s), so that the covariance is M M^T (columns: rotated std axes)."""
+    opacities: torch.Tensor
+    colors: torch.Tensor
+
+
+def prepare(
+    means: torch.Tensor, quaternions: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor, colors: torch.Tensor
+) -> SplatScene:
+    """Per-scene work done once for all frames: the covariance factor of every Gaussian."""
+    keep = opacities >= ALPHA_MIN  # alpha <= opacity: these can never be drawn
+    q = torch.nn.functional.normalize(quaternions[keep], p=2, dim=-1)
+    w, x, y, z = q.unbind(-1)
+    rot = (
+        (1 - 2 * (y**2 + z**2), 2 * (x * y - w * z), 2 * (x * z + w * y)),
+        (2 * (x * y + w * z), 1 - 2 * (x**2 + z**2), 2 * (y * z - w * x)),
+        (2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x**2 + y**2)),
+    )
+    s = scales[keep]
+    factor = torch.stack([torch.stack([rot[i][j] * s[:, j] for j in range(3)]) for i in range(3)])
+    return SplatScene(means[keep].contiguous(), factor, opacities[keep].contiguous(), colors[keep].contiguous())
+
+
+def project(scene: SplatScene, viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int) -> Projected:
+    """gsplat's pinhole projection and culling, then the depth sort. The 2-D covariance is
+    (J R M)(J R M)^T with R the view rotation and J the projection's Jacobian, computed as
+    per-Gaussian columns (no batched 3x3 products)."""
+    rot, t = viewmat[:3, :3], viewmat[:3, 3]
+    means_c = scene.means @ rot.T + t
+    keep = (means_c[:, 2] > NEAR_PLANE).nonzero().squeeze(1)
+    means_c = means_c[keep]
+    n = keep.shape[0]
+    a_cam = (rot @ scene.factor[:, :, keep].reshape(3, 3 * n)).reshape(3, 3, n)  # R M, per Gaussian
+    tx, ty, tz = means_c.unbind(-1)
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
+    cx_t = tz * torch.clamp(tx / tz, min=-(cx / fx + 0.3 * tan_x), max=(width - cx) / fx + 0.3 * tan_x)
+    cy_t = tz * torch.clamp(ty / tz, min=-(cy / fy + 0.3 * tan_y), max=(height - cy) / fy + 0.3 * tan_y)
+    j00, j02 = fx / tz, -fx * cx_t / tz**2
+    j11, j12 = fy / tz, -fy * cy_t / tz**2
+    b0 = j00 * a_cam[0] + j02 * a_cam[2]  # (3, n): first row of J R M
+    b1 = j11 * a_cam[1] + j12 * a_cam[2]
+    a, b, c = (b0 * b0).sum(0), (b0 * b1).sum(0), (b1 * b1).sum(0)
+    means2d = torch.stack([fx * tx + K[0, 1] * ty + cx * tz, fy * ty + cy * tz], -1) / tz[:, None]
+    det = (a * c - b * b).clamp(min=1e-10)
+    conics = torch.stack([c / det, -b / det, a / det], -1)
+    std = torch.sqrt(torch.stack([a, c], -1))
+    radius = torch.ceil(RADIUS_SIGMAS * std)
+    opacities = scene.opacities[keep]
+    # alpha >= 1/255 needs sigma <= log(255 * opacity): the ellipse's half-extents along x and y
+    reach = torch.sqrt(2.0 * torch.log(opacities * 255.0).clamp(min=0))[:, None] * std
+    reach = torch.minimum(reach + 1e-3, radius)
+    lo = torch.ceil(means2d - reach - 0.5).clamp(min=0)
+    hi = torch.floor(means2d + reach - 0.5) + 1
+    hi = torch.minimum(hi, torch.tensor([width, height], device=hi.device, dtype=hi.dtype))
+    inside = (
+        (means2d[:, 0] + radius[:, 0] > 0)
+        & (means2d[:, 0] - radius[:, 0] < width)
+        & (means2d[:, 1] + radius[:, 1] > 0)
+        & (means2d[:, 1] - radius[:, 1] < height)
+        & (radius > 0).all(-1)
+        & (hi > lo).all(-1)
+    )
+    order = torch.sort(tz[inside], stable=True).indices
+    idx = inside.nonzero().squeeze(1)[order]
+    box = torch.cat([lo, hi], dim=1)[idx].to(torch.int64)
+    return Projected(means2d[idx], conics[idx], tz[idx], opacities[idx], scene.colors[keep[idx]], box)
+
+
+def _pairs(p: Projected, gauss: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pixel index, Gaussian index) of every pixel in the boxes of Gaussians `gauss` (ascending),
+    Gaussian-major (so in depth order)."""
+    box = p.box[gauss]
+    nx, ny = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
+    counts = nx * ny
+    local_gid = torch.repeat_interleave(torch.arange(gauss.shape[0], device=box.device), counts)
+    first = torch.cumsum(counts, 0) - counts
+    local = torch.arange(int(counts.sum()), device=box.device) - first[local_gid]
+    row_len = nx[local_gid]
+    px = box[local_gid, 0] + local % row_len
+    py = box[local_gid, 1] + local // row_len
+    return py * width + px, gauss[local_gid]
+
+
+def _chunks(p: Projected) -> list[tuple[int, int]]:
+    """Consecutive Gaussian ranges of at most PAIRS_PER_CHUNK pairs each (at least one Gaussian)."""
+    counts = ((p.box[:, 2] - p.box[:, 0]) * (p.box[:, 3] - p.box[:, 1])).cumsum(0)
+    bounds, start, n = [], 0, int(counts.shape[0])
+    while start < n:
+        base = int(counts[start - 1]) if start else 0
+        stop = int(torch.searchsorted(counts, base + PAIRS_PER_CHUNK, right=True))
+        stop = max(stop, start + 1)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def _still_open(p: Projected, gauss: torch.Tensor, done: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Which of `gauss` have a pixel in their box that is not finished (T > 1e-4 so far): an
+    integral image of the open pixels answers each box in four lookups. Gaussians entirely
+    behind finished pixels are skipped before any per-pixel work (they would all be excluded)."""
+    open_px = (~done).reshape(height, width).to(torch.int32)
+    table = torch.zeros(height + 1, width + 1, dtype=torch.int32, device=done.device)
+    table[1:, 1:] = open_px.cumsum(0).cumsum(1)
+    x0, y0, x1, y1 = p.box[gauss].unbind(-1)
+    return (table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]) > 0
+
+
+def composite(p: Projected, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Front-to-back blending: (linear RGB (H*W, 3), accumulated z (H*W,), alpha (H*W,))."""
+    dev = p.means2d.device
+    pixels = width * height
+    rgbd = torch.zeros(pixels, 4, device=dev, dtype=torch.float32)
+    log_t_all = torch.zeros(pixels, device=dev, dtype=torch.float64)
+    """Sum of log(1 - alpha) over every Gaussian met so far, included or not: the stop test."""
+    log_t = torch.zeros(pixels, device=dev, dtype=torch.float64)
+    """Sum over the included Gaussians only: the transmittance."""
+    log_t_min = math.log(T_MIN)
+    done = torch.zeros(pixels, device=dev, dtype=torch.bool)
+    features = torch.cat([p.colors, p.depths[:, None]], dim=1)
+    for start, stop in _chunks(p):
+        gauss = torch.arange(start, stop, device=dev)
+        if start:
+            gauss = gauss[_still_open(p, gauss, done, width, height)]
+            if not gauss.numel():
+                continue
+        pix, gid = _pairs(p, gauss, width)
+        live = ~done[pix]
+        pix, gid = pix[live], gid[live]
+        d = torch.stack([(pix % width).to(torch.float32) + 0.5, (pix // width).to(torch.float32) + 0.5], -1)
+        d = p.means2d[gid] - d
+        con = p.conics[gid]
+        sigma = 0.5 * (con[:, 0] * d[:, 0] ** 2 + con[:, 2] * d[:, 1] ** 2) + con[:, 1] * d[:, 0] * d[:, 1]
+        alpha = torch.clamp(p.opacities[gid] * torch.exp(-sigma), max=ALPHA_MAX)
+        hit = (sigma >= 0) & (alpha >= ALPHA_MIN)
+        pix, gid, alpha = pix[hit], gid[hit], alpha[hit]
+        del d, con, sigma, hit, live
+        if not pix.numel():
+            continue
+        pix, order = torch.sort(pix, stable=True)  # groups by pixel, keeps depth order within
+        gid, alpha = gid[order], alpha[order]
+        log1m = torch.log1p(-alpha.double())
+        running = torch.cumsum(log1m, 0)
+        _, counts = torch.unique_consecutive(pix, return_counts=True)
+        seg_first = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        before = running - log1m - (running[seg_first] - log1m[seg_first])  # exclusive, within the pixel
+        include = (log_t_all[pix] + before + log1m) > log_t_min
+        weight = (alpha.double() * torch.exp(log_t[pix] + before)).float() * include
+        rgbd.index_add_(0, pix, features[gid] * weight[:, None])
+        log_t_all.index_add_(0, pix, log1m)
+        log_t.index_add_(0, pix, log1m * include)
+        done = log_t_all <= log_t_min
+    alpha_out = (1.0 - torch.exp(log_t)).float()
+    return rgbd[:, :3], rgbd[:, 3], alpha_out
+
+
+def _linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
+    safe = torch.where(x <= 0.0031308, 0.0031308, x)
+    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * safe ** (1 / 2.4) - 0.055)
+
+
+def _device(device: str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _matrix(name: str, value: np.ndarray | torch.Tensor, shape: tuple[int, int], dev: torch.device) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, np.float32))
+    if tuple(t.shape) != shape or not torch.isfinite(t).all():
+        raise OptionError(f"{name} must be a finite {shape[0]}x{shape[1]} matrix, got shape {tuple(t.shape)}")
+    return t.to(dev)
+
+
+def prepared_scene(g: Gaussians, device: str | None = None) -> SplatScene:
+    """`g` on the render device (None: CUDA when present) with its per-scene work done."""
+    dev = _device(device)
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).to(dev)
+
+    with torch.inference_mode():
+        return prepare(tensor(g.means), tensor(g.quaternions), tensor(g.scales), tensor(g.opacities), tensor(g.colors))
+
+
+def render_gaussians(
+    g: Gaussians,
+    world_to_camera: np.ndarray | torch.Tensor,
+    K: np.ndarray | torch.Tensor,
+    width: int,
+    height: int,
+    device: str | None = None,
+) -> SplatImage:
+    """Render `g` (see `Gaussians.render`)."""
+    return render_scene(prepared_scene(g, device), world_to_camera, K, width, height)
+
+
+def render_scene(
+    scene: SplatScene,
+    world_to_camera: np.ndarray | torch.Tensor,
+    K: np.ndarray | torch.Tensor,
+    width: int,
+    height: int,
+) -> SplatImage:
+    """One frame of a prepared scene (a video prepares once and renders every view with this)."""
+    if width < 1 or height < 1:
+        raise OptionError(f"render size must be positive, got {width}x{height}")
+    dev = scene.means.device
+    view = _matrix("world_to_camera", world_to_camera, (4, 4), dev)
+    intrinsics = _matrix("K", K, (3, 3), dev)
+    with torch.inference_mode():
+        p = project(scene, view, intrinsics, width, height)
+        rgb, depth, alpha = composite(p, width, height)
+        color = _linear_to_srgb(rgb).reshape(height, width, 3)
+        depth = (depth / alpha.clamp(min=1e-8)).reshape(height, width)
+    return SplatImage(
+        color=color.cpu().numpy(), depth=depth.cpu().numpy(), alpha=alpha.reshape(height, width).cpu().numpy()
+    )
