@@ -62,7 +62,9 @@ def check_source(settings: StereoSettings) -> None:
         return
     if importlib.util.find_spec(SPLAT_MODULE) is None:
         raise OptionError("--source splat renders SHARP Gaussians, and SHARP is not available here; use --source depth")
-    raise OptionError("--source splat is not supported by stereo yet; use --source depth")
+    raise OptionError(
+        "--source splat: rendering the eyes from SHARP Gaussians is not wired into stereo yet; use --source depth"
+    )
 
 
 def run_stereo(source: DepthSource, settings: StereoSettings, output: Path | None = None) -> list[Path]:
