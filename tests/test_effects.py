@@ -142,8 +142,8 @@ def test_settings_are_validated_on_construction():
                 dict(pivot_m=0)):  # fmt: skip
         with pytest.raises(OptionError):
             ParallaxSettings(**bad)
-    for bad in (dict(layout="mpo"), dict(anaglyph="blue"), dict(baseline_m=-1), dict(convergence_m=0),
-                dict(max_disparity_px=5, baseline_m=0.1)):  # fmt: skip
+    for bad in (dict(layout="mpo"), dict(anaglyph="blue"), dict(interaxial_mm=-1), dict(convergence_m=0),
+                dict(max_disparity=0.05, interaxial_mm=100)):  # fmt: skip
         with pytest.raises(OptionError):
             StereoSettings(**bad)
     with pytest.raises(OptionError):
@@ -357,13 +357,15 @@ def test_mp4_has_the_right_frames(tmp_path):
 def test_stereo_disparity_is_f_b_over_z():
     img, depth, _ = _two_plane_scene()
     f, baseline = 100.0, 0.12
-    pair = stereo_pair(metric(depth, img, f), StereoSettings(baseline_m=baseline))
+    pair = stereo_pair(metric(depth, img, f), StereoSettings(interaxial_mm=1000 * baseline, convergence_m=math.inf))
     for rows, cols, z, x0 in ((slice(50, 58), slice(5, 40), 8.0, 20.5), (slice(20, 40), slice(55, 75), 2.0, 64.5)):
         left = _stripe_centre(pair.left, rows, cols)
         right = _stripe_centre(pair.right, rows, cols)
         assert left - right == pytest.approx(f * baseline / z, abs=0.05)  # 1.5 px and 6 px
         assert (left + right) / 2 == pytest.approx(x0, abs=0.05)  # the photo is the middle view
-    as_left = stereo_pair(metric(depth, img, f), StereoSettings(baseline_m=baseline, center=False))
+    as_left = stereo_pair(
+        metric(depth, img, f), StereoSettings(interaxial_mm=1000 * baseline, convergence_m=math.inf, center=False)
+    )
     assert np.array_equal(as_left.left, img)
     ana = anaglyph(pair.left, pair.right, "color")
     assert np.array_equal(ana[..., 0], pair.left[..., 0]) and np.array_equal(ana[..., 1:], pair.right[..., 1:])
@@ -371,8 +373,8 @@ def test_stereo_disparity_is_f_b_over_z():
     assert side_by_side(pair.left, pair.right, half_width=True).shape == (60, 120, 3)
     rel = DepthResult(1.0 / depth, OutputKind.RELATIVE_DISPARITY, image=img, model_name="da-v2-small")
     with pytest.raises(RelativeDepthError):
-        stereo_pair(rel, StereoSettings(baseline_m=0.1))
-    rel_pair = stereo_pair(rel, StereoSettings(max_disparity_px=6.0))
+        stereo_pair(rel, StereoSettings(interaxial_mm=100))
+    rel_pair = stereo_pair(rel, StereoSettings(max_disparity=0.05))
     near = slice(20, 40), slice(55, 75)
     assert _stripe_centre(rel_pair.left, *near) - _stripe_centre(rel_pair.right, *near) == pytest.approx(6.0, abs=0.1)
 
@@ -388,10 +390,10 @@ def test_parallel_cameras_give_crossed_parallax_and_convergence_moves_the_screen
     def parallax(pair, rows, cols):
         return _stripe_centre(pair.left, rows, cols) - _stripe_centre(pair.right, rows, cols)
 
-    parallel = stereo_pair(metric(depth, img, f), StereoSettings(baseline_m=baseline))
+    parallel = stereo_pair(metric(depth, img, f), StereoSettings(interaxial_mm=1000 * baseline, convergence_m=math.inf))
     p_far, p_near = parallax(parallel, *far[:2]), parallax(parallel, *near[:2])
     assert 0 < p_far < p_near  # both crossed; the nearer one more
-    converged = stereo_pair(metric(depth, img, f), StereoSettings(baseline_m=baseline, convergence_m=c))
+    converged = stereo_pair(metric(depth, img, f), StereoSettings(interaxial_mm=1000 * baseline, convergence_m=c))
     for rows, cols, z in (far, near):
         assert parallax(converged, rows, cols) == pytest.approx(f * baseline * (1 / z - 1 / c), abs=0.05)
     assert parallax(converged, *far[:2]) < 0 < parallax(converged, *near[:2])
@@ -427,4 +429,4 @@ def test_effect_commands(tmp_path, capsys):
     assert main(["parallax", str(photo), *d, "--path", "spiral"]) == 2
     assert main(["stereo", str(photo), *d, "--format", "mpo"]) == 2
     err = capsys.readouterr().err
-    assert "x,y" in err and "bokeh" in err and "camera path" in err and "stereo format" in err
+    assert "x,y" in err and "bokeh" in err and "camera path" in err and "stereo layout" in err

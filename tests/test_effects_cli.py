@@ -70,7 +70,7 @@ def _one_line_error(capsys) -> str:
         (["parallax", "--fps", "0"], "fps"),
         (["parallax", "--duration", "0"], "duration"),
         (["parallax", "--size", "8"], "size"),
-        (["stereo", "--format", "mpo"], "stereo format"),
+        (["stereo", "--format", "mpo"], "stereo layout"),
         (["stereo", "--anaglyph", "blue"], "anaglyph"),
         (["pointcloud", "--stride", "0"], "stride"),
         (["pointcloud", "--voxel", "0.1", "--mesh"], "voxel"),
@@ -188,7 +188,7 @@ def test_command_line_defaults_are_the_settings_defaults():
     assert _flag_default("parallax", "fps") == ParallaxSettings().fps
     assert _flag_default("parallax", "duration") == ParallaxSettings().duration_s
     assert _flag_default("parallax", "size") == ParallaxSettings().max_size_px
-    assert _flag_default("stereo", "fmt") == StereoSettings().layout
+    assert _flag_default("stereo", "anaglyph_mode") == StereoSettings().anaglyph
     assert _flag_default("pointcloud", "max_jump") == PointCloudSettings().max_rel_jump
     assert _flag_default("pointcloud", "max_grazing") == PointCloudSettings().max_grazing_deg
     assert _flag_default("measure", "window") == MeasureSettings(pixels=((1.0, 1.0),)).window
@@ -220,7 +220,7 @@ def test_effects_decode_the_photo_once(scene, monkeypatch, tmp_path, capsys):
 
 def test_stereo_pair_is_written_whole_or_not_at_all(scene, monkeypatch, capsys, tmp_path):
     """The disk fills up between the two eyes: the left eye alone is not left behind."""
-    import sharpdepth.cli.effects as effects
+    import sharpdepth.cli.stereo as effects
     from sharpdepth.cli.depth_source import write_failed
 
     photo, npz = scene

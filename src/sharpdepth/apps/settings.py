@@ -37,12 +37,17 @@ DEFAULT_AMPLITUDE = {
     "vertical": 0.03,
 }
 MIN_VIDEO_SIZE_PX = 16
-DEFAULT_BASELINE_M = 0.063
-"""Human eye distance."""
+DEFAULT_INTERAXIAL_MM = 63.0
+"""Mean adult interpupillary distance."""
+DEFAULT_CONVERGENCE_M = 2.0
+"""Screen plane of a headset's virtual screen."""
 DEFAULT_MAX_DISPARITY_FRACTION = 0.03
 """Relative results: the nearest things get a disparity of 3 % of the image width."""
-STEREO_LAYOUTS = ("anaglyph", "sbs", "pair")
-ANAGLYPH_MODES = ("color", "half-color", "gray")
+STEREO_LAYOUTS = ("sbs", "half-sbs", "tb", "half-tb", "anaglyph", "vr180", "spatial-heic", "pair")
+VIDEO_STEREO_LAYOUTS = ("sbs", "half-sbs", "tb", "half-tb", "anaglyph", "vr180")
+ANAGLYPH_MODES = ("dubois", "color", "half-color", "gray")
+STEREO_FILLS = ("stretch", "inpaint", "depth-aware")
+STEREO_SOURCES = ("depth", "splat")
 
 # ---------------------------------------------------------------- documented ranges
 # Checked on construction (`Range.check`, `OutOfRangeError`; HTTP 422): a value outside them is
@@ -69,9 +74,10 @@ DURATION_S = Range(0.0, 600.0, "s", low_open=True)
 FPS = Range(0.0, 240.0, "fps", low_open=True)
 VIDEO_SIZE_PX = Range(MIN_VIDEO_SIZE_PX, 8192, "px", integer=True)
 """Longest side of a parallax video (H.264 level limits end around 8K)."""
-BASELINE_M = Range(0.0, 100.0, "m")
-"""Eye distance: 0 (no depth) to hyperstereo for landscapes."""
-MAX_DISPARITY_PX = Range(0.0, 1e4, "px")
+INTERAXIAL_MM = Range(0.0, 1e5, "mm")
+"""Camera distance: 0 (no depth) to 100 m hyperstereo for landscapes."""
+MAX_DISPARITY_FRACTION = Range(0.0, 0.5)
+"""Parallax of the nearest things as a fraction of the width (below one half)."""
 
 
 # ---------------------------------------------------------------- checks (one message each)
@@ -254,45 +260,67 @@ class ParallaxSettings:
 # ---------------------------------------------------------------- stereo
 @dataclass(frozen=True, kw_only=True)
 class StereoSettings:
-    """Stereo pairs (`sharpdepth stereo`)."""
+    """Stereo conversion (`sharpdepth stereo`, photos and videos): geometry, layout, anaglyph, fill.
 
-    baseline_m: float | None = None
-    """Distance between the eyes (metric results); None: 0.063 m."""
-    center: bool = True
-    """The photo is the middle view (each eye half the baseline away); else it is the left eye."""
+    Geometry is physical for metric results: the eyes `interaxial_mm` apart, and
+    the screen (zero-parallax) plane at `convergence_m`; a point at depth z then
+    has a parallax of f * B * (1/z - 1/c) pixels (crossed, in front of the
+    screen, when z < c). The defaults are comfortable for a headset's virtual
+    screen: 63 mm (the mean adult interpupillary distance) and 2 m (about where
+    headset players place their virtual screen; nearer things come out of it,
+    farther ones recede behind it). `math.inf` gives parallel cameras.
+    Relative results have no metres: the nearest things get a parallax of
+    `max_disparity` x the image width, the farthest none (at the screen).
+    """
+
+    interaxial_mm: float | None = None
+    """Distance between the two cameras (metric results); None: 63 mm."""
     convergence_m: float | None = None
-    """Depth of the screen plane (metric results); None: parallel cameras (screen plane at infinity)."""
-    max_disparity_px: float | None = None
-    """Relative results: disparity of the nearest things; None: 3 % of the image width."""
+    """Depth of the screen plane (metric results); None: 2 m; inf: parallel cameras."""
+    max_disparity: float | None = None
+    """Relative results: parallax of the nearest things as a fraction of the width; None: 0.03."""
+    center: bool = True
+    """The photo is the middle view (each eye half the interaxial away); else it is the left eye."""
     layout: str = "anaglyph"
-    """anaglyph (one picture), sbs (side by side) or pair (two pictures)."""
-    anaglyph: str = "half-color"
-    """color, half-color or gray."""
-    half_width: bool = False
-    """Side by side squeezed to the photo's width (3D TVs)."""
+    """sbs, half-sbs, tb, half-tb, anaglyph, vr180, spatial-heic (photos) or pair (two pictures)."""
+    anaglyph: str = "dubois"
+    """dubois (least-squares, Dubois 2001), color, half-color or gray."""
+    fill: str = "depth-aware"
+    """How disoccluded pixels are filled: stretch, inpaint (OpenCV Telea) or depth-aware."""
+    source: str = "depth"
+    """depth (warp the picture by its depth) or splat (render SHARP Gaussians; needs SHARP)."""
 
     def __post_init__(self) -> None:
-        if self.baseline_m is not None:
-            BASELINE_M.check(self.baseline_m, "baseline")
-        if self.convergence_m is not None:
+        if self.interaxial_mm is not None:
+            INTERAXIAL_MM.check(self.interaxial_mm, "interaxial distance")
+        if self.convergence_m is not None and self.convergence_m != math.inf:
             DISTANCE_M.check(self.convergence_m, "convergence distance")
-        if self.max_disparity_px is not None:
-            MAX_DISPARITY_PX.check(self.max_disparity_px, "maximum disparity")
-            if self.baseline_m is not None or self.convergence_m is not None:
+        if self.max_disparity is not None:
+            MAX_DISPARITY_FRACTION.check(self.max_disparity, "maximum disparity (fraction of the width)")
+            if not self.max_disparity < 0.5:
                 raise OptionError(
-                    "give metres (baseline, convergence) for a metric result or --max-disparity for a relative "
-                    "one, not both"
+                    f"maximum disparity is a fraction of the width, below 0.5; got {self.max_disparity:g}"
+                )
+            if self.interaxial_mm is not None or self.convergence_m is not None:
+                raise OptionError(
+                    "give millimetres and metres (interaxial, convergence) for a metric result or --max-disparity "
+                    "for a relative one, not both"
                 )
         check_flag(self.center, "center")
-        check_flag(self.half_width, "half width")
-        check_choice(self.layout, STEREO_LAYOUTS, "stereo format")
+        check_choice(self.layout, STEREO_LAYOUTS, "stereo layout")
         check_choice(self.anaglyph, ANAGLYPH_MODES, "anaglyph mode")
+        check_choice(self.fill, STEREO_FILLS, "fill")
+        check_choice(self.source, STEREO_SOURCES, "stereo source")
 
     @property
-    def metric_baseline_m(self) -> float:
-        return DEFAULT_BASELINE_M if self.baseline_m is None else float(self.baseline_m)
+    def interaxial_m(self) -> float:
+        return (DEFAULT_INTERAXIAL_MM if self.interaxial_mm is None else float(self.interaxial_mm)) / 1000.0
 
-    def relative_disparity_px(self, width: int) -> float:
-        if self.max_disparity_px is not None:
-            return float(self.max_disparity_px)
-        return DEFAULT_MAX_DISPARITY_FRACTION * width
+    @property
+    def screen_m(self) -> float:
+        """Convergence distance in metres (inf: parallel cameras)."""
+        return DEFAULT_CONVERGENCE_M if self.convergence_m is None else float(self.convergence_m)
+
+    @property
+    def disparity_fraction(self) -> float:
+        return DEFAULT_MAX_DISPARITY_FRACTION if self.max_disparity is None else float(self.max_disparity)

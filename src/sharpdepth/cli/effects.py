@@ -1,4 +1,4 @@
-"""`sharpdepth dof | portrait | parallax | stereo`: effects rendered from a photo and its depth.
+"""`sharpdepth dof | portrait | parallax`: effects rendered from a photo and its depth.
 
 Each takes the photo plus `--depth FILE` (a saved result: no network) or
 `--model NAME` (predict now); see `depth_source`. A command builds its job's
@@ -20,7 +20,6 @@ from ..apps.settings import (
     LensSettings,
     ParallaxSettings,
     PortraitSettings,
-    StereoSettings,
 )
 from ..errors import OptionError
 from ..geometry.measure import parse_pixel
@@ -40,7 +39,6 @@ OutputOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Output f
 _LENS = LensSettings()
 _PORTRAIT_F_NUMBER = PortraitSettings().f_number
 _PARALLAX = ParallaxSettings()
-_STEREO = StereoSettings()
 
 
 def _default(image: Path, suffix: str, ext: str) -> Path:
@@ -100,31 +98,6 @@ def run_parallax(
             return parallax_video(result, out, settings, progress=lambda n: progress.update(task, completed=n))
         except OSError as exc:
             raise write_failed(out, exc) from None
-
-
-def stereo_outputs(out: Path, settings: StereoSettings) -> list[Path]:
-    """The files a stereo layout writes: `out`, or `<stem>_left` / `<stem>_right` for a pair."""
-    if settings.layout != "pair":
-        return [out]
-    return [out.with_name(f"{out.stem}_{eye}{out.suffix}") for eye in ("left", "right")]
-
-
-def run_stereo(source: DepthSource, settings: StereoSettings, output: Path | None = None) -> list[Path]:
-    """Write the anaglyph, side-by-side picture or left/right pair; returns the paths."""
-    from ..apps.stereo import stereo_images, stereo_pair
-
-    out = output or _default(source.image, settings.layout if settings.layout != "pair" else "stereo", ".jpg")
-    paths = [check_image_output(p) for p in stereo_outputs(out, settings)]
-    pair = stereo_pair(source.obtain(), settings)
-    written: list[Path] = []
-    try:
-        for p, picture in zip(paths, stereo_images(pair, settings), strict=True):
-            written.append(save_rgb(p, picture))
-    except OptionError:
-        for p in written:  # a left eye without its right one is a half-written result
-            p.unlink(missing_ok=True)
-        raise
-    return written
 
 
 # ---------------------------------------------------------------- typer commands
@@ -203,28 +176,3 @@ def register(app: typer.Typer) -> None:
         )  # fmt: skip
         out, frames = run_parallax(source, settings, output, show_progress=True)
         typer.echo(f"wrote {out} ({frames} frames)")
-
-    @app.command("stereo")
-    @bundled(source=DEPTH_SOURCE_OPTIONS)
-    def stereo(
-        source: DepthSource,
-        output: OutputOpt = None,
-        baseline: Annotated[float | None, typer.Option(help="Eye distance in metres (default 0.063).")] = None,
-        left: Annotated[bool, typer.Option("--left", help="The photo is the left eye (default: the middle).")] = (
-            False
-        ),
-        convergence: Annotated[float | None, typer.Option(help="Depth (m) of the screen plane.")] = None,
-        max_disparity: Annotated[
-            float | None, typer.Option("--max-disparity", help="Relative models: nearest disparity (px).")
-        ] = None,
-        fmt: Annotated[str, typer.Option("--format", help="anaglyph, sbs or pair (two files).")] = _STEREO.layout,
-        anaglyph_mode: Annotated[str, typer.Option("--anaglyph", help="color, half-color or gray.")] = _STEREO.anaglyph,
-        half: Annotated[bool, typer.Option("--half", help="Half-width side-by-side (3D TVs).")] = False,
-    ) -> None:
-        """Stereo pair from one photo: red-cyan anaglyph, side-by-side (VR) or left/right files."""
-        settings = StereoSettings(
-            baseline_m=baseline, center=not left, convergence_m=convergence, max_disparity_px=max_disparity,
-            layout=fmt, anaglyph=anaglyph_mode, half_width=half,
-        )  # fmt: skip
-        paths = run_stereo(source, settings, output)
-        typer.echo("wrote " + ", ".join(str(p) for p in paths))

@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sharpdepth.cli.weights",
     "sharpdepth.cli.geometry",
     "sharpdepth.cli.effects",
+    "sharpdepth.cli.stereo",
     "sharpdepth.cli.evaluate",
     "sharpdepth.cli.video",
     "sharpdepth.cli.export",
