@@ -19,8 +19,7 @@ from .errors import (
     WeightsError,
 )
 from .result import DepthResult, FocalSource, OutputKind, SceneResult
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 __all__ = [
     "DepthResult",

@@ -73,7 +73,7 @@ def convert(
     ] = None,
 ) -> None:
     """Convert a pickled checkpoint to safetensors once (loaded with weights_only=True)."""
-    from ..engine.model import adapter_for, load_weights_into, strict_load
+    from ..engine.model import load_network
     from ..io.atomic import ensure_writable_dir
     from ..weights.checkpoint import load_state_dict_file, save_safetensors
     from ..weights.hub import ResolvedWeights
@@ -86,12 +86,8 @@ def convert(
     if model is None:
         state = load_state_dict_file(src)
     else:
-        spec = get_spec(model)
-        adapter = adapter_for(spec)
-        net = adapter.build_network()
-        load_weights_into(net, adapter, ResolvedWeights(src, "auto", "user"))
+        net = load_network(get_spec(model), ResolvedWeights(src, "auto", "user"))  # strict keys and shapes, fp32
         state = net.state_dict()
-        strict_load(net, state, str(src))
     try:
         save_safetensors(state, dest, {"format": "pt", "converted_by": "sharpdepth"})
     except OSError as exc:

@@ -1,0 +1,93 @@
+"""Video Depth Anything: the network, its per-frame processing, its windowed and streaming video runner and its presets.
+
+The family package: `FAMILY` and `PRESETS` are what `sharpdepth.registry` registers; the
+public names of its modules are re-exported here, so `sharpdepth.models.video_depth_anything` is the import path.
+"""
+
+from __future__ import annotations
+
+from .family import (
+    FAMILY,
+    PRESETS,
+    VdaProcessor,
+    data_config,
+    make_vda_config,
+)
+from .network import (
+    GEGLU,
+    MICRO_BATCH,
+    WINDOW,
+    FeedForward,
+    PositionalEncoding,
+    TemporalAttention,
+    TemporalBlock,
+    TemporalDPTHead,
+    TemporalModule,
+    TemporalTransformer,
+    VideoDepthAnything,
+    VideoDepthAnythingConfig,
+    computed_buffers,
+    drop_computed_keys,
+    effective_input_size,
+    resize_to_frame,
+    sinusoidal_table,
+    vda_network_size,
+)
+from .video import (
+    ALIGN_SLOTS,
+    INTERP_LEN,
+    KEYFRAMES,
+    OVERLAP,
+    STEP,
+    STREAM_GAP,
+    Mode,
+    OfflineAligner,
+    StreamCache,
+    VideoTrace,
+    cross_fade,
+    least_squares_scale_shift,
+    offline_window_ids,
+    stream_window_ids,
+    vda_video_maps,
+)
+
+__all__ = [
+    "ALIGN_SLOTS",
+    "FAMILY",
+    "FeedForward",
+    "GEGLU",
+    "INTERP_LEN",
+    "KEYFRAMES",
+    "MICRO_BATCH",
+    "Mode",
+    "OVERLAP",
+    "OfflineAligner",
+    "PRESETS",
+    "PositionalEncoding",
+    "STEP",
+    "STREAM_GAP",
+    "StreamCache",
+    "TemporalAttention",
+    "TemporalBlock",
+    "TemporalDPTHead",
+    "TemporalModule",
+    "TemporalTransformer",
+    "VdaProcessor",
+    "VideoDepthAnything",
+    "VideoDepthAnythingConfig",
+    "VideoTrace",
+    "WINDOW",
+    "computed_buffers",
+    "cross_fade",
+    "data_config",
+    "drop_computed_keys",
+    "effective_input_size",
+    "least_squares_scale_shift",
+    "make_vda_config",
+    "offline_window_ids",
+    "resize_to_frame",
+    "sinusoidal_table",
+    "stream_window_ids",
+    "vda_network_size",
+    "vda_video_maps",
+]
