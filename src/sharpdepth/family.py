@@ -45,13 +45,14 @@ from .errors import WeightsError
 from .result import OutputKind
 
 if TYPE_CHECKING:  # annotations only: the registry (and so `sharpdepth --help`) must not import torch
+    from collections.abc import Sequence
     from typing import TypeAlias
 
     import numpy as np
     import torch
     from torch import nn
 
-    RawNetworkOutput: TypeAlias = torch.Tensor | tuple[torch.Tensor | None, ...] | list[torch.Tensor | None]
+    RawNetworkOutput: TypeAlias = torch.Tensor | Sequence[torch.Tensor | None]
     """What a network's forward returns: the map, or (map, FOV or None)."""
 
 C = TypeVar("C")
