@@ -1,10 +1,4 @@
-"""Depth Anything V1/V2 (DINOv2 + DPT head): the network, its key maps and its presets.
-
-The family package: `FAMILY` and `PRESETS` are what `sharpdepth.registry` registers; the
-public names of its modules are re-exported here, so `sharpdepth.models.depth_anything` is the import path.
-"""
-
-from __future__ import annotations
+"""Depth Anything V1/V2 (DINOv2 + DPT head): the network, its key maps and its presets."""
 
 from .network import (
     FAMILY,

@@ -1,10 +1,4 @@
-"""Depth Pro (Apple, 2024): the network, its official processing, its key maps and its presets.
-
-The family package: `FAMILY` and `PRESETS` are what `sharpdepth.registry` registers; the
-public names of its modules are re-exported here, so `sharpdepth.models.depth_pro` is the import path.
-"""
-
-from __future__ import annotations
+"""Depth Pro (Apple, 2024): the network, its official processing, its key maps and its presets."""
 
 from .family import (
     FAMILY,

@@ -1,10 +1,4 @@
-"""MiDaS 3.x DPT models (ViT, hybrid, BEiT, Swin-V2 backbones): the network, its key maps and its presets.
-
-The family package: `FAMILY` and `PRESETS` are what `sharpdepth.registry` registers; the
-public names of its modules are re-exported here, so `sharpdepth.models.midas` is the import path.
-"""
-
-from __future__ import annotations
+"""MiDaS 3.x DPT models (ViT, hybrid, BEiT, Swin-V2 backbones): the network, its key maps and its presets."""
 
 from ..backbones.beit import BeitConfig
 from ..backbones.swin2 import Swin2Config  # backbone configs of the presets, named beside them

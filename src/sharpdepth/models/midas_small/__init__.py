@@ -1,10 +1,4 @@
-"""MiDaS v2.1 small (EfficientNet-Lite3): the network and its presets.
-
-The family package: `FAMILY` and `PRESETS` are what `sharpdepth.registry` registers; the
-public names of its modules are re-exported here, so `sharpdepth.models.midas_small` is the import path.
-"""
-
-from __future__ import annotations
+"""MiDaS v2.1 small (EfficientNet-Lite3): the network and its presets."""
 
 from .network import (
     FAMILY,

@@ -1,10 +1,4 @@
-"""Video Depth Anything: the network, its per-frame processing, its windowed and streaming video runner and its presets.
-
-The family package: `FAMILY` and `PRESETS` are what `sharpdepth.registry` registers; the
-public names of its modules are re-exported here, so `sharpdepth.models.video_depth_anything` is the import path.
-"""
-
-from __future__ import annotations
+"""Video Depth Anything: the network, its per-frame processing, its video runner and its presets."""
 
 from .family import (
     FAMILY,

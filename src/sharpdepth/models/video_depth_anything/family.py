@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from torch import nn
 
 from ...family import DataConfig, Family, KeyMapError, LicenseClass, ModelSpec, NetworkOutput, Training, WeightSource
 from ...result import OutputKind
-from ..depth_anything.network import IMAGENET_MEAN, IMAGENET_STD, PATCH, make_config
+from ..depth_anything.network import data_config as depth_anything_data
+from ..depth_anything.network import make_config
 from ..processing import MapProcessor, check_network_size, check_rgb, network_outputs
 from ..resize import resize_cubic_cv2
 from .network import VideoDepthAnything, VideoDepthAnythingConfig, drop_computed_keys, vda_network_size
@@ -18,16 +21,7 @@ from .video import vda_video_maps
 def data_config(cfg: VideoDepthAnythingConfig) -> DataConfig:
     """Depth Anything V2's pipeline (lower bound, multiples of 14, OpenCV cubic, ImageNet, bilinear
     align_corners=True back); `VdaProcessor` adds the wide-frame rule and the float32 input."""
-    return DataConfig(
-        input_size=cfg.input_size,
-        size_rule="lower_bound",
-        multiple_of=PATCH,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        output_kernel="bilinear",
-        output_align_corners=True,
-        min_input_size=PATCH,
-    )
+    return replace(depth_anything_data(cfg.base), input_size=cfg.input_size, output_align_corners=True)
 
 
 class VdaProcessor(MapProcessor[VideoDepthAnythingConfig]):
