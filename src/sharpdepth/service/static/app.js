@@ -1,27 +1,47 @@
 // sharpdepth web page: one photo -> depth on the server, then everything else from the saved npz.
 // The network runs once per photo (POST /v1/depth?format=npz); views, measurements, refocusing,
 // the point cloud and downloads send that npz back, so they cost no forward pass.
+//
+// Everything that belongs to one photo lives in one `state` object with its own AbortController.
+// A new upload aborts the old photo's requests and replaces the object, and every answer is used
+// only while its photo is still the current one: a late answer for an older photo (two quick
+// uploads, a portrait still rendering) can never mix with the newer photo.
 import * as THREE from "three";
 import { OrbitControls } from "/static/vendor/OrbitControls.js";
 import { PLYLoader } from "/static/vendor/PLYLoader.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { file: null, npz: null, depth: null, width: 0, height: 0, metric: false, stats: null, picks: [] };
+const PHOTO_CONTROLS = ["focus", "portrait", "dl-npz", "dl-png16", "dl-exr", "dl-glb"];
+const KEY_NEEDED = "This server needs an API key: type it in the API key field (it is sent with every request).";
 const urls = {};
+const intro = $("status").textContent;
+let state = photoState(null);
 let viewer = null;
-let renderBusy = false;
-let renderAgain = null;
+let rendering = null; // the refocus or portrait in flight: { kind, what, controller, started, pixels, timer }
+let nextRender = null; // the kind asked for while one was in flight (the newest request wins)
+let userPickedColormap = false;
+const secondsPerPixel = {}; // how long the last render of each kind took, for the progress estimate
+
+function photoState(file) {
+  return {
+    file, controller: new AbortController(), ready: false,
+    npz: null, depth: null, width: 0, height: 0, metric: false, isDepth: false, range: null, picks: [],
+    shown: null, // the kind of render on screen ("dof" or "portrait"): a new aperture redoes it
+  };
+}
 
 // ------------------------------------------------------------------ HTTP
-async function api(path, fields) {
+function authHeaders() {
+  const key = $("apikey").value.trim();
+  return key ? { "X-API-Key": key } : {};
+}
+
+async function api(path, fields, signal) {
   const form = new FormData();
   for (const [name, value] of Object.entries(fields)) {
     if (value) form.append(name, value, value.name || (name === "depth" ? "depth.npz" : "image"));
   }
-  const headers = {};
-  const key = $("apikey").value.trim();
-  if (key) headers["X-API-Key"] = key;
-  const response = await fetch(path, { method: "POST", body: form, headers });
+  const response = await fetch(path, { method: "POST", body: form, headers: authHeaders(), signal });
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
     try { message = (await response.json()).error || message; } catch (_) { /* not JSON */ }
@@ -37,10 +57,17 @@ function status(text, isError = false) {
 }
 
 function showBlob(img, name, blob) {
+  // Resolves to whether the browser could show the picture.
   if (urls[name]) URL.revokeObjectURL(urls[name]);
   urls[name] = URL.createObjectURL(blob);
   img.src = urls[name];
-  return new Promise((resolve) => { img.onload = resolve; img.onerror = resolve; });
+  return new Promise((resolve) => { img.onload = () => resolve(true); img.onerror = () => resolve(false); });
+}
+
+function forgetBlob(img, name) {
+  img.removeAttribute("src");
+  if (urls[name]) URL.revokeObjectURL(urls[name]);
+  delete urls[name];
 }
 
 // ------------------------------------------------------------------ .npy (float32, C order)
@@ -60,62 +87,98 @@ function parseNpy(buffer) {
   return { data, width, height };
 }
 
-function percentiles(data, metric) {
+function nearness(value, isDepth) {
+  // Larger = nearer, linear in inverse depth (as lens blur is): depth maps are inverted, disparity is already.
+  if (!Number.isFinite(value)) return NaN;
+  if (!isDepth) return value;
+  return value > 0 ? 1 / value : NaN;
+}
+
+function nearnessRange(data, isDepth) {
+  // The nearest and farthest part of the photo: 98th and 2nd percentiles of nearness (outliers ignored).
   const sample = [];
   const step = Math.max(1, Math.floor(data.length / 20000));
   for (let i = 0; i < data.length; i += step) {
-    const v = data[i];
-    if (Number.isFinite(v) && (!metric || v > 0)) sample.push(v);
+    const v = nearness(data[i], isDepth);
+    if (Number.isFinite(v)) sample.push(v);
   }
   sample.sort((a, b) => a - b);
   const at = (q) => sample[Math.min(sample.length - 1, Math.floor(q * (sample.length - 1)))];
-  return { lo: at(0.02), hi: at(0.98) };
+  return { near: at(0.98), far: at(0.02) };
 }
 
 // ------------------------------------------------------------------ upload
 async function onFile(file) {
   if (!file) return;
-  state.file = file;
-  state.picks = [];
-  drawMarks();
-  $("depthview").hidden = true;
-  $("readout").textContent = "–";
-  $("distance").textContent = "click two points";
-  await showBlob($("photo"), "photo", file);
-  $("photo").hidden = false;
+  state.controller.abort(); // the previous photo's answers are of no use any more
+  cancelRender();
+  const s = (state = photoState(file));
+  forgetPhotoResults();
+  const started = performance.now();
+  const counting = setInterval(() => {
+    if (s === state) status(`Computing depth… ${Math.floor((performance.now() - started) / 1000)} s`);
+  }, 1000);
   status("Computing depth…");
   try {
-    const npz = await (await api("/v1/depth?format=npz", { image: file })).blob();
-    state.npz = new File([npz], stem(file.name) + ".npz");
+    const shown = await showBlob($("photo"), "photo", file);
+    if (s !== state) return;
+    $("photo").hidden = !shown;
+    const signal = s.controller.signal;
+    const npz = await (await api("/v1/depth?format=npz", { image: file }, signal)).blob();
+    const saved = new File([npz], stem(file.name) + ".npz");
     const [npy, meta] = await Promise.all([
-      api("/v1/depth?format=npy", { depth: state.npz }).then((r) => r.arrayBuffer()),
-      api("/v1/depth?format=json", { depth: state.npz }).then((r) => r.json()),
+      api("/v1/depth?format=npy", { depth: saved }, signal).then((r) => r.arrayBuffer()),
+      api("/v1/depth?format=json", { depth: saved }, signal).then((r) => r.json()),
     ]);
     const parsed = parseNpy(npy);
-    Object.assign(state, { depth: parsed.data, width: parsed.width, height: parsed.height });
-    state.metric = meta.output_kind === "metric_depth";
-    state.stats = percentiles(state.depth, state.metric);
-    await refreshView();
+    const metric = meta.output_kind === "metric_depth";
+    const isDepth = meta.output_kind !== "relative_disparity"; // numbers grow with distance
+    Object.assign(s, { npz: saved, depth: parsed.data, width: parsed.width, height: parsed.height, metric, isDepth });
+    s.range = nearnessRange(s.depth, isDepth);
+    await refreshView(s);
+    if (s !== state) return;
+    s.ready = true;
     $("depthview").hidden = false;
-    for (const id of ["focus", "portrait", "dl-npz", "dl-png16", "dl-exr", "dl-glb"]) $(id).disabled = false;
-    $("dl-glb").disabled = !state.metric;
+    setPhotoControls(true);
     const focal = meta.focal_px ? `, focal ${meta.focal_px.toFixed(0)} px (${meta.focal_source})` : "";
-    status(`${meta.model}: ${state.width}×${state.height}, ${state.metric ? "metric depth in metres" : "relative depth"}${focal}`);
+    status(`${meta.model}: ${s.width}×${s.height}, ${metric ? "metric depth in metres" : "relative depth"}${focal}`);
     focusLabel();
-    loadCloud();
+    loadCloud(s);
   } catch (err) {
+    if (s !== state) return; // a newer photo took over: its own status stands
     status(`Could not compute depth: ${err.message}`, true);
+    showNote("No 3D view: the depth of this photo could not be computed.");
+  } finally {
+    clearInterval(counting);
   }
+}
+
+function forgetPhotoResults() {
+  // Nothing of the previous photo stays on screen or clickable while (or if) the new one fails.
+  setPhotoControls(false);
+  $("depthview").hidden = true;
+  forgetBlob($("refocused"), "refocused");
+  $("readout").textContent = "–";
+  $("distance").textContent = "click two points";
+  $("focuslabel").textContent = "";
+  drawMarks();
+  clearCloud("The 3D view appears here once the depth is computed.");
+}
+
+function setPhotoControls(enabled) {
+  for (const id of PHOTO_CONTROLS) $(id).disabled = !enabled;
+  if (enabled) $("dl-glb").disabled = !state.metric;
 }
 
 function stem(name) {
   return (name || "photo").replace(/\.[^.]*$/, "") || "photo";
 }
 
-async function refreshView() {
+async function refreshView(s) {
   const colormap = $("colormap").value;
-  const view = await (await api(`/v1/view?colormap=${encodeURIComponent(colormap)}`, { depth: state.npz })).blob();
-  await showBlob($("depthview"), "view", view);
+  const query = colormap ? `?colormap=${encodeURIComponent(colormap)}` : "";
+  const view = await (await api(`/v1/view${query}`, { depth: s.npz }, s.controller.signal)).blob();
+  if (s === state) await showBlob($("depthview"), "view", view);
 }
 
 // ------------------------------------------------------------------ hover and measure
@@ -133,40 +196,43 @@ function formatMetres(m) {
 }
 
 function onHover(event) {
-  if (!state.depth || $("depthview").hidden) return;
+  if (!state.ready) return;
   const [x, y] = pixelAt(event).map(Math.round);
   const value = state.depth[y * state.width + x];
   $("readout").dataset.pixel = `${x},${y}`; // which pixel the number is for
-  if (!Number.isFinite(value) || (state.metric && value <= 0)) {
+  if (!Number.isFinite(nearness(value, state.isDepth))) {
     $("readout").textContent = "no depth here";
   } else if (state.metric) {
     $("readout").textContent = formatMetres(value);
+  } else if (state.isDepth) {
+    $("readout").textContent = `relative (depth ${value.toFixed(3)}, up to scale)`;
   } else {
     $("readout").textContent = `relative (disparity ${value.toFixed(3)})`;
   }
 }
 
 async function onPick(event) {
-  if (!state.depth || $("depthview").hidden) return;
-  if (state.picks.length === 2) state.picks = [];
-  state.picks.push(pixelAt(event));
+  if (!state.ready) return;
+  const s = state;
+  if (s.picks.length === 2) s.picks = [];
+  s.picks.push(pixelAt(event));
   drawMarks();
-  if (state.picks.length < 2) {
+  if (s.picks.length < 2) {
     $("distance").textContent = "click a second point";
     return;
   }
-  if (!state.metric) {
+  if (!s.metric) {
     $("distance").textContent = "needs a metric model (this one predicts relative depth)";
     return;
   }
-  const pixels = state.picks.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`);
+  const pixels = s.picks.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`);
   $("distance").dataset.pixels = pixels.join(" ");
   const points = pixels.map((p) => `points=${p}`).join("&");
   try {
-    const answer = await (await api(`/v1/measure?${points}`, { depth: state.npz })).json();
-    $("distance").textContent = formatMetres(answer.distance_m);
+    const answer = await (await api(`/v1/measure?${points}`, { depth: s.npz }, s.controller.signal)).json();
+    if (s === state) $("distance").textContent = formatMetres(answer.distance_m);
   } catch (err) {
-    $("distance").textContent = err.message;
+    if (s === state) $("distance").textContent = err.message;
   }
 }
 
@@ -197,52 +263,117 @@ function drawMarks() {
 
 // ------------------------------------------------------------------ refocus and portrait
 function focusTarget() {
-  // Slider 0..1 runs from near to far, linear in inverse depth (as the blur is).
+  // Slider 0..1 runs from near to far, linear in inverse depth (as the blur is), between the
+  // nearest and farthest part of the map. Returns the request's query and a label for people.
   const t = Number($("focus").value);
-  const { lo, hi } = state.stats;
-  if (state.metric) return { focus_m: 1 / (1 / lo + t * (1 / hi - 1 / lo)) };
-  const target = hi - t * (hi - lo); // disparity: near = high
+  const { near, far } = state.range;
+  const target = near + t * (far - near);
+  if (state.metric) {
+    const metres = 1 / target;
+    return { query: `focus_m=${metres.toFixed(4)}`, label: formatMetres(metres) };
+  }
+  // Relative depth has no unit: focus on the pixel nearest the target and say where it lies
+  // between the nearest (0 %) and the farthest (100 %) part of the photo.
   let best = 0;
   let bestErr = Infinity;
   const step = Math.max(1, Math.floor(state.depth.length / 50000));
   for (let i = 0; i < state.depth.length; i += step) {
-    const err = Math.abs(state.depth[i] - target);
+    const err = Math.abs(nearness(state.depth[i], state.isDepth) - target);
     if (err < bestErr) { bestErr = err; best = i; }
   }
-  return { focus_px: `${best % state.width},${Math.floor(best / state.width)}` };
+  const pixel = `${best % state.width},${Math.floor(best / state.width)}`;
+  return { query: `focus_px=${pixel}`, label: `relative depth ${Math.round(t * 100)} %`, pixel };
 }
 
 function focusLabel() {
-  if (!state.stats) return;
+  if (!state.ready) return;
   const target = focusTarget();
-  $("focuslabel").textContent = target.focus_m ? formatMetres(target.focus_m) : `pixel ${target.focus_px}`;
+  const label = $("focuslabel");
+  label.textContent = target.label;
+  label.title = state.metric ? "focus distance" : "0 % = the nearest part of the photo, 100 % = the farthest";
+  if (target.pixel) label.dataset.pixel = target.pixel; else delete label.dataset.pixel;
 }
 
 async function render(kind) {
-  // One render at a time; a newer request replaces a waiting one.
-  if (renderBusy) { renderAgain = kind; return; }
-  renderBusy = true;
+  // One render at a time; a request made meanwhile waits, and a newer one replaces it.
+  if (!state.ready) return;
+  if (rendering) { nextRender = kind; return; }
+  const s = state;
   const f = $("fnumber").value;
-  try {
-    let path;
-    if (kind === "portrait") {
-      path = `/v1/portrait?f_number=${f}`;
-      status("Rendering portrait…");
-    } else {
-      const target = focusTarget();
-      const focus = target.focus_m ? `focus_m=${target.focus_m.toFixed(4)}` : `focus_px=${target.focus_px}`;
-      path = `/v1/dof?${focus}&f_number=${f}`;
-      status(`Refocusing at ${$("focuslabel").textContent}, f/${f}…`);
-    }
-    const blob = await (await api(path, { image: state.file, depth: state.npz })).blob();
-    await showBlob($("refocused"), "refocused", blob);
-    status(kind === "portrait" ? `Portrait at f/${f}` : `Focused at ${$("focuslabel").textContent}, f/${f}`);
-  } catch (err) {
-    status(`Could not render: ${err.message}`, true);
-  } finally {
-    renderBusy = false;
-    if (renderAgain) { const next = renderAgain; renderAgain = null; render(next); }
+  const job = { kind, controller: new AbortController(), started: performance.now(), pixels: s.width * s.height };
+  let path;
+  if (kind === "portrait") {
+    path = `/v1/portrait?f_number=${f}`;
+    job.what = "Rendering portrait";
+    job.done = `Portrait at f/${f}`;
+  } else {
+    const target = focusTarget();
+    path = `/v1/dof?${target.query}&f_number=${f}`;
+    job.what = `Refocusing at ${target.label}, f/${f}`;
+    job.done = `Focused at ${target.label}, f/${f}`;
   }
+  rendering = job;
+  showProgress(job);
+  status(`${job.what}…`);
+  try {
+    const blob = await (await api(path, { image: s.file, depth: s.npz }, job.controller.signal)).blob();
+    if (rendering !== job) return; // cancelled, or a new photo came
+    await showBlob($("refocused"), "refocused", blob);
+    s.shown = kind;
+    const seconds = (performance.now() - job.started) / 1000;
+    secondsPerPixel[kind] = seconds / job.pixels;
+    status(`${job.done} (${seconds.toFixed(1)} s)`);
+  } catch (err) {
+    if (rendering === job) status(`Could not render: ${err.message}`, true);
+  } finally {
+    if (rendering === job) {
+      rendering = null;
+      hideProgress(job);
+    }
+    if (!rendering && nextRender && state.ready) {
+      const next = nextRender;
+      nextRender = null;
+      render(next);
+    }
+  }
+}
+
+function cancelRender(message) {
+  nextRender = null;
+  if (!rendering) return;
+  const job = rendering;
+  rendering = null;
+  job.controller.abort();
+  hideProgress(job);
+  if (message) status(message);
+}
+
+function showProgress(job) {
+  // The server sends no progress of its own: show the time spent, and once a render of this kind
+  // has finished, an estimate from its time per pixel.
+  const tick = () => {
+    const seconds = (performance.now() - job.started) / 1000;
+    const bar = $("progressbar");
+    let text = `${job.what}… ${Math.floor(seconds)} s`;
+    if (secondsPerPixel[job.kind]) {
+      const expected = secondsPerPixel[job.kind] * job.pixels;
+      bar.max = 1;
+      bar.value = Math.min(0.95, seconds / expected);
+      const left = expected - seconds;
+      text += left >= 1 ? `, about ${Math.ceil(left)} s left` : ", taking longer than last time";
+    } else {
+      bar.removeAttribute("value"); // indeterminate
+    }
+    $("elapsed").textContent = text;
+  };
+  tick();
+  job.timer = setInterval(tick, 250);
+  $("progress").hidden = false;
+}
+
+function hideProgress(job) {
+  clearInterval(job.timer);
+  $("progress").hidden = true;
 }
 
 // ------------------------------------------------------------------ 3D view
@@ -279,31 +410,50 @@ function webglAvailable() {
   }
 }
 
-async function loadCloud() {
-  if (!state.metric) {
-    $("viewer").textContent = "3D needs a metric model (this one predicts relative depth).";
+function showNote(text) {
+  // A note over the 3D view replaces the (then hidden) canvas; no note shows the canvas.
+  const note = $("viewernote");
+  note.textContent = text;
+  note.hidden = !text;
+  if (viewer) viewer.renderer.domElement.hidden = Boolean(text);
+}
+
+function clearCloud(note) {
+  if (viewer && viewer.points) {
+    viewer.scene.remove(viewer.points);
+    viewer.points.geometry.dispose();
+    viewer.points.material.dispose();
+    viewer.points = null;
+    viewer.draw();
+  }
+  showNote(note);
+}
+
+async function loadCloud(s) {
+  if (!s.metric) {
+    showNote("3D needs a metric model (this one predicts relative depth).");
     return;
   }
   if (!viewer) {
     if (!webglAvailable()) {
-      $("viewer").textContent = "This browser has no WebGL: the 3D view is unavailable (download the .glb).";
+      showNote("This browser has no WebGL: the 3D view is unavailable (download the .glb).");
       return;
     }
     viewer = makeViewer();
   }
-  const stride = Math.max(1, Math.round(Math.sqrt((state.width * state.height) / 150000)));
+  showNote("");
+  const stride = Math.max(1, Math.round(Math.sqrt((s.width * s.height) / 150000)));
   try {
     const response = await api(`/v1/pointcloud?format=ply&normals=false&stride=${stride}`, {
-      image: state.file, depth: state.npz,
-    });
-    const geometry = new PLYLoader().parse(await response.arrayBuffer());
+      image: s.file, depth: s.npz,
+    }, s.controller.signal);
+    const buffer = await response.arrayBuffer();
+    if (s !== state) return;
+    const geometry = new PLYLoader().parse(buffer);
     geometry.computeBoundingSphere();
     const { center, radius } = geometry.boundingSphere;
     const material = new THREE.PointsMaterial({ size: radius * 0.006, vertexColors: geometry.hasAttribute("color") });
-    if (viewer.points) {
-      viewer.scene.remove(viewer.points);
-      viewer.points.geometry.dispose();
-    }
+    clearCloud("");
     viewer.points = new THREE.Points(geometry, material);
     viewer.scene.add(viewer.points);
     // Start where the photo was taken (the origin), looking at the middle of the scene.
@@ -315,6 +465,8 @@ async function loadCloud() {
     viewer.controls.update();
     viewer.draw();
   } catch (err) {
+    if (s !== state) return;
+    showNote(`No 3D view: ${err.message}`);
     status(`Could not build the 3D view: ${err.message}`, true);
   }
 }
@@ -336,31 +488,49 @@ function filename(response, fallback) {
 }
 
 async function download(kind) {
+  const s = state;
+  if (!s.ready) return;
   try {
-    if (kind === "npz") return saveAs(state.npz, state.npz.name);
+    if (kind === "npz") return saveAs(s.npz, s.npz.name);
+    const signal = s.controller.signal;
     const response = kind === "glb"
-      ? await api("/v1/pointcloud?format=glb", { image: state.file, depth: state.npz })
-      : await api(`/v1/depth?format=${kind}`, { depth: state.npz });
-    saveAs(await response.blob(), filename(response, `${stem(state.file.name)}.${kind}`));
+      ? await api("/v1/pointcloud?format=glb", { image: s.file, depth: s.npz }, signal)
+      : await api(`/v1/depth?format=${kind}`, { depth: s.npz }, signal);
+    const blob = await response.blob();
+    if (s === state) saveAs(blob, filename(response, `${stem(s.file.name)}.${kind}`));
   } catch (err) {
-    status(`Download failed: ${err.message}`, true);
+    if (s === state) status(`Download failed: ${err.message}`, true);
   }
 }
 
-// ------------------------------------------------------------------ wiring
-async function init() {
+// ------------------------------------------------------------------ server info (behind the key, like all of /v1)
+async function loadInfo() {
+  let info = null;
+  let unauthorized = false;
   try {
-    const info = await (await fetch("/v1/models", { headers: { Accept: "application/json" } })).json();
-    $("model").textContent = info.served ? `model: ${info.served}` : "";
-    for (const name of info.colormaps || ["inferno"]) {
-      const option = document.createElement("option");
-      option.textContent = name;
-      option.selected = name === info.default_colormap;
-      $("colormap").appendChild(option);
-    }
-  } catch (_) {
-    $("colormap").appendChild(new Option("inferno"));
-  }
+    const response = await fetch("/v1/models", { headers: { Accept: "application/json", ...authHeaders() } });
+    unauthorized = response.status === 401;
+    if (response.ok) info = await response.json();
+  } catch (_) { /* unreachable or not JSON: keep the defaults */ }
+  $("model").textContent = info && info.served ? `model: ${info.served}` : "";
+  fillColormaps(info && info.colormaps, info && info.default_colormap);
+  if (unauthorized) status(KEY_NEEDED, true);
+  else if (!state.file) status(intro);
+}
+
+function fillColormaps(names, preferred) {
+  const select = $("colormap");
+  const current = select.value;
+  const list = names && names.length ? names : ["inferno"];
+  select.replaceChildren(...list.map((name) => new Option(name, name)));
+  if (userPickedColormap && list.includes(current)) select.value = current;
+  else if (list.includes(preferred)) select.value = preferred;
+}
+
+// ------------------------------------------------------------------ wiring
+function init() {
+  loadInfo();
+  $("apikey").addEventListener("change", loadInfo);
   $("upload").addEventListener("change", (e) => onFile(e.target.files[0]));
   const drop = $("drop");
   for (const name of ["dragenter", "dragover"]) {
@@ -372,13 +542,21 @@ async function init() {
     drop.classList.remove("over");
     if (e.dataTransfer.files.length) onFile(e.dataTransfer.files[0]);
   });
-  $("colormap").addEventListener("change", () => state.npz && refreshView().catch((err) => status(err.message, true)));
+  $("colormap").addEventListener("change", () => {
+    userPickedColormap = true;
+    const s = state;
+    if (s.ready) refreshView(s).catch((err) => { if (s === state) status(err.message, true); });
+  });
   $("stage").addEventListener("mousemove", onHover);
   $("stage").addEventListener("click", onPick);
   $("focus").addEventListener("input", focusLabel);
-  $("focus").addEventListener("change", () => state.npz && render("dof"));
-  $("fnumber").addEventListener("change", () => state.npz && $("refocused").getAttribute("src") && render("dof"));
-  $("portrait").addEventListener("click", () => state.npz && render("portrait"));
+  $("focus").addEventListener("change", () => render("dof"));
+  $("fnumber").addEventListener("change", () => state.shown && render(state.shown));
+  $("portrait").addEventListener("click", () => render("portrait"));
+  $("cancel").addEventListener("click", () => {
+    const what = rendering && rendering.kind === "portrait" ? "Portrait" : "Refocusing";
+    cancelRender(`${what} cancelled.`);
+  });
   for (const kind of ["npz", "png16", "exr", "glb"]) $(`dl-${kind}`).addEventListener("click", () => download(kind));
   window.addEventListener("resize", drawMarks);
 }
