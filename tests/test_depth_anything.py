@@ -24,11 +24,11 @@ from PIL import Image
 from sharpdepth.errors import RelativeDepthError, WeightsError
 from sharpdepth.family import KeyMapError, Processor
 from sharpdepth.models.depth_anything import DepthAnything, DepthAnythingConfig, network_size
+from sharpdepth.models.depth_anything.keymap import hf_to_official, key_pairs, official_to_hf
 from sharpdepth.models.resize import resize_cubic_cv2
 from sharpdepth.models.vit import count_params
 from sharpdepth.registry import get_spec, list_specs
 from sharpdepth.result import OutputKind
-from sharpdepth.weights.keymaps.depth_anything import hf_to_official, key_pairs, official_to_hf
 
 from conftest import (
     _fixture_weights_module,

@@ -26,8 +26,8 @@ from PIL import Image
 
 from sharpdepth.family import KeyMapError
 from sharpdepth.models.depth_pro import DEPTH_PRO_TINY, DepthPro, DepthProConfig
+from sharpdepth.models.depth_pro.keymap import hf_to_official, official_to_hf
 from sharpdepth.registry import get_spec
-from sharpdepth.weights.keymaps.depth_pro import hf_to_official, official_to_hf
 
 from conftest import _fixture_weights_module, assert_close_rel, fixture_state_dict, fixtures_dir
 

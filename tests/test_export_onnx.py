@@ -112,3 +112,33 @@ def test_dynamic_refused_where_the_graph_cannot_follow(tmp_path) -> None:
         export_onnx(small, OnnxExportSettings(output=tmp_path / "x.onnx", dynamic=True))
     with pytest.raises(OptionError, match=".onnx"):
         OnnxExportSettings(output=tmp_path / "x.bin")
+
+
+@pytest.mark.parametrize(
+    ("name", "folder", "size", "message"),
+    [
+        ("midas-v21-small-256", "midas/midas_v21_small_256", "196x294", "multiples of 32; 196x294 is not"),
+        ("depth-anything-v2-small", "depth_anything/v2_vits", "70x71", "multiples of 14; 70x71 is not"),
+    ],
+)
+def test_a_network_input_the_network_cannot_take_is_refused_with_the_rule(
+    tmp_path, capsys, name, folder, size, message
+):
+    """`export onnx --input-size HxW` with sides off the network's multiple: one line naming the rule
+    (MiDaS small at 196x294 used to end in a traceback deep inside the decoder), nothing written."""
+    from sharpdepth.cli.main import main
+
+    out = tmp_path / "m.onnx"
+    code = main(["export", "onnx", "--model", name, "--weights", str(_weights(tmp_path, folder)),
+                 "--input-size", size, "-o", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code != 0 and message in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1
+    assert not out.exists() and not list(tmp_path.glob("*.onnx*"))
+
+
+def test_a_fixed_size_network_refuses_another_input(tmp_path):
+    model = sharpdepth.load("depth-pro-tiny", random_weights=True)
+    with pytest.raises(OptionError, match="fixed 1536x1536 network input"):
+        export_onnx(model, OnnxExportSettings(output=tmp_path / "p.onnx", input_hw=(384, 384)))
+    assert not (tmp_path / "p.onnx").exists()

@@ -27,7 +27,7 @@ class StandIn:
     def __init__(self, name: str, kind: OutputKind, sky: bool = False) -> None:
         self.name, self.kind, self.sky = name, kind, sky
         self.device, self.dtype = "cpu", "torch.float32"
-        self.adapter = SimpleNamespace(input_size=None)
+        self.processor = SimpleNamespace(input_size=None)
         self.calls = 0
 
     def predict_batch(self, loaded: list[LoadedImage], focal_px=None, fov_deg=None, batch_size=1):

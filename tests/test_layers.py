@@ -18,7 +18,7 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "sharpdepth"
 
 # Lowest first. Sideways imports (same layer) are allowed; cycles never.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "result", "maps", "family", "assets"}),
+    frozenset({"errors", "result", "maps", "family", "assets", "version"}),
     frozenset({"io", "models", "weights", "registry", "align"}),
     frozenset({"geometry"}),
     frozenset({"engine"}),
@@ -99,6 +99,105 @@ def test_no_cycles_between_nodes():
     for start in sorted(graph):
         visit(start, [start])
     assert not cycles, f"import cycles: {cycles[:5]}"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PKG).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(("sharpdepth", *parts))
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node but the bodies of `if TYPE_CHECKING:` (annotations only: not a dependency at run time)."""
+    found: list[ast.AST] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def file_edges() -> dict[str, set[str]]:
+    """{module: modules it imports} between the files of the package, function-level imports included.
+
+    `from pkg import name` points at the submodule `pkg.name` when there is one, else at `pkg`
+    (its `__init__`); a package's own `__init__` is not an edge of its submodules unless named.
+    """
+    modules = {_module_name(p): p for p in PKG.rglob("*.py")}
+    edges: dict[str, set[str]] = {m: set() for m in modules}
+    for module, path in modules.items():
+        for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = _targets(path, node)
+            if isinstance(node, ast.ImportFrom):
+                targets = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                    for base in targets[:1]
+                    for alias in node.names
+                ] if node.module else targets  # fmt: skip
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != module:
+                    edges[module].add(target)
+    return edges
+
+
+def file_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one file (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in edges.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return groups
+
+
+def test_no_cycles_between_files():
+    """Inside every package too: e.g. engine's model, settings, video and backends import each other only one way."""
+    cycles = file_cycles(file_edges())
+    assert not cycles, "file-level import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_file_cycle_detector_sees_a_lazy_loop(tmp_path, monkeypatch):
+    fake = tmp_path / "sharpdepth"
+    (fake / "engine").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "engine" / "__init__.py").write_text("")
+    (fake / "engine" / "a.py").write_text("from .b import thing\n")
+    (fake / "engine" / "b.py").write_text("def thing():\n    from . import a\n")
+    (fake / "engine" / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import x\n")
+    monkeypatch.setattr(sys.modules[__name__], "PKG", fake)
+    assert file_cycles(file_edges()) == [["sharpdepth.engine.a", "sharpdepth.engine.b"]]
 
 
 def test_lowest_layer_imports_nothing_above_it():

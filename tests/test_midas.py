@@ -31,10 +31,10 @@ from sharpdepth.models.midas import (
     drop_computed_keys,
     midas_resize_hw,
 )
+from sharpdepth.models.midas.keymap import hf_to_official, key_table, official_to_hf
 from sharpdepth.models.vit import ViTConfig
 from sharpdepth.registry import get_spec
 from sharpdepth.result import OutputKind
-from sharpdepth.weights.keymaps.midas import hf_to_official, key_table, official_to_hf
 
 from conftest import assert_close_rel, fixture_expected, fixture_manifest, fixture_state_dict, fixtures_dir
 

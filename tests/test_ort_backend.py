@@ -24,6 +24,7 @@ from sharpdepth.engine import ort_backend
 from sharpdepth.engine.onnx_graph import ExportError, export_graph
 from sharpdepth.engine.settings import ModelSettings
 from sharpdepth.errors import OptionError
+from sharpdepth.family import decode_output
 
 from conftest import assert_close_rel, fixture_state_dict, stand_in_state_dict
 
@@ -274,18 +275,22 @@ class _FakeSession:
 
 @pytest.mark.parametrize(("batch_dim", "runs"), [(1, [1, 1, 1]), ("batch", [3])])
 def test_onnx_network_returns_what_the_network_returns(batch_dim, runs):
-    """Depth Pro's structure ((N, 1, h, w) maps, (N,) FOV); a graph with a fixed batch of 1 runs image by image."""
+    """(N, h, w) maps and the (N,) FOV, read by the one decoder as the torch network's output is; a graph
+    with a fixed batch of 1 runs image by image; a graph with one output has no FOV."""
     session = _FakeSession([batch_dim, 3, 8, 8])
     source = ort_backend.FileGraph(Path("g.onnx"), session)
-    net = ort_backend.OnnxNetwork(source, tuple_output=True, device=torch.device("cpu"))
+    net = ort_backend.OnnxNetwork(source, device=torch.device("cpu"))
     x = torch.randn(3, 3, 8, 8)
-    maps, fov = net(x)
-    assert maps.shape == (3, 1, 8, 8) and fov is not None and fov.shape == (3,)
-    torch.testing.assert_close(maps[:, 0], x[:, 0] * 2.0)
+    maps, fov = decode_output(net(x))
+    assert maps.shape == (3, 8, 8) and fov is not None and fov.shape == (3,)
+    torch.testing.assert_close(maps, x[:, 0] * 2.0)
     torch.testing.assert_close(fov, x[:, 0, 0, 0] + 50.0)
     assert session.batches == runs
-    plain = ort_backend.OnnxNetwork(source, tuple_output=False, device=torch.device("cpu"))
-    assert plain(x).shape == (3, 8, 8)
+    one = _FakeSession([batch_dim, 3, 8, 8])
+    one.run = lambda names, feed: _FakeSession.run(one, names, feed)[:1]  # type: ignore[method-assign]
+    plain = ort_backend.OnnxNetwork(ort_backend.FileGraph(Path("g.onnx"), one), device=torch.device("cpu"))
+    plain_maps, plain_fov = decode_output(plain(x))
+    assert plain_maps.shape == (3, 8, 8) and plain_fov is None
     with pytest.raises(OptionError, match="takes 8x8 network inputs"):
         net(torch.randn(1, 3, 8, 12))
 

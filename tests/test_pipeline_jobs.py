@@ -212,7 +212,7 @@ class Gated:
 
     name = "gated"
     device, dtype = "cpu", "torch.float32"
-    adapter = SimpleNamespace(input_size=None)
+    processor = SimpleNamespace(input_size=None)
 
     def __init__(self) -> None:
         self.go = threading.Event()

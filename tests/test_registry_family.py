@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib
 import logging
 from pathlib import Path
 
@@ -18,15 +19,7 @@ from sharpdepth.engine import model as engine_model
 from sharpdepth.engine import runtime
 from sharpdepth.errors import InputImageError, OptionError, WeightsError
 from sharpdepth.family import DataConfig, Family, KeyMapError, ModelSpec
-from sharpdepth.models import (
-    depth_anything,
-    depth_anything_3,
-    depth_pro,
-    midas,
-    midas_small,
-    sharp,
-    video_depth_anything,
-)
+from sharpdepth.models import depth_anything, depth_pro, midas, midas_small
 from sharpdepth.models.processing import MapProcessor
 from sharpdepth.result import OutputKind
 from sharpdepth.weights import checkpoint
@@ -37,11 +30,16 @@ SRC = Path(sharpdepth.__file__).parent
 # ---------------------------------------------------------------- registry and list_models
 
 
+def _family_package(name: str):
+    """The package `sharpdepth.models.<family name>` (a family is one package, named as it registers)."""
+    return importlib.import_module(f"sharpdepth.models.{name}")
+
+
 def test_every_family_module_registers_its_presets_once():
-    modules = (depth_pro, depth_anything, midas, midas_small, video_depth_anything, sharp, depth_anything_3)
-    families = {m.FAMILY.name: m for m in modules}
-    assert sorted(registry.list_families()) == sorted(families)
+    families = {name: _family_package(name) for name in registry.list_families()}
+    assert len(families) >= 5
     for name, module in families.items():
+        assert module.FAMILY.name == name
         names = {s.name for s in registry.list_specs(include_test_only=True, family=name)}
         assert names == {p.name for p in module.PRESETS}
         assert all(registry.get_family(name) is module.FAMILY for _ in names)
@@ -87,16 +85,9 @@ def test_registry_has_no_string_module_lookup():
         if isinstance(node, ast.ImportFrom) and node.module == "models"
         for a in node.names
     }
-    assert imported == {
-        "depth_pro",
-        "depth_anything",
-        "midas",
-        "midas_small",
-        "video_depth_anything",
-        "sharp",
-        "depth_anything_3",
-    }
+    assert imported == set(registry.list_families())
     assert not (SRC / "engine" / "adapters").exists()
+    assert not (SRC / "engine" / "adapter.py").exists() and not (SRC / "weights" / "keymaps").exists()
 
 
 def test_a_missing_family_module_fails_loudly(monkeypatch):
@@ -129,6 +120,7 @@ def test_registering_twice_or_across_families_is_refused():
     stranger = dataclasses.replace(spec, name="not-a-da-model")
     with pytest.raises(OptionError, match="does not belong"):
         registry.register_family(dataclasses.replace(depth_anything.FAMILY, name="other"), [stranger])
+    assert "other" not in registry.list_families()  # a refused family is not half registered
 
 
 def test_spec_config_is_typed_by_its_family():
@@ -144,9 +136,8 @@ def test_spec_config_is_typed_by_its_family():
 def test_data_configs_state_the_official_pipelines():
     pro = registry.get_spec("depth-pro").data
     assert (pro.input_size, pro.size_rule, pro.input_size_fixed) == (1536, "fixed", True)
-    assert pro.normalize_before_resize and pro.output_resized_as == "inverse_depth"
     v2, v1 = registry.get_spec("depth-anything-v2-small").data, registry.get_spec("depth-anything-v1-small").data
-    assert (v2.input_size, v2.size_rule, v2.multiple_of, v2.input_kernel) == (518, "lower_bound", 14, "cv2_cubic")
+    assert (v2.input_size, v2.size_rule, v2.multiple_of) == (518, "lower_bound", 14)
     assert v2.output_align_corners and not v1.output_align_corners
     assert v2.mean == (0.485, 0.456, 0.406)
     dpt = registry.get_spec("midas-dpt-large-384").data
@@ -193,8 +184,10 @@ def _forbid_build(monkeypatch: pytest.MonkeyPatch) -> None:
     def never(self: object, *args: object, **kwargs: object) -> None:
         raise AssertionError("the network must not be built before the options and weights are checked")
 
-    for cls in (depth_pro.DepthPro, depth_anything.DepthAnything, midas.MidasDPT, midas_small.MidasNetSmall):
-        monkeypatch.setattr(cls, "__init__", never)
+    for name in registry.list_families():
+        build = registry.get_family(name).build
+        assert isinstance(build, type), f"{name}: build is expected to be the network class"
+        monkeypatch.setattr(build, "__init__", never)
 
 
 def test_valid_input_sizes_still_load():
@@ -368,3 +361,66 @@ def test_auto_precision_and_bf16_warning_follow_capability(monkeypatch, caplog, 
 
 def test_map_processor_is_generic_over_families():
     assert depth_anything.FAMILY.processor is MapProcessor and midas.FAMILY.processor is MapProcessor
+
+
+# ---------------------------------------------------------------- what a family declares
+
+
+def _smallest_preset(family: str) -> ModelSpec:
+    specs = registry.list_specs(include_test_only=True, family=family)
+    return min(specs, key=lambda s: (not s.test_only, s.params_millions or 0.0))
+
+
+def test_data_configs_hold_only_what_code_reads():
+    """Fields no code read (resize kernels, normalisation order) are gone: processors own that."""
+    fields = {f.name for f in dataclasses.fields(DataConfig)}
+    assert not fields & {"input_kernel", "normalize_before_resize", "output_resized_as"}
+
+
+@pytest.mark.parametrize("family", registry.list_families())
+def test_every_parameter_belongs_to_a_declared_part(family):
+    """`--train`/`--freeze` read the family's declared key prefixes; no parameter is left to a default part."""
+    from sharpdepth.train.parts import part_of
+
+    training = registry.get_family(family).training
+    if training is None:
+        pytest.skip(f"{family} declares no training")
+    with torch.device("meta"):
+        net = _smallest_preset(family).build()
+    parts = {part_of(family, key) for key, _ in net.named_parameters()}
+    assert parts == training.part_names
+    assert "encoder" in parts and "decoder" in parts and "head" in parts
+
+
+def test_an_unclaimed_parameter_is_an_error_not_a_decoder():
+    from sharpdepth.train.parts import part_of
+
+    assert part_of("midas_small", "pretrained.layer1.0.weight") == "encoder"
+    assert part_of("video_depth_anything", "pretrained.blocks.0.attn.qkv.weight") == "encoder"
+    assert part_of("video_depth_anything", "head.scratch.output_conv2.0.weight") == "head"
+    with pytest.raises(OptionError, match="no declared part"):
+        part_of("depth_anything", "somewhere_else.weight")
+
+
+def test_output_fields_follow_the_family_and_the_preset():
+    assert registry.get_spec("depth-pro").output_fields == ("canonical_inverse_depth", "fov_deg")
+    assert registry.get_spec("depth-anything-v2-small").output_fields == ("disparity",)
+    assert registry.get_spec("depth-anything-v2-metric-indoor-small").output_fields == ("depth",)
+    for spec in registry.list_specs(include_test_only=True):
+        assert spec.output_fields[0] in ("canonical_inverse_depth", "depth", "disparity", "relative_depth")
+        assert ("fov_deg" in spec.output_fields) == spec.has_fov_head
+
+
+def test_generic_code_never_branches_on_a_family():
+    """Outside `models/`, no module names a family or tests a family's config type."""
+    names = registry.list_families()
+    configs = {type(s.config).__name__ for s in registry.list_specs(include_test_only=True)}
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] == "models" or rel.name in ("registry.py", "__init__.py"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        offenders += [f"{rel}: {n!r}" for n in names if f'"{n}"' in text or f"'{n}'" in text]
+        offenders += [f"{rel}: {c}" for c in configs if c in text]
+    assert not offenders, offenders

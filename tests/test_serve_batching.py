@@ -39,7 +39,7 @@ class GatedModel:
     def __init__(self) -> None:
         self.gate = threading.Event()
         self.batches: list[int] = []
-        self.adapter = SimpleNamespace(preprocess=lambda rgb: np.zeros((3, *rgb.shape[:2]), np.float32))
+        self.processor = SimpleNamespace(preprocess=lambda rgb: np.zeros((3, *rgb.shape[:2]), np.float32))
 
     def predict_batch(
         self, images: Sequence[LoadedImage], focal_px: Any = None, fov_deg: Any = None, batch_size: int = 1

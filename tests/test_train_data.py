@@ -88,7 +88,7 @@ def test_stream_is_a_seeded_permutation_per_epoch(tmp_path: Path) -> None:
 
     root = make_rgbd(tmp_path / "d", scenes=1, per_scene=4)
     dataset = open_dataset("folder", root, focal_px="40")
-    adapter = sharpdepth.load("depth-anything-v2-tiny", random_weights=True, input_size=28).adapter
+    adapter = sharpdepth.load("depth-anything-v2-tiny", random_weights=True, input_size=28).processor
     stream = SampleStream(dataset, dataset.index(), adapter, Augment(), seed=1)
     first_epoch = [stream.entry_index(k) for k in range(4)]
     assert sorted(first_epoch) == [0, 1, 2, 3]

@@ -23,7 +23,6 @@ import torch
 
 import sharpdepth
 from sharpdepth.engine.model import DepthModel
-from sharpdepth.engine.vda_video import StreamCache, VideoTrace, offline_window_ids, vda_video_maps
 from sharpdepth.errors import InputImageError, OptionError, WeightsError
 from sharpdepth.models.video_depth_anything import (
     VideoDepthAnything,
@@ -32,6 +31,7 @@ from sharpdepth.models.video_depth_anything import (
     sinusoidal_table,
     vda_network_size,
 )
+from sharpdepth.models.video_depth_anything.video import StreamCache, VideoTrace, offline_window_ids, vda_video_maps
 from sharpdepth.registry import get_spec
 from sharpdepth.result import OutputKind
 

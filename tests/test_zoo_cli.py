@@ -23,15 +23,20 @@ from sharpdepth.io.outputs import OutputOptions
 
 from conftest import data_dir
 
-FINAL_BIAS = {
-    "depth_pro": {"head.4.bias": 0.05, "fov.head.4.bias": 60.0},
-    "depth_anything": {"depth_head.scratch.output_conv2.2.bias": 1.0},
-    "midas": {"scratch.output_conv.4.bias": 1.0},
-    "midas_small": {"scratch.output_conv.4.bias": 1.0},
-    "video_depth_anything": {"head.scratch.output_conv2.2.bias": 1.0},
-}
-# Smaller network inputs where the family allows it keep CI time down; the pipeline is the same.
-INPUT_SIZE = {"depth_anything": 196, "video_depth_anything": 196, "midas": None}
+FINAL_BIAS = {"head": 1.0, "fov": 60.0}
+"""Value of the last bias of each part (the map's and the FOV's output layers), by the family's declared parts."""
+SMALL_INPUT = 196
+"""Network input for patch-14 (DINOv2) families: smaller keeps CI time down; the pipeline is the same."""
+
+
+def _positive_final_biases(spec, state: dict[str, torch.Tensor]) -> None:
+    """The last bias of each output part made positive, so a final ReLU does not zero the map."""
+    training = spec.model_family.training
+    for part, value in FINAL_BIAS.items():
+        keys = [k for k in state if k.endswith(".bias") and training is not None and training.part_of(k) == part]
+        if keys:
+            state[keys[-1]] = torch.full_like(state[keys[-1]], value)
+
 
 PHOTO = "da2_demo01.jpg"
 
@@ -42,16 +47,17 @@ def test_predict_every_registered_model(tmp_path, name):
     spec = sharpdepth.registry.get_spec(name)
     model = sharpdepth.load(name, random_weights=True)
     state = {k: v.contiguous() for k, v in model.net.state_dict().items()}
-    for key, value in FINAL_BIAS[spec.family].items():
-        if key in state:
-            state[key] = torch.full_like(state[key], value)
+    _positive_final_biases(spec, state)
     weights = tmp_path / "w.safetensors"
     save_file(state, str(weights))
     del model, state
     out = tmp_path / "out"
     options = OutputOptions(formats=("npy", "npz", "png16", "exr", "pfm"), side_by_side=True, normals=True)
     settings = PredictSettings(
-        model=ModelSettings(name=name, weights=weights, input_size=INPUT_SIZE.get(spec.family)), output=options
+        model=ModelSettings(
+            name=name, weights=weights, input_size=SMALL_INPUT if spec.data.multiple_of == 14 else None
+        ),
+        output=options,
     )
     done, failures = run_predict([str(data_dir() / "photos" / PHOTO)], out, settings, show_progress=False)
     assert failures == [] and done == 1
@@ -62,3 +68,36 @@ def test_predict_every_registered_model(tmp_path, name):
     assert maps[0].shape == (side["height"], side["width"])
     assert all(np.array_equal(m, maps[0]) for m in maps[1:])
     assert np.isfinite(maps[0]).all()
+
+
+TEST_PRESETS = [s.name for s in sharpdepth.registry.list_specs(include_test_only=True) if s.test_only]
+
+
+def test_weights_list_names_the_test_presets(capsys):
+    """A new user finds the tiny presets the tests use: named under the default list, marked in --all."""
+    from sharpdepth.cli.main import main
+
+    assert {"depth-pro-tiny", "depth-anything-v2-tiny"} <= set(TEST_PRESETS)
+    assert set(TEST_PRESETS) <= set(sharpdepth.list_models(include_test_only=True))
+    assert main(["weights", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "Test presets" in listed and all(name in listed for name in TEST_PRESETS)
+    assert main(["weights", "list", "--all"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if any(f" {n} " in line for n in TEST_PRESETS)]
+    assert len(rows) == len(TEST_PRESETS) and all("test preset" in row for row in rows)
+
+
+def test_a_test_preset_runs_a_command_offline(tmp_path, capsys, monkeypatch):
+    """`weights random` writes a test preset's random initialisation; `predict` then runs on it offline."""
+    from sharpdepth.cli.main import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    weights = tmp_path / "tiny.safetensors"
+    assert main(["weights", "random", "depth-anything-v2-tiny", str(weights)]) == 0
+    assert "meaningless" in capsys.readouterr().out
+    photo = str(data_dir() / "photos" / PHOTO)
+    out = tmp_path / "out"
+    args = ["predict", photo, "-o", str(out), "--model", "depth-anything-v2-tiny", "--weights", str(weights)]
+    assert main([*args, "--input-size", "56", "-f", "npy", "-q"]) == 0
+    assert np.isfinite(np.load(out / "da2_demo01_disparity.npy")).all()
+    assert main(["weights", "random", "depth-anything-v2-tiny", str(tmp_path / "x.pt")]) == 2

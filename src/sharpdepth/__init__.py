@@ -20,8 +20,7 @@ from .errors import (
 )
 from .registry import DEFAULT_MODEL
 from .result import DepthResult, FocalSource, OutputKind, SceneResult
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 __all__ = [
     "DepthResult",
@@ -102,7 +101,11 @@ def list_models(
 ) -> list[str]:
     """Names of the registered models, filtered by output kind ("metric_depth" or
     "relative_disparity"), family ("depth_pro", "depth_anything", "midas", ...) and licence
-    class ("commercial": the weights' licence allows commercial use; "non-commercial")."""
+    class ("commercial": the weights' licence allows commercial use; "non-commercial").
+
+    `include_test_only=True` adds the test presets ("depth-pro-tiny", "depth-anything-v2-tiny",
+    ...): tiny networks without published weights, to try every command offline (`sharpdepth
+    weights random NAME FILE` writes a checkpoint of their random initialisation)."""
     from .registry import list_specs
 
     specs = list_specs(include_test_only, kind=kind, family=family, license=license)

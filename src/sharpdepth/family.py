@@ -9,21 +9,26 @@ A `Family[C]` (C: the family's frozen config dataclass) owns
 * `converters`: one pure `(state, cfg) -> state` function per checkpoint layout
   ("official", "hf", ...), each returning the official layout;
 * `processor(spec, input_size) -> Processor`: the official pre- and post-processing,
-  validated when it is made (a bad `input_size` fails at `load`, not on first use).
+  validated when it is made (a bad `input_size` fails at `load`, not on first use);
+* what it produces and supports, as data read by generic code (which never branches on a
+  family's name or config type): `map_output` and `fov_head` (its raw output fields,
+  `ModelSpec.output_fields`), `onnx` (whether and how it exports), `training` (trainable
+  parts by key prefix, default losses) and `video_runner` (its own video pipeline, if any).
 
 A `ModelSpec[C]` is one named preset of a family (config, output kind, licence, weight
 sources). `ModelSpec` methods are the non-generic face the engine uses, so nothing
 outside a family module ever dispatches on the config's type.
 
-How to add a family (e.g. `models/video_depth_anything.py`):
+How to add a family (e.g. `models/video_depth_anything/`):
 
-1. write the network and its config dataclass in `sharpdepth/models/<family>.py`;
-2. in the same module define `FAMILY = Family[MyConfig](name=..., build=..., data=...,
-   converters={"official": ..., "hf": ...}, processor=...)` (use
+1. write the package `sharpdepth/models/<family>/`: the network and its config dataclass,
+   the key maps of every checkpoint layout, the processor and any family-specific runner;
+2. in it define `FAMILY = Family[MyConfig](name=..., build=..., data=...,
+   converters={"official": ..., "hf": ...}, processor=..., onnx=..., training=...)` (use
    `models.processing.MapProcessor` when the network returns one (N, h, w) map) and
-   `PRESETS = (FAMILY.preset(name=..., config=..., ...), ...)`;
+   `PRESETS = (FAMILY.preset(name=..., config=..., ...), ...)`, both exported by its `__init__`;
 3. add one line to `sharpdepth.registry._register_all`:
-   `register_family(my_module.FAMILY, my_module.PRESETS)`.
+   `register_family(my_package.FAMILY, my_package.PRESETS)`.
 
 This module sits at the bottom of the package (it imports only `errors` and `result`,
 and torch only for type checking), so `models`, `weights` and `engine` can all use its
@@ -32,20 +37,27 @@ types without import cycles, and the registry can be queried without importing t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from .errors import WeightsError
 from .result import OutputKind
 
 if TYPE_CHECKING:  # annotations only: the registry (and so `sharpdepth --help`) must not import torch
+    from collections.abc import Sequence
+    from typing import TypeAlias
+
     import numpy as np
     import torch
     from torch import nn
 
+    RawNetworkOutput: TypeAlias = torch.Tensor | Sequence[torch.Tensor | None]
+    """What a network's forward returns: the map, or (map, FOV or None)."""
+
 C = TypeVar("C")
 StateDict = dict[str, "torch.Tensor"]
+
 Converter = Callable[[StateDict, C], StateDict]
 """A pure key-map function: checkpoint in some layout -> official layout (raises `KeyMapError`)."""
 
@@ -56,6 +68,20 @@ SizeRule = Literal["fixed", "lower_bound", "upper_bound", "minimal", "squash"]
 
 OutputSize = Literal["image", "network"]
 """Where maps are returned: at the input image's size, or at the network's processed grid."""
+
+
+MapOutput = Literal["output_kind", "canonical_inverse_depth"]
+"""What the network's map is: the preset's output kind at network resolution (relative
+disparity, metres, ...), or canonical inverse depth (inverse depth for a focal length equal to
+the image width, Depth Pro), which becomes metres only with a focal length."""
+
+FOV_FIELD = "fov_deg"
+"""Name of the raw output that holds a FOV head's horizontal field of view in degrees."""
+_KIND_FIELDS = {
+    OutputKind.METRIC_DEPTH: "depth",
+    OutputKind.RELATIVE_DISPARITY: "disparity",
+    OutputKind.RELATIVE_DEPTH: "relative_depth",
+}
 
 
 class KeyMapError(WeightsError):
@@ -94,14 +120,8 @@ class DataConfig:
     """Network input sides are multiples of this (patch size or encoder stride)."""
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    input_kernel: Literal["bilinear", "cv2_cubic"]
-    """Input resize: torch bilinear (align_corners=False) or OpenCV INTER_CUBIC, emulated bit for bit."""
-    normalize_before_resize: bool = False
-    """Depth Pro normalises, then resizes; the OpenCV pipelines resize, then normalise (float64)."""
     output_kernel: Literal["bilinear", "bicubic"] = "bilinear"
     output_align_corners: bool = False
-    output_resized_as: Literal["map", "inverse_depth"] = "map"
-    """What is resized back to the image: the raw map, or (Depth Pro) the metric inverse depth."""
     input_size_fixed: bool = False
     """True when the network runs at exactly one input size (`input_size` cannot be changed)."""
     min_input_size: int = 1
@@ -193,17 +213,110 @@ class ViewsProcessor(Protocol):
         ...
 
 
+def decode_output(raw: RawNetworkOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A network's forward result -> ((N, h, w) map, (N,) FOV in degrees or None): the one decoder.
+
+    Networks return either the map ((N, h, w), or (N, 1, h, w) with a channel axis) or a
+    tuple (map, FOV or None); processors, the ONNX export and the training objective all
+    read raw outputs through this function.
+    """
+    fov = None
+    if isinstance(raw, tuple | list):
+        depth_map = raw[0]
+        fov = raw[1] if len(raw) > 1 else None
+        if depth_map is None:
+            raise ValueError("the network returned no map")
+    else:
+        depth_map = raw
+    if depth_map.ndim == 4:
+        depth_map = depth_map[:, 0]
+    return depth_map, fov
+
+
+class LoadedNetwork(Protocol):
+    """What a family's own runner or an exporter reads from a loaded model (`DepthModel` is one)."""
+
+    spec: ModelSpec[Any]
+    processor: Processor
+    net: nn.Module
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def name(self) -> str: ...
+
+
+VideoRunner = Callable[[LoadedNetwork, Iterable["np.ndarray"], str], Iterator["np.ndarray"]]
+"""A family's own video pipeline: (model, HxWx3 uint8 frames, mode "offline"/"streaming") ->
+one float32 HxW map per frame, in order, in the preset's output kind."""
+
+
+def _no_fov_head(cfg: object) -> bool:
+    return False
+
+
+def _dynamic_export(spec: ModelSpec[Any]) -> str | None:
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnnxExport:
+    """How a family's network becomes one ONNX graph (read by `engine.onnx_graph`)."""
+
+    dynamic_refusal: Callable[[ModelSpec[Any]], str | None] = _dynamic_export
+    """Why one graph cannot follow the input size for this preset (None: dynamic height and width work)."""
+    example_side: int | None = None
+    """Side of the square picture traced through the processor (None: the input size asked for, else 518)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Training:
+    """What fine-tuning needs to know about a family (read by `sharpdepth.train`)."""
+
+    parts: tuple[tuple[str, str], ...]
+    """(official key prefix, part) pairs, most specific first; every parameter must be claimed
+    by one (parts: "encoder", "decoder", "head", "fov")."""
+    relative_loss: str
+    """The loss its own paper fine-tunes relative presets with ("affine", "ssi", ...)."""
+    metric_loss: str = "silog"
+    """The loss for metric presets."""
+
+    @property
+    def part_names(self) -> frozenset[str]:
+        return frozenset(part for _, part in self.parts)
+
+    def part_of(self, key: str) -> str | None:
+        """The part a parameter belongs to by its official key; None when no prefix claims it."""
+        for prefix, part in self.parts:
+            if key.startswith(prefix):
+                return part
+        return None
+
+    def default_loss(self, metric: bool) -> str:
+        return self.metric_loss if metric else self.relative_loss
+
+
 @dataclass(frozen=True, kw_only=True)
 class Family(Generic[C]):
     """Everything specific to one kind of network; see the module docstring for how to add one."""
 
     name: str
-    """Short identifier (e.g. "depth_pro"); `ModelSpec.family` returns it."""
+    """Short identifier, the name of its package under `models/` (e.g. depth_pro); `ModelSpec.family` returns it."""
     build: Callable[[C], nn.Module]
     data: Callable[[C], DataConfig]
     converters: Mapping[str, Converter[C]]
     processor: Callable[[ModelSpec[C], int | None], Processor]
     """Make the processor for a spec at an input size (None: default); raises OptionError for a bad size."""
+    map_output: MapOutput = "output_kind"
+    """What the network's map holds (see `MapOutput`)."""
+    fov_head: Callable[[C], bool] = _no_fov_head
+    """Whether a config's network also returns a horizontal FOV (`FOV_FIELD`)."""
+    onnx: OnnxExport | None = None
+    """How the network exports to ONNX (and runs on onnxruntime); None: it does not."""
+    training: Training | None = None
+    """Trainable parts and default losses; None: the family cannot be fine-tuned."""
+    video_runner: VideoRunner | None = None
+    """The family's own video pipeline (whole clips, temporal context); None: frames run as images."""
 
     def preset(
         self,
@@ -273,6 +386,19 @@ class ModelSpec(Generic[C]):
     def processor(self, input_size: int | None = None) -> Processor:
         """Pre/post-processing at `input_size` (None: the default); bad sizes raise OptionError here."""
         return self.model_family.processor(self, input_size)
+
+    @property
+    def has_fov_head(self) -> bool:
+        return self.model_family.fov_head(self.config)
+
+    @property
+    def output_fields(self) -> tuple[str, ...]:
+        """The raw network outputs by name, map first (also the ONNX graph's output names)."""
+        if self.model_family.map_output == "canonical_inverse_depth":
+            first = "canonical_inverse_depth"
+        else:
+            first = _KIND_FIELDS[self.output_kind]
+        return (first, FOV_FIELD) if self.has_fov_head else (first,)
 
     @property
     def layouts(self) -> tuple[str, ...]:

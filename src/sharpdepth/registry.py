@@ -1,12 +1,12 @@
 """Named models: every family registered with one explicit call, every preset found by name.
 
 Like timm's registry, a name is all a user needs (`sharpdepth.load("depth-pro")`).
-A family (`sharpdepth.family.Family`) lives in one module under `sharpdepth/models/`
+A family (`sharpdepth.family.Family`) lives in one package under `sharpdepth/models/`
 and exports `FAMILY` and `PRESETS`; `_register_all` below imports each such module by
 name in code (no string lookup, so a missing module fails loudly at import) and calls
 `register_family` once per family.
 
-Adding a family: write `models/<family>.py` as described in `sharpdepth.family`, then add
+Adding a family: write the package `models/<family>/` as described in `sharpdepth.family`, then add
 ONE line to `_register_all`:
 
     register_family(my_family.FAMILY, my_family.PRESETS)
@@ -65,10 +65,12 @@ def register_family(family: Family[Any], presets: Iterable[AnySpec]) -> None:
     """Register a family and its named presets (each preset must belong to it)."""
     if family.name in _FAMILIES:
         raise OptionError(f"family {family.name!r} registered twice")
-    _FAMILIES[family.name] = family
-    for spec in presets:
+    specs = list(presets)
+    for spec in specs:  # checked before anything is registered: a refused family leaves no trace
         if spec.model_family is not family:
             raise OptionError(f"preset {spec.name!r} does not belong to family {family.name!r}")
+    _FAMILIES[family.name] = family
+    for spec in specs:
         register(spec)
 
 

@@ -34,6 +34,7 @@ from ..io.inputs import InputItem, expand_inputs
 from ..io.outputs import OutputOptions, planned_files, sidecar_path, write_outputs
 from ..maps import share_at_maximum, valid_depth_mask
 from ..result import DepthResult, OutputKind
+from ..version import __version__
 from .model import DepthModel, PreparedBatch
 from .settings import PredictSettings
 from .staged import run_staged
@@ -143,12 +144,6 @@ def render_normals(result: DepthResult) -> np.ndarray:
     return normals_to_rgb(surface_normals(result.depth, Camera.from_result(result)))
 
 
-def _version() -> str:
-    import sharpdepth  # the package root (always imported already): its version, no subpackage edge
-
-    return str(getattr(sharpdepth, "__version__", "unknown"))
-
-
 def write_result_files(
     result: DepthResult, out_dir: Path, stem: PurePath, output: OutputOptions, on_notice: NoticeSink | None = None
 ) -> list[Path]:
@@ -159,13 +154,13 @@ def write_result_files(
 def run_record(model: DepthModel, settings: PredictSettings) -> dict[str, Any]:
     """Sidecar fields that say how a result was made: version, device, precision, input size, job."""
     dtype = str(model.dtype).removeprefix("torch.")
-    adapter = model.adapter
+    processor = model.processor
     effective = next(
-        (v for v in (getattr(adapter, "size", None), getattr(adapter, "net_size", None)) if isinstance(v, int)),
-        getattr(adapter, "input_size", None),
+        (v for v in (getattr(processor, "size", None), getattr(processor, "net_size", None)) if isinstance(v, int)),
+        getattr(processor, "input_size", None),
     )
     return {
-        "sharpdepth_version": _version(),
+        "sharpdepth_version": __version__,
         "device": str(model.device),
         "backend": getattr(model, "backend", "torch"),  # stand-in models (tests, adapters) run torch
         "precision": _PRECISION_NAMES.get(dtype, dtype),

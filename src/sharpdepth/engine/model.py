@@ -29,8 +29,9 @@ from ..weights.checkpoint import MappedPages, load_state_dict_file, sha256_file_
 from ..weights.hub import ResolvedWeights, resolve_weights
 from .accelerate import Acceleration, NetworkRunner, plan
 from .memory import return_large_blocks_to_os
+from .options import DEFAULT_VIDEO_BATCH_SIZE, check_backend, check_focal, check_max_pixels, check_torch_weights
+from .ort_backend import load_onnxruntime
 from .runtime import resolve_device, resolve_precision
-from .settings import DEFAULT_VIDEO_BATCH_SIZE, ONNX_SUFFIX, check_backend
 
 if TYPE_CHECKING:
     from ..geometry.gaussians import Gaussians
@@ -50,15 +51,10 @@ class FocalRequest:
     fov_deg: float | None = None
 
     def resolve(self, width: int) -> float | None:
-        if self.focal_px is not None and self.fov_deg is not None:
-            raise OptionError("give either focal_px or fov_deg, not both")
+        check_focal(self.focal_px, self.fov_deg)
         if self.focal_px is not None:
-            if not (np.isfinite(self.focal_px) and self.focal_px > 0):
-                raise OptionError(f"focal length must be a positive number of pixels, got {self.focal_px}")
             return float(self.focal_px)
         if self.fov_deg is not None:
-            if not (0 < self.fov_deg < 180):
-                raise OptionError(f"field of view must be between 0 and 180 degrees, got {self.fov_deg}")
             return focal_from_fov(self.fov_deg, width)
         return None
 
@@ -129,11 +125,6 @@ class DepthModel:
     def input_size(self) -> int:
         """Network input size in use (short side, bound or fixed side, as the model's data config says)."""
         return self.processor.input_size
-
-    @property
-    def adapter(self) -> Processor:
-        """Former name of `processor` (kept for callers written before the family redesign)."""
-        return self.processor
 
     def __repr__(self) -> str:
         return f"DepthModel({self.name!r}, kind={self.output_kind}, device={self.device}, dtype={self.dtype})"
@@ -457,32 +448,6 @@ def load_network(spec: AnySpec, resolved: ResolvedWeights, dtype: torch.dtype = 
     return net
 
 
-@dataclass
-class _LegacyAdapter:
-    """Transitional stand-in for the pre-family adapter API used by `cli/weights.py convert`."""
-
-    spec: AnySpec
-
-    def build_network(self) -> nn.Module:
-        return self.spec.build()
-
-
-def adapter_for(spec: AnySpec, input_size: int | None = None) -> _LegacyAdapter:
-    """Deprecated: use `spec.build()`, `spec.processor(input_size)` and `load_network`."""
-    spec.processor(input_size)  # validates the size as before
-    return _LegacyAdapter(spec)
-
-
-def load_weights_into(net: nn.Module, adapter: _LegacyAdapter, resolved: ResolvedWeights) -> None:
-    """Deprecated: load a checkpoint into an already built fp32 network (use `load_network`)."""
-    origin = str(resolved.path)
-    expected = net.state_dict()
-    state = convert_checkpoint(
-        adapter.spec, load_state_dict_file(resolved.path), resolved.layout, origin, set(expected)
-    )
-    strict_load(net, state, origin)
-
-
 def load(
     name: str = DEFAULT_MODEL,
     weights: str | Path | None = None,
@@ -535,20 +500,23 @@ def load(
         dev, compile=compile, cuda_graphs=cuda_graphs, precision_guard=precision_guard,
         device_was_auto=str(device or "auto").lower() == "auto",
     )  # fmt: skip
-    if max_pixels is not None and max_pixels <= 0:
-        raise OptionError(f"max pixels must be positive, got {max_pixels}")
+    check_max_pixels(max_pixels)
     processor = spec.processor(input_size)
     if check_backend(backend) == "onnxruntime":
-        from .ort_backend import load_onnxruntime  # builds on DepthModel (this module)
-
         if random_weights:
             raise OptionError("the onnxruntime backend caches graphs by checkpoint; save random weights to a file")
         if compile or cuda_graphs:
             raise OptionError("--compile and --cuda-graphs speed up the torch backend; onnxruntime runs its own graph")
         graph_dtype = torch.float32 if str(precision).lower() == "auto" else dtype  # the graph is fp32
-        return load_onnxruntime(name, weights, dev, graph_dtype, processor, spec, download, max_pixels, input_size)
-    if weights is not None and Path(weights).suffix.lower() == ONNX_SUFFIX:
-        raise OptionError(f"{weights} is an ONNX graph: run it with --backend onnxruntime")
+
+        def torch_model(checkpoint: Path) -> DepthModel:
+            """The same model on torch (fp32, CPU): what an export of its graph is traced from."""
+            return load(name, weights=checkpoint, device="cpu", precision="fp32", input_size=input_size)
+
+        graph = load_onnxruntime(spec, processor, weights, dev, graph_dtype, torch_model, download)
+        return DepthModel(spec, processor, graph.net, dev, torch.float32, graph.resolved, graph.sha256, max_pixels,
+                          backend="onnxruntime")  # fmt: skip
+    check_torch_weights(weights)
     resolved = None if random_weights else resolve_weights(spec, weights, download_ok=download)
     if dev.type == "cpu":
         return_large_blocks_to_os()  # activations' memory goes back as it is freed: a flat resident set

@@ -25,25 +25,29 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import OptionError, SharpDepthError, first_line
+from ..family import FOV_FIELD, LoadedNetwork, OnnxExport, decode_output
 from ..io.atomic import atomic_path
-from ..models.backbones.beit import BeitConfig
-from ..models.backbones.swin2 import Swin2Config
-from ..models.midas_small import MidasSmallConfig
+from ..models.processing import check_network_input
 from ..registry import AnySpec
-from ..result import OutputKind
-from .model import DepthModel
 
 PARITY_BOUND = 1e-4
 """Relative bound (to max|reference|) of the parity fixtures, used for the export check."""
-EXPORTABLE_FAMILIES = frozenset({"depth_pro", "depth_anything", "midas", "midas_small"})
-"""Single-image families whose network is one traceable forward (Video Depth Anything is not)."""
 INPUT_NAME = "image"
+DEFAULT_EXAMPLE_SIDE = 518
+"""Side of the square example picture when neither the family nor the caller names one."""
+
+
+class ExportableModel(LoadedNetwork, Protocol):
+    """A loaded model as the exporter reads it (`DepthModel` is one)."""
+
+    backend: str
 
 
 class ExportError(SharpDepthError):
@@ -70,41 +74,33 @@ class _Graph(nn.Module):
         self.has_fov = has_fov
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.net(x)
-        if isinstance(out, tuple):
-            maps, fov = out
-            return (maps[:, 0], fov) if self.has_fov and fov is not None else (maps[:, 0],)
-        return (out,)
+        maps, fov = decode_output(self.net(x))
+        return (maps, fov) if self.has_fov and fov is not None else (maps,)
 
 
-def has_fov_output(model: DepthModel) -> bool:
-    """True when the graph has a second output, the FOV head's field of view (Depth Pro with a FOV head)."""
-    return model.spec.family == "depth_pro" and bool(getattr(model.spec.config, "use_fov_head", False))
+def onnx_support(spec: AnySpec) -> OnnxExport:
+    """The family's export facts, or ExportError for a family that does not export."""
+    support = spec.model_family.onnx
+    if support is None:
+        raise ExportError(f"{spec.name}: the {spec.family} family cannot be exported to ONNX")
+    return support
+
+
+def has_fov_output(model: LoadedNetwork) -> bool:
+    """True when the graph has a second output, the FOV head's field of view."""
+    return FOV_FIELD in model.spec.output_fields
 
 
 def static_only_reason(spec: AnySpec) -> str | None:
     """Why this network cannot take other input sizes in one graph, or None if it can."""
-    if spec.family == "depth_pro":
-        return "Depth Pro's network input is fixed at 1536x1536; export without --dynamic"
-    config = spec.config
-    if isinstance(config, MidasSmallConfig):
-        return f"{spec.name}: TensorFlow-SAME padding depends on the input size; export one graph per size"
-    backbone = getattr(config, "backbone", None)
-    if isinstance(backbone, BeitConfig | Swin2Config):
-        return (
-            f"{spec.name}: the {type(backbone).__name__.removesuffix('Config')} backbone's attention layout depends "
-            "on the input size; export one graph per size with --input-size instead of --dynamic"
-        )
-    return None
+    return onnx_support(spec).dynamic_refusal(spec)
 
 
-def output_names(model: DepthModel, n_outputs: int) -> tuple[str, ...]:
-    if model.spec.family == "depth_pro":
-        return ("canonical_inverse_depth", "fov_deg")[:n_outputs]
-    return ("depth",) if model.spec.output_kind is OutputKind.METRIC_DEPTH else ("disparity",)
+def output_names(model: LoadedNetwork, n_outputs: int) -> tuple[str, ...]:
+    return model.spec.output_fields[:n_outputs]
 
 
-def example_input(model: DepthModel, height: int, width: int) -> torch.Tensor:
+def example_input(model: LoadedNetwork, height: int, width: int) -> torch.Tensor:
     """A real network input: a textured picture through the family's own pre-processing."""
     yy, xx = np.mgrid[0:height, 0:width]
     rgb = np.stack([(xx * 7 + yy * 3) % 256, (yy * 5) % 256, ((xx - yy) * 11) % 256], axis=-1).astype(np.uint8)
@@ -148,17 +144,16 @@ def _relative_error(got: list[np.ndarray], ref: tuple[torch.Tensor, ...]) -> flo
     return worst
 
 
-def _example(model: DepthModel, input_hw: tuple[int, int] | None, input_size: int | None) -> torch.Tensor:
+def _example(model: LoadedNetwork, input_hw: tuple[int, int] | None, input_size: int | None) -> torch.Tensor:
     if input_hw is not None:
+        check_network_input(model.name, model.spec.data, *input_hw)
         return _pattern_input(*input_hw)
-    if model.spec.family == "depth_pro":
-        return example_input(model, 384, 384)
-    side = input_size or 518
+    side = onnx_support(model.spec).example_side or input_size or DEFAULT_EXAMPLE_SIDE
     return example_input(model, side, side)
 
 
 def export_graph(
-    model: DepthModel,
+    model: ExportableModel,
     output: Path,
     *,
     input_hw: tuple[int, int] | None = None,
@@ -175,8 +170,7 @@ def export_graph(
     """
     if model.backend != "torch":
         raise ExportError(f"{model.name} runs on {model.backend}; load it with the torch backend to export it")
-    if model.spec.family not in EXPORTABLE_FAMILIES:
-        raise ExportError(f"{model.name}: the {model.spec.family} family cannot be exported to ONNX")
+    onnx_support(model.spec)
     if dynamic and (reason := static_only_reason(model.spec)):
         raise OptionError(reason)
     graph = _Graph(model.net.float().cpu().eval(), has_fov=has_fov_output(model))

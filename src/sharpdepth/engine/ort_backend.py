@@ -47,13 +47,12 @@ from torch import nn
 
 from ..errors import OptionError, WeightsError, first_line
 from ..io.atomic import clean_stale_parts
-from ..io.images import DEFAULT_MAX_PIXELS
 from ..registry import AnySpec
+from ..version import __version__
 from ..weights.checkpoint import DIGEST_SUFFIX, sha256_file_cached
-from ..weights.hub import resolve_weights
-from .model import DepthModel, load
-from .onnx_graph import EXPORTABLE_FAMILIES, ExportError, export_graph, static_only_reason
-from .settings import ONNX_SUFFIX
+from ..weights.hub import ResolvedWeights, resolve_weights
+from .onnx_graph import ExportableModel, ExportError, export_graph, static_only_reason
+from .options import is_onnx_file
 
 if TYPE_CHECKING:
     from ..family import Processor
@@ -97,7 +96,7 @@ def import_onnxruntime() -> ModuleType:
 
 def check_model(spec: AnySpec, dtype: torch.dtype) -> None:
     """Refuse, before any work, what the backend cannot run: other families, other precisions."""
-    if spec.family not in EXPORTABLE_FAMILIES:
+    if spec.model_family.onnx is None:
         raise OptionError(f"{spec.name} cannot run on onnxruntime (no exportable network); use --backend torch")
     if dtype != torch.float32:
         raise OptionError("--backend onnxruntime runs the fp32 graph; use --precision fp32 (bf16, fp16: torch)")
@@ -197,12 +196,6 @@ class GraphKey:
             "opset": self.opset,
             "sharpdepth_version": self.version,
         }
-
-
-def _version() -> str:
-    import sharpdepth  # the package root (already imported): its version, no subpackage edge
-
-    return str(getattr(sharpdepth, "__version__", "unknown"))
 
 
 def cache_dir(checkpoint: Path) -> Path:
@@ -317,21 +310,20 @@ class CachedGraphs(GraphSource):
 class OnnxNetwork(nn.Module):
     """The exported graph behind the torch network's forward signature.
 
-    It returns what the network returns — Depth Pro: (inverse depth (N, 1, h, w),
-    FOV (N,) or None); the others: the (N, h, w) map — on the model's device, so
-    the processors' forward and post-processing run unchanged. Its one (empty)
+    It returns (the (N, h, w) map, the (N,) FOV or None) on the model's device, which the
+    processors read through the one decoder (`family.decode_output`) exactly as they read
+    the torch network's output, so forward and post-processing run unchanged. Its one (empty)
     parameter is CPU fp32: processors move the batch to their network's first
     parameter, which puts it where onnxruntime reads it.
     """
 
-    def __init__(self, graphs: GraphSource, tuple_output: bool, device: torch.device) -> None:
+    def __init__(self, graphs: GraphSource, device: torch.device) -> None:
         super().__init__()
         self.anchor = nn.Parameter(torch.empty(0), requires_grad=False)
         self.graphs = graphs
-        self.tuple_output = tuple_output
         self.out_device = device
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         hw = (int(x.shape[-2]), int(x.shape[-1]))
         session = self.graphs.session_for(hw)
         batch = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
@@ -339,16 +331,13 @@ class OnnxNetwork(nn.Module):
         name = session.get_inputs()[0].name
         runs = [session.run(None, {name: part}) for part in parts]
         outputs = [torch.from_numpy(np.concatenate([run[i] for run in runs])) for i in range(len(runs[0]))]
-        maps = outputs[0].to(self.out_device)
-        if not self.tuple_output:
-            return maps
         fov = outputs[1].to(self.out_device) if len(outputs) > 1 else None
-        return maps[:, None], fov
+        return outputs[0].to(self.out_device), fov
 
 
 def check_file_graph(path: Path, session: Session, spec: AnySpec) -> None:
     """A user's graph must look like this model's export: one NCHW input, as many outputs as the network has."""
-    want = 2 if spec.family == "depth_pro" and getattr(spec.config, "use_fov_head", False) else 1
+    want = len(spec.output_fields)
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(inputs[0].shape) != 4 or len(outputs) != want:
         raise OptionError(
@@ -358,44 +347,54 @@ def check_file_graph(path: Path, session: Session, spec: AnySpec) -> None:
         )
 
 
+@dataclass(frozen=True)
+class OnnxGraph:
+    """What `load` needs to make the onnxruntime-backed model: the graph as a network, and its origin."""
+
+    net: OnnxNetwork
+    resolved: ResolvedWeights | None
+    """The checkpoint the graph is exported from (None: the user's .onnx file)."""
+    sha256: str
+    """SHA-256 of the checkpoint, or of the user's graph file."""
+
+
 def load_onnxruntime(
-    name: str,
+    spec: AnySpec,
+    processor: Processor,
     weights: str | Path | None,
     device: torch.device,
     dtype: torch.dtype,
-    processor: Processor,
-    spec: AnySpec,
+    torch_model: Callable[[Path], ExportableModel],
     download: bool = True,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    input_size: int | None = None,
-) -> DepthModel:
-    """`sharpdepth.load(..., backend="onnxruntime")` once device, precision and input size are checked."""
+) -> OnnxGraph:
+    """The graph behind `sharpdepth.load(..., backend="onnxruntime")`, once device, precision and size are checked.
+
+    `torch_model(checkpoint)` loads the same model on torch (fp32, CPU); it is called only when
+    a graph has to be exported, and is given by the caller (the loader), so this backend never
+    imports the loader back.
+    """
     check_model(spec, dtype)
     ort = import_onnxruntime()
     factory = SessionFactory(ort, providers_for(device, ort), torch.get_num_threads())
-    tuple_output = spec.family == "depth_pro"
-    if weights is not None and Path(weights).suffix.lower() == ONNX_SUFFIX:
+    if is_onnx_file(weights):
+        assert weights is not None
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsError(f"--weights {path}: no such file")
         session = factory.open(path)
         check_file_graph(path, session, spec)
-        net = OnnxNetwork(FileGraph(path, session), tuple_output, device)
-        return DepthModel(spec, processor, net, device, torch.float32, None, sha256_file_cached(path), max_pixels,
-                          backend="onnxruntime")  # fmt: skip
+        return OnnxGraph(OnnxNetwork(FileGraph(path, session), device), None, sha256_file_cached(path))
     resolved = resolve_weights(spec, weights, download_ok=download)
     digest = sha256_file_cached(resolved.path)
-    version = _version()
 
     def key(hw: tuple[int, int] | None) -> GraphKey:
-        return GraphKey(spec.name, digest, hw, OPSET, version)
+        return GraphKey(spec.name, digest, hw, OPSET, __version__)
 
     def export(path: Path, hw: tuple[int, int] | None) -> list[tuple[tuple[int, ...], float]]:
-        torch_model = load(name, weights=resolved.path, device="cpu", precision="fp32", input_size=input_size)
         # A fixed-size network is checked on a real picture through its own pre-processing (at that size anyway).
         exact = None if spec.data.input_size_fixed else hw
-        report = export_graph(torch_model, path, input_hw=exact, input_size=processor.input_size, dynamic=hw is None,
-                              opset=OPSET)  # fmt: skip
+        report = export_graph(torch_model(resolved.path), path, input_hw=exact, input_size=processor.input_size,
+                              dynamic=hw is None, opset=OPSET)  # fmt: skip
         return report.checks
 
     cached = CachedGraphs(cache_dir(resolved.path), key, export, factory)
@@ -404,5 +403,4 @@ def load_onnxruntime(
         cached.open(None)  # at load: export errors surface before the first image, not inside the batch
     elif spec.data.input_size_fixed:
         cached.open((processor.input_size, processor.input_size))
-    net = OnnxNetwork(cached, tuple_output, device)
-    return DepthModel(spec, processor, net, device, torch.float32, resolved, digest, max_pixels, backend="onnxruntime")
+    return OnnxGraph(OnnxNetwork(cached, device), resolved, digest)

@@ -9,7 +9,6 @@ construction, so a bad value fails before any model is loaded.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -17,8 +16,11 @@ from typing import TYPE_CHECKING, Literal
 from ..errors import OptionError
 from ..io.images import DEFAULT_MAX_PIXELS
 from ..io.outputs import OutputOptions
-from ..maps import check_focal_px
 from ..registry import DEFAULT_MODEL
+from .options import BACKENDS as BACKENDS  # the backend rules live in `engine.options`; named here for front ends
+from .options import DEFAULT_BACKEND, check_backend, check_focal, check_max_pixels, check_torch_weights
+from .options import DEFAULT_VIDEO_BATCH_SIZE as DEFAULT_VIDEO_BATCH_SIZE
+from .options import ONNX_SUFFIX as ONNX_SUFFIX
 
 if TYPE_CHECKING:
     from .model import DepthModel
@@ -26,15 +28,9 @@ if TYPE_CHECKING:
 DEFAULT_DEVICE = "cpu"
 DEFAULT_PRECISION = "fp32"
 DEFAULT_BATCH_SIZE = 1
-DEFAULT_VIDEO_BATCH_SIZE = 4
-"""Frames per forward pass of an image model in `predict_video` (frames share a size)."""
 ALIGN_METHODS = ("lstsq", "lstsq-robust", "median")
 DEFAULT_ALIGN_METHOD = "lstsq"
 PRECISIONS = ("fp32", "bf16", "fp16")
-BACKENDS = ("torch", "onnxruntime")
-"""What runs the network's forward pass (`engine.ort_backend`: fp32 graphs, exported on first use)."""
-DEFAULT_BACKEND = "torch"
-ONNX_SUFFIX = ".onnx"
 
 
 def parse_output_size(text: str) -> Literal["image", "network"]:
@@ -44,14 +40,6 @@ def parse_output_size(text: str) -> Literal["image", "network"]:
     if text == "network":
         return "network"
     raise OptionError(f"--output-size must be image or network, got {text!r}")
-
-
-def check_backend(backend: str) -> str:
-    """The backend's canonical name, or an OptionError naming the choices."""
-    name = backend.lower()
-    if name not in BACKENDS:
-        raise OptionError(f"unknown --backend {backend!r}; choose {', '.join(BACKENDS)}")
-    return name
 
 
 def set_threads(threads: int | None) -> None:
@@ -95,8 +83,7 @@ class ModelSettings:
             raise OptionError("--model needs a model name (see `sharpdepth weights list`)")
         if self.input_size is not None and self.input_size <= 0:
             raise OptionError(f"input size must be a positive number of pixels, got {self.input_size}")
-        if self.max_pixels <= 0:
-            raise OptionError(f"--max-pixels must be positive, got {self.max_pixels}")
+        check_max_pixels(self.max_pixels)
         if self.precision.lower() not in PRECISIONS:
             raise OptionError(f"unknown precision {self.precision!r}; choose {', '.join(PRECISIONS)}")
         if self.threads is not None and self.threads < 1:
@@ -105,10 +92,8 @@ class ModelSettings:
 
     def _check_backend(self) -> None:
         """Combinations the backends cannot run, refused before any model is loaded."""
-        onnx_file = self.weights is not None and Path(self.weights).suffix.lower() == ONNX_SUFFIX
         if check_backend(self.backend) == "torch":
-            if onnx_file:
-                raise OptionError(f"--weights {self.weights} is an ONNX graph: run it with --backend onnxruntime")
+            check_torch_weights(self.weights)
             return
         if self.precision.lower() != "fp32":
             raise OptionError(
@@ -142,13 +127,7 @@ class FocalSettings:
     fov_deg: float | None = None
 
     def __post_init__(self) -> None:
-        # Checked here (no torch needed), before any work: the same rules the model applies per image.
-        if self.focal_px is not None and self.fov_deg is not None:
-            raise OptionError("give either focal_px or fov_deg, not both")
-        if self.focal_px is not None:
-            check_focal_px(self.focal_px)
-        if self.fov_deg is not None and not (math.isfinite(self.fov_deg) and 0 < self.fov_deg < 180):
-            raise OptionError(f"field of view must be between 0 and 180 degrees, got {self.fov_deg}")
+        check_focal(self.focal_px, self.fov_deg)  # the rules the model applies per image, before any work
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,10 +1,10 @@
 """`predict_video`: one DepthResult per frame, in order, for every model.
 
 Image models run frame by frame (several frames per forward pass) and are
-stabilised by default (`sharpdepth.engine.stabilize`); Video Depth Anything
-models run their own windowed / streaming pipeline (the vda helper's
-`vda_video_maps`) and are not stabilised by default, so that they match the
-official pipeline. Decoding runs in a background thread a few frames ahead of
+stabilised by default (`sharpdepth.engine.stabilize`); a family with its own video
+pipeline (`Family.video_runner`, e.g. Video Depth Anything's windowed / streaming
+runner) runs the whole clip through it and is not stabilised by default, so that it
+matches its official pipeline. Decoding runs in a background thread a few frames ahead of
 the network, and nothing is kept beyond the batch and the stabiliser's
 look-ahead, so memory does not grow with the length of the video.
 
@@ -20,27 +20,35 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ..errors import OptionError
+from ..family import VideoRunner
 from ..io.frames import Frame, FrameSelection, FrameSource, VideoInput, open_frames
 from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
-from .model import DepthModel
-from .settings import DEFAULT_VIDEO_BATCH_SIZE as DEFAULT_BATCH_SIZE
+from .options import DEFAULT_VIDEO_BATCH_SIZE as DEFAULT_BATCH_SIZE
 from .stabilize import MODES, Stabilized, Stabilizer, StabilizerSettings
 from .staged import decode_ahead
 
+if TYPE_CHECKING:
+    from .model import DepthModel  # `DepthModel.predict_video` calls this module: no import back
+
 DEFAULT_FOCAL_FRAMES = 8
-VDA_FAMILY_PREFIX = "video_depth_anything"
 
 Reuse = Callable[[Frame], DepthResult | None]
 """Returns an already-computed (stabilised) result for a frame, or None (resuming a run)."""
 
 
+def video_runner(model: DepthModel) -> VideoRunner | None:
+    """The family's own video pipeline, or None when frames run as images."""
+    return model.spec.model_family.video_runner
+
+
 def is_video_model(model: DepthModel) -> bool:
-    return model.spec.family.startswith(VDA_FAMILY_PREFIX)
+    """True for a family with its own video pipeline (whole clips: not stabilised or resumed by default)."""
+    return video_runner(model) is not None
 
 
 def prefetch(items: Iterable[Frame], size: int = 8) -> Iterator[Frame]:
@@ -245,12 +253,10 @@ def _stabilised(result: DepthResult, out: Stabilized) -> DepthResult:
     return replace(result, prediction=_from_disparity(result, out.disparity), extra=extra)
 
 
-def _vda_results(
-    model: DepthModel, frames: Iterable[Frame], mode: str, stabilizer: StabilizerSettings | None
+def _video_model_results(
+    model: DepthModel, runner: VideoRunner, frames: Iterable[Frame], mode: str, stabilizer: StabilizerSettings | None
 ) -> Iterator[DepthResult]:
-    """Video Depth Anything through the vda helper's pipeline; frames are matched to maps in order."""
-    from . import vda_video
-
+    """A family's own video pipeline over the whole clip; frames are matched to maps in order."""
     fed: deque[Frame] = deque()
 
     def feed() -> Iterator[np.ndarray]:
@@ -260,8 +266,7 @@ def _vda_results(
 
     stab = Stabilizer(stabilizer) if stabilizer is not None else None
     waiting: deque[DepthResult] = deque()
-    vda_mode: Literal["offline", "streaming"] = "streaming" if mode == "streaming" else "offline"
-    for depth_map in vda_video.vda_video_maps(model, feed(), vda_mode):
+    for depth_map in runner(model, feed(), "streaming" if mode == "streaming" else "offline"):
         frame = fed.popleft()
         result = DepthResult(
             prediction=np.asarray(depth_map, dtype=np.float32),
@@ -347,16 +352,17 @@ def video_network(
     Everything between decoding and writing: batching, the focal lock, the stabiliser.
     """
     _check_video_options(mode, batch_size, focal_frames)
-    video_model = is_video_model(model)
-    use_stab = (not video_model) if stabilize is None else bool(stabilize)
+    own_runner = video_runner(model)
+    use_stab = (own_runner is None) if stabilize is None else bool(stabilize)
     stab_settings = None
     if use_stab:
         base = stabilizer or StabilizerSettings()
         stab_settings = replace(base, mode=mode)
-    if video_model:
+    if own_runner is not None:
         if reuse is not None:
             raise OptionError("resuming is not supported for video models (they need every frame)")
-        return lambda frames: _vda_results(model, frames, mode, stab_settings)
+        video_runner_of_family = own_runner
+        return lambda frames: _video_model_results(model, video_runner_of_family, frames, mode, stab_settings)
     runner = _ImageModelVideo(
         model, opened.info.exif_focal_px, stab_settings, batch_size, focal_px, fov_deg, focal_frames, reuse, cache
     )

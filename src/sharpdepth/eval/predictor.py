@@ -61,7 +61,7 @@ def model_fingerprint(model: object) -> str | None:
         "name": getattr(model, "name", ""),
         "weights": digest,
         "dtype": str(getattr(model, "dtype", "")),
-        "input_size": getattr(getattr(model, "adapter", None), "input_size", None),
+        "input_size": getattr(getattr(model, "processor", None), "input_size", None),
     }
     return json.dumps(parts, sort_keys=True, default=str)
 

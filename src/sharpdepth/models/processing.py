@@ -21,7 +21,7 @@ before anything is allocated.
 from __future__ import annotations
 
 import math
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -29,8 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputImageError, OptionError
-from ..family import DataConfig, ModelSpec, NetworkOutput, Prediction, SizeRule
+from ..family import DataConfig, ModelSpec, NetworkOutput, Prediction, SizeRule, decode_output
 from .resize import resize_cubic_cv2
+
+if TYPE_CHECKING:
+    from ..family import RawNetworkOutput
 
 C = TypeVar("C")
 
@@ -99,6 +102,38 @@ def check_network_size(
         )
 
 
+def check_network_input(name: str, data: DataConfig, height: int, width: int) -> None:
+    """Refuse an exact network input (h, w) the network cannot take, with the rule (e.g. for an export).
+
+    Fixed-size networks take only their size; the others take sides that are multiples of
+    `data.multiple_of` (the patch size or the encoder's stride: other sides make the skip
+    connections disagree by a pixel deep inside the network).
+    """
+    if data.input_size_fixed:
+        size = data.input_size
+        if (height, width) != (size, size):
+            raise OptionError(f"{name} takes a fixed {size}x{size} network input, not {height}x{width}")
+        return
+    step = data.multiple_of
+    if height % step or width % step:
+
+        def near(x: int) -> str:
+            down, up = (x // step) * step, -(-x // step) * step
+            return str(x) if x % step == 0 else f"{down} or {up}" if down else str(up)
+
+        raise OptionError(
+            f"{name} takes network inputs whose sides are multiples of {step}; {height}x{width} is not "
+            f"(height {near(height)}, width {near(width)})"
+        )
+
+
+def network_outputs(raw: RawNetworkOutput) -> list[NetworkOutput]:
+    """A batch's raw forward result -> one `NetworkOutput` per image (maps stay on their device)."""
+    maps, fov = decode_output(raw)
+    fovs: list[float | None] = [float(f) for f in fov.float().cpu().tolist()] if fov is not None else [None] * len(maps)
+    return [NetworkOutput(map=m.float(), fov_deg=f) for m, f in zip(maps, fovs, strict=True)]
+
+
 def to_numpy(values: torch.Tensor) -> np.ndarray:
     """The one device -> host conversion of a finished map: float32 numpy, no further copy."""
     return values.detach().to(device="cpu", dtype=torch.float32).numpy()
@@ -140,8 +175,7 @@ class MapProcessor(Generic[C]):
     def forward(self, net: nn.Module, batch: torch.Tensor) -> list[NetworkOutput]:
         param = next(net.parameters())
         with torch.inference_mode():
-            out = net(batch.to(device=param.device, dtype=param.dtype))
-        return [NetworkOutput(map=m.float()) for m in out]  # stays on the device for the resize
+            return network_outputs(net(batch.to(device=param.device, dtype=param.dtype)))
 
     def postprocess(self, out: NetworkOutput, height: int, width: int, focal_px: float | None) -> Prediction:
         """Resize to the image with the official kernel (on the map's device); the focal length passes through."""

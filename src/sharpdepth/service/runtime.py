@@ -184,7 +184,7 @@ class Service:
             known = self._shapes.get((height, width))
         if known is not None:
             return known
-        shape = tuple(model.adapter.preprocess(np.zeros((height, width, 3), dtype=np.uint8)).shape)
+        shape = tuple(model.processor.preprocess(np.zeros((height, width, 3), dtype=np.uint8)).shape)
         with self._shapes_lock:
             self._shapes[(height, width)] = shape
         return shape

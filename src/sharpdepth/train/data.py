@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from ..apps.common import resize_plane
-from ..engine.adapter import ModelAdapter
 from ..errors import DatasetError, OptionError
 from ..eval.datasets import DepthDataset, Entry, Sample
+from ..family import Processor
 
 IMAGE_DIR_NAMES = frozenset({"image", "images", "rgb", "color", "colour"})
 
@@ -264,7 +264,7 @@ class Batch:
         return Batch(*(t.to(device) for t in (self.image, self.depth, self.mask, self.focal_px, self.width)))
 
 
-def to_item(view: View, adapter: ModelAdapter, size: tuple[int, int] | None = None) -> Batch:
+def to_item(view: View, adapter: Processor, size: tuple[int, int] | None = None) -> Batch:
     """One view through the family's pre-processing; targets resized to the network input.
 
     `size` forces the network input size (bilinear resize after the family's own), for
@@ -319,7 +319,7 @@ class SampleStream:
     """
 
     def __init__(
-        self, dataset: DepthDataset, entries: list[Entry], adapter: ModelAdapter, augment: Augment | None, seed: int
+        self, dataset: DepthDataset, entries: list[Entry], adapter: Processor, augment: Augment | None, seed: int
     ) -> None:
         if not entries:
             raise OptionError("no training samples")

@@ -34,7 +34,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..engine.adapter import ModelAdapter
 from ..engine.model import DepthModel, load, strict_load
 from ..errors import OptionError, SharpDepthError
 from ..eval.datasets import DepthDataset, Entry, open_dataset
@@ -43,6 +42,7 @@ from ..eval.protocols import Protocol as EvalProtocol
 from ..eval.protocols import default_protocol
 from ..eval.scoring import Frame, Scorer, resolve_alignment
 from ..eval.settings import EvalSettings
+from ..family import Processor
 from ..io.atomic import atomic_path
 from ..registry import ModelSpec
 from ..result import OutputKind
@@ -214,7 +214,7 @@ class Trainer:
             random_weights=settings.random_weights,
         )
         self.spec: ModelSpec = base.spec
-        self.adapter: ModelAdapter = base.adapter
+        self.adapter: Processor = base.processor
         self.device = base.device
         self.net: nn.Module = base.net
         self.family = self.spec.family

@@ -1,14 +1,15 @@
 """From raw network outputs and a batch to one loss: which space each loss works in.
 
-Raw outputs per family (`sharpdepth.engine.adapter`): Depth Pro gives canonical inverse
-depth C (N, 1, H, W) and the FOV in degrees (N,); Depth Anything / MiDaS give one
-(N, h, w) map, relative disparity or (metric Depth Anything) metres.
+Raw outputs are read by the one decoder (`family.decode_output`): a map, plus the FOV in
+degrees (N,) for a network with a FOV head. What the map holds is the family's declared
+`map_output`: canonical inverse depth C (Depth Pro), or the preset's output kind (relative
+disparity, or metres for metric models).
 
 * `depth-pro`: canonical inverse depth, target f / (w D) from the dataset's focal
   length (images without one are skipped); plus the FOV term when the FOV head trains.
-* `silog`: metric depth — Depth Pro's C turned into metres with the dataset's focal
-  length (D = f / (w C)); refused for relative models (no metric scale to learn).
-* `ssi`, `affine`: disparity — C for Depth Pro, 1 / D for metric models, the raw map
+* `silog`: metric depth — C turned into metres with the dataset's focal length
+  (D = f / (w C)); refused for relative models (no metric scale to learn).
+* `ssi`, `affine`: disparity — C as it is, 1 / D for metric models, the raw map
   for relative ones; the target is 1 / D.
 * `fov`: the FOV head alone, target 2 atan(w / 2f).
 """
@@ -22,9 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import OptionError
+from ..family import decode_output
+from ..registry import get_family
 from . import losses
 from .data import Batch
-from .settings import TrainSettings
+from .settings import TrainSettings, training_facts
 
 RawOutput = torch.Tensor | tuple[torch.Tensor, torch.Tensor | None] | Sequence[torch.Tensor | None]
 
@@ -38,17 +41,7 @@ class Outputs:
 
 def split_outputs(raw: RawOutput, size: tuple[int, int]) -> Outputs:
     """Normalise a family's forward result to `Outputs` (float32, resized to `size`)."""
-    fov = None
-    if isinstance(raw, tuple | list):
-        first = raw[0]
-        fov = raw[1] if len(raw) > 1 else None
-        if first is None:
-            raise ValueError("network returned no depth map")
-        depth_map = first
-    else:
-        depth_map = raw
-    if depth_map.ndim == 4:
-        depth_map = depth_map[:, 0]
+    depth_map, fov = decode_output(raw)
     depth_map = depth_map.float()
     if tuple(depth_map.shape[-2:]) != size:
         depth_map = F.interpolate(depth_map[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
@@ -59,22 +52,26 @@ class Objective:
     """The configured loss for one model; `__call__(outputs, batch) -> (loss, parts)`."""
 
     def __init__(self, name: str, family: str, metric: bool, settings: TrainSettings, train_fov: bool) -> None:
+        canonical = get_family(family).map_output == "canonical_inverse_depth"
+        has_fov = "fov" in training_facts(family).part_names
         if name == "silog" and not metric:
             raise OptionError("--loss silog needs a metric model; relative models train with ssi or affine")
-        if name == "depth-pro" and family != "depth_pro":
-            raise OptionError("--loss depth-pro trains Depth Pro's canonical inverse depth; use silog, ssi or affine")
-        if name == "fov" and family != "depth_pro":
-            raise OptionError("--loss fov: only Depth Pro has a FOV head")
+        if name == "depth-pro" and not canonical:
+            raise OptionError("--loss depth-pro trains canonical inverse depth (Depth Pro); use silog, ssi or affine")
+        if name == "fov" and not has_fov:
+            raise OptionError(f"--loss fov: the {family} family has no FOV head")
         self.name = name
         self.family = family
         self.metric = metric
+        self.canonical = canonical
+        """The map is canonical inverse depth: metres need the focal length."""
         self.s = settings
-        self.train_fov = train_fov and family == "depth_pro" and name != "fov"
+        self.train_fov = train_fov and has_fov and name != "fov"
 
     @property
     def needs_focal(self) -> bool:
         """Whether a sample without a focal length can contribute nothing."""
-        return self.family == "depth_pro" and self.name in ("depth-pro", "silog", "fov")
+        return self.canonical and self.name in ("depth-pro", "silog", "fov")
 
     def __call__(self, out: Outputs, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         focal_known = torch.isfinite(batch.focal_px)
@@ -114,11 +111,11 @@ class Objective:
         return loss, {k: float(v) for k, v in parts.items()}
 
     def _metric_depth(self, pred: torch.Tensor, focal: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
-        if self.family == "depth_pro":
+        if self.canonical:
             return (focal / width)[:, None, None] / pred.clamp_min(losses.EPS)
         return pred
 
     def _disparity(self, pred: torch.Tensor) -> torch.Tensor:
-        if self.metric and self.family != "depth_pro":
+        if self.metric and not self.canonical:
             return 1.0 / pred.clamp_min(losses.EPS)
         return pred

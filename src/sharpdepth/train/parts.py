@@ -1,14 +1,11 @@
 """Which parameters train: parts of each family's network, freezing, and LoRA.
 
-Parts are named by the official state-dict prefixes, so the same `--train` / `--freeze`
-words mean the same thing for every family:
-
-| part    | Depth Pro   | Depth Anything                  | MiDaS                  |
-| ------- | ----------- | ------------------------------- | ---------------------- |
-| encoder | `encoder.*` | `pretrained.*` (DINOv2)         | `pretrained.*`         |
-| decoder | `decoder.*` | `depth_head.*` but the head     | `scratch.*` but head   |
-| head    | `head.*`    | `depth_head.scratch.output_conv*` | `scratch.output_conv*` |
-| fov     | `fov.*`     | —                               | —                      |
+Parts are named by the official state-dict prefixes each family declares
+(`Family.training.parts`, e.g. Depth Pro: `encoder.*`, `decoder.*`, `head.*`, `fov.*`;
+Depth Anything: `pretrained.*` (DINOv2), `depth_head.*` but the head,
+`depth_head.scratch.output_conv*`), so the same `--train` / `--freeze` words mean the
+same thing for every family. A parameter no prefix claims is an error, never a silent
+"decoder": a family that declares no parts cannot be fine-tuned.
 
 `--train head` trains the head, `decoder` the decoder and the head, `fov` only the FOV
 head, `all` everything; `--freeze` then removes parts from that set.
@@ -29,17 +26,8 @@ import torch
 from torch import nn
 
 from ..errors import OptionError
+from .settings import training_facts
 
-PART_PREFIXES: dict[str, tuple[tuple[str, str], ...]] = {
-    # (prefix, part), most specific first
-    "depth_pro": (("fov.", "fov"), ("head.", "head"), ("encoder.", "encoder"), ("decoder.", "decoder")),
-    "depth_anything": (
-        ("depth_head.scratch.output_conv", "head"),
-        ("pretrained.", "encoder"),
-        ("depth_head.", "decoder"),
-    ),
-    "midas": (("scratch.output_conv", "head"), ("pretrained.", "encoder"), ("scratch.", "decoder")),
-}
 TRAINED_BY: dict[str, frozenset[str]] = {
     "all": frozenset({"encoder", "decoder", "head", "fov"}),
     "decoder": frozenset({"decoder", "head"}),
@@ -49,19 +37,18 @@ TRAINED_BY: dict[str, frozenset[str]] = {
 
 
 def part_of(family: str, key: str) -> str:
-    """Part of a parameter by its official key; keys no prefix claims belong to the decoder."""
-    for prefix, part in PART_PREFIXES.get(family, ()):
-        if key.startswith(prefix):
-            return part
-    return "decoder"
+    """Part of a parameter by its official key, from the family's declared prefixes."""
+    part = training_facts(family).part_of(key)
+    if part is None:
+        raise OptionError(f"{family}: parameter {key!r} belongs to no declared part (Family.training.parts)")
+    return part
 
 
 def trainable_parts(family: str, train: str, freeze: tuple[str, ...]) -> frozenset[str]:
-    if train == "fov" and family != "depth_pro":
-        raise OptionError("--train fov: only Depth Pro has a FOV head")
-    parts = TRAINED_BY[train] - set(freeze)
-    if "fov" in parts and family != "depth_pro":
-        parts = parts - {"fov"}
+    available = training_facts(family).part_names
+    if train == "fov" and "fov" not in available:
+        raise OptionError(f"--train fov: the {family} family has no FOV head")
+    parts = (TRAINED_BY[train] - set(freeze)) & available
     if not parts:
         raise OptionError(f"--train {train} with --freeze {','.join(freeze) or '-'} leaves nothing to train")
     return parts

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import OptionError
+from ..family import Training
+from ..registry import get_family
 
 LOSSES = ("depth-pro", "silog", "ssi", "affine", "fov")
 PARTS = ("encoder", "decoder", "head", "fov")
@@ -20,15 +22,18 @@ TRAIN_CHOICES = ("all", "decoder", "head", "fov")
 PRECISIONS = ("fp32", "bf16")
 
 
+def training_facts(family: str) -> Training:
+    """The family's declared trainable parts and losses (`Family.training`); OptionError when it declares none."""
+    training = get_family(family).training
+    if training is None:
+        raise OptionError(f"the {family} family cannot be fine-tuned (it declares no trainable parts)")
+    return training
+
+
 def default_loss(family: str, metric: bool) -> str:
-    """The loss each family's own paper fine-tunes with: Depth Pro -> depth-pro,
-    metric Depth Anything (and other metric models) -> silog, relative models -> affine
-    for Depth Anything and ssi (MiDaS's) otherwise."""
-    if family == "depth_pro":
-        return "depth-pro"
-    if metric:
-        return "silog"
-    return "affine" if family == "depth_anything" else "ssi"
+    """The loss the family's own paper fine-tunes with, as it declares: e.g. Depth Pro -> depth-pro,
+    metric Depth Anything -> silog, relative Depth Anything -> affine, MiDaS -> ssi."""
+    return training_facts(family).default_loss(metric)
 
 
 @dataclass(frozen=True, kw_only=True)

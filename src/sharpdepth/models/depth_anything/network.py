@@ -31,12 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..family import DataConfig, Family, LicenseClass, ModelSpec, WeightSource, official_layout
-from ..result import OutputKind
-from ..weights.keymaps import depth_anything as keymap
-from .dpt import Scratch
-from .processing import MapProcessor, official_resize_hw
-from .vit import VisionTransformer, ViTConfig, tokens_to_map
+from ...family import DataConfig, Family, LicenseClass, ModelSpec, OnnxExport, Training, WeightSource, official_layout
+from ...result import OutputKind
+from ..dpt import Scratch
+from ..processing import MapProcessor, official_resize_hw
+from ..vit import VisionTransformer, ViTConfig, tokens_to_map
+from . import keymap
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -244,7 +244,6 @@ def data_config(cfg: DepthAnythingConfig) -> DataConfig:
         multiple_of=PATCH,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        input_kernel="cv2_cubic",
         output_kernel="bilinear",
         output_align_corners=cfg.output_align_corners,
         min_input_size=PATCH,
@@ -257,6 +256,11 @@ FAMILY = Family[DepthAnythingConfig](
     data=data_config,
     converters={"official": official_layout, "hf": keymap.hf_to_official},
     processor=MapProcessor,
+    onnx=OnnxExport(),
+    training=Training(
+        parts=(("depth_head.scratch.output_conv", "head"), ("pretrained.", "encoder"), ("depth_head.", "decoder")),
+        relative_loss="affine",
+    ),
 )
 
 _SIZE_NAMES = {"vits": "small", "vitb": "base", "vitl": "large", "vitg": "giant"}

@@ -1,7 +1,7 @@
 """Video Depth Anything's two official inference modes, as bounded-memory generators.
 
-`vda_video_maps(model, frames, mode)` is the seam `DepthModel.predict_video` uses for
-Video Depth Anything models: frames in (HxWx3 uint8 RGB, any iterable, consumed
+`vda_video_maps(model, frames, mode)` is the family's video runner (`Family.video_runner`), which
+`DepthModel.predict_video` calls for Video Depth Anything models: frames in (HxWx3 uint8 RGB, any iterable, consumed
 lazily), one float32 HxW map per frame out, in order, in the model's output kind.
 
 Offline (official `video_depth.infer_video_depth`)
@@ -42,9 +42,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..errors import InputImageError, OptionError
-from ..models.video_depth_anything import WINDOW, VideoDepthAnything, VideoDepthAnythingConfig, resize_to_frame
-from .model import DepthModel
+from ...errors import InputImageError, OptionError
+from ...family import LoadedNetwork
+from .network import WINDOW, VideoDepthAnything, VideoDepthAnythingConfig, resize_to_frame
 
 Mode = Literal["offline", "streaming"]
 
@@ -74,11 +74,11 @@ class VideoTrace:
 
 
 def vda_video_maps(
-    model: DepthModel, frames: Iterable[np.ndarray], mode: Mode | str = "offline", trace: VideoTrace | None = None
+    model: LoadedNetwork, frames: Iterable[np.ndarray], mode: Mode | str = "offline", trace: VideoTrace | None = None
 ) -> Iterator[np.ndarray]:
     """Per-frame maps of a clip with a Video Depth Anything model, as the official code computes them.
 
-    `model`: a loaded `video-depth-anything-*` DepthModel (its net, device, dtype,
+    `model`: a loaded `video-depth-anything-*` LoadedNetwork (its net, device, dtype,
     processor's preprocessing and `input_size` are used). `frames`: HxWx3 uint8 RGB
     arrays, all the same size, read lazily. `mode`: "offline" (32-frame windows,
     aligned and cross-faded; needs up to 32 frames of look-ahead) or "streaming"
@@ -100,7 +100,7 @@ def vda_video_maps(
 # ----------------------------------------------------------------------- shared
 
 
-def _vda_net(model: DepthModel) -> tuple[VideoDepthAnything, VideoDepthAnythingConfig]:
+def _vda_net(model: LoadedNetwork) -> tuple[VideoDepthAnything, VideoDepthAnythingConfig]:
     net, cfg = model.net, model.spec.config
     if not isinstance(net, VideoDepthAnything) or not isinstance(cfg, VideoDepthAnythingConfig):
         raise OptionError(f"{model.name} is not a Video Depth Anything model")
@@ -111,7 +111,7 @@ def _vda_net(model: DepthModel) -> tuple[VideoDepthAnything, VideoDepthAnythingC
 class _FrameReader:
     """Preprocesses frames on demand and checks that they all share one size."""
 
-    model: DepthModel
+    model: LoadedNetwork
     frames: Iterator[np.ndarray]
     size: tuple[int, int] | None = None
     count: int = 0
@@ -140,7 +140,7 @@ class _FrameReader:
 
 
 def _run(
-    model: DepthModel, net: VideoDepthAnything, clip: torch.Tensor, past: Sequence[torch.Tensor] | None = None
+    model: LoadedNetwork, net: VideoDepthAnything, clip: torch.Tensor, past: Sequence[torch.Tensor] | None = None
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(T, 3, h, w) inputs -> ((T, h, w) float32 maps on CPU, states) on the model's device and dtype."""
     with torch.inference_mode():
@@ -228,7 +228,7 @@ def cross_fade(before: Sequence[np.ndarray], after: Sequence[np.ndarray]) -> lis
 
 
 def _offline(
-    model: DepthModel,
+    model: LoadedNetwork,
     net: VideoDepthAnything,
     cfg: VideoDepthAnythingConfig,
     frames: Iterable[np.ndarray],
@@ -308,7 +308,7 @@ class StreamCache:
 
 
 def _streaming(
-    model: DepthModel, net: VideoDepthAnything, frames: Iterable[np.ndarray], trace: VideoTrace
+    model: LoadedNetwork, net: VideoDepthAnything, frames: Iterable[np.ndarray], trace: VideoTrace
 ) -> Iterator[np.ndarray]:
     reader = _FrameReader(model, iter(frames))
     cache = StreamCache()

@@ -39,18 +39,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..family import DataConfig, Family, KeyMapError, SizeRule, StateDict, WeightSource
-from ..result import OutputKind
-from ..weights.keymaps import midas as keymap
-from ..weights.keymaps.midas import MidasKeyLayout
-from .backbones.beit import COMPUTED_KEYS as BEIT_COMPUTED_KEYS
-from .backbones.beit import Beit, BeitConfig
-from .backbones.resnetv2 import HybridEmbed
-from .backbones.swin2 import Swin2Config, SwinTransformerV2, computed_masks
-from .dpt import Scratch
-from .features import Intermediates
-from .processing import MapProcessor, official_resize_hw
-from .vit import VisionTransformer, ViTConfig
+from ...family import (
+    DataConfig,
+    Family,
+    KeyMapError,
+    ModelSpec,
+    OnnxExport,
+    SizeRule,
+    StateDict,
+    Training,
+    WeightSource,
+)
+from ...result import OutputKind
+from ..backbones.beit import COMPUTED_KEYS as BEIT_COMPUTED_KEYS
+from ..backbones.beit import Beit, BeitConfig
+from ..backbones.resnetv2 import HybridEmbed
+from ..backbones.swin2 import Swin2Config, SwinTransformerV2, computed_masks
+from ..dpt import Scratch
+from ..features import Intermediates
+from ..processing import MapProcessor, official_resize_hw
+from ..vit import VisionTransformer, ViTConfig
+from . import keymap
+from .keymap import MidasKeyLayout
 
 ResizeMethod = Literal["minimal", "upper_bound", "lower_bound"]
 
@@ -100,7 +110,7 @@ class MidasDPTConfig:
 
     @property
     def key_layout(self) -> MidasKeyLayout:
-        """What the key table (`weights.keymaps.midas`) needs to know about this architecture."""
+        """What the key table (`keymap` in this package) needs to know about this architecture."""
         bb = self.backbone
         if isinstance(bb, Swin2Config):
             return MidasKeyLayout("swin2", 0, bb.stage_dim(len(bb.depths) - 1), bb.depths, (), self.num_classes)
@@ -345,7 +355,6 @@ def data_config(cfg: MidasDPTConfig) -> DataConfig:
         multiple_of=cfg.multiple_of,
         mean=cfg.mean,
         std=cfg.std,
-        input_kernel="cv2_cubic",
         output_kernel="bicubic",
         output_align_corners=False,
         input_size_fixed=cfg.fixed_input_size,
@@ -365,12 +374,28 @@ def convert_hf(state: StateDict, cfg: MidasDPTConfig) -> StateDict:
     return convert_official(keymap.hf_to_official(state, cfg), cfg)
 
 
+def _size_dependent_backbone(spec: ModelSpec[MidasDPTConfig]) -> str | None:
+    """BEiT's relative-position tables and Swin-V2's windows are laid out for one input size."""
+    backbone = spec.config.backbone
+    if isinstance(backbone, BeitConfig | Swin2Config):
+        return (
+            f"{spec.name}: the {type(backbone).__name__.removesuffix('Config')} backbone's attention layout depends "
+            "on the input size; export one graph per size with --input-size instead of --dynamic"
+        )
+    return None
+
+
 FAMILY = Family[MidasDPTConfig](
     name="midas",
     build=MidasDPT,
     data=data_config,
     converters={"official": convert_official, "hf": convert_hf},
     processor=MapProcessor,
+    onnx=OnnxExport(dynamic_refusal=_size_dependent_backbone),
+    training=Training(
+        parts=(("scratch.output_conv", "head"), ("pretrained.", "encoder"), ("scratch.", "decoder")),
+        relative_loss="ssi",
+    ),
 )
 
 LICENSE = "MIT (isl-org/MiDaS)"

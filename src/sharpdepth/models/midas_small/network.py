@@ -47,12 +47,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..family import DataConfig, Family, official_layout
-from ..result import OutputKind
-from .backbones.efficientnet_lite import EFFICIENTNET_LITE3, EfficientNetLite, EfficientNetLiteConfig
-from .dpt import Scratch
-from .features import Intermediates, check_indices
-from .processing import MapProcessor
+from ...family import DataConfig, Family, ModelSpec, OnnxExport, Training, official_layout
+from ...result import OutputKind
+from ..backbones.efficientnet_lite import EFFICIENTNET_LITE3, EfficientNetLite, EfficientNetLiteConfig
+from ..dpt import Scratch
+from ..features import Intermediates, check_indices
+from ..processing import MapProcessor
 
 
 @dataclass(frozen=True)
@@ -214,11 +214,14 @@ def data_config(cfg: MidasSmallConfig) -> DataConfig:
         multiple_of=cfg.multiple_of,
         mean=cfg.mean,
         std=cfg.std,
-        input_kernel="cv2_cubic",
         output_kernel="bicubic",
         output_align_corners=False,
         min_input_size=cfg.multiple_of,
     )
+
+
+def _same_padding(spec: ModelSpec[MidasSmallConfig]) -> str:
+    return f"{spec.name}: TensorFlow-SAME padding depends on the input size; export one graph per size"
 
 
 FAMILY = Family[MidasSmallConfig](
@@ -227,6 +230,11 @@ FAMILY = Family[MidasSmallConfig](
     data=data_config,
     converters={"official": official_layout},
     processor=MapProcessor,
+    onnx=OnnxExport(dynamic_refusal=_same_padding),
+    training=Training(
+        parts=(("scratch.output_conv", "head"), ("pretrained.", "encoder"), ("scratch.", "decoder")),
+        relative_loss="ssi",
+    ),
 )
 
 PRESETS = (
