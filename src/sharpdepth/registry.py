@@ -27,6 +27,8 @@ from .result import OutputKind
 
 DEFAULT_MODEL = "depth-pro"
 """The model every front end runs when none is named (`sharpdepth.load()`, the CLI, the service)."""
+DEFAULT_SPLAT_MODEL = "sharp"
+"""The model `splat` runs when none is named (one photo -> metric 3D Gaussians)."""
 
 __all__ = [
     "ModelSpec",

@@ -255,5 +255,5 @@ class SceneResult:
 
     @property
     def world_to_cam(self) -> np.ndarray:
-        """N x 4 x 4 inverses of `cam_to_world` (the extrinsics COLMAP and DA3 store)."""
+        """N x 4 x 4 inverses of `cam_to_world` (the extrinsics COLMAP and any-view models store)."""
         return np.linalg.inv(self.cam_to_world)

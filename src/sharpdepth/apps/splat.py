@@ -27,7 +27,6 @@ from ..io.atomic import write_text_atomic
 if TYPE_CHECKING:
     from ..engine.model import DepthModel
 
-DEFAULT_SPLAT_MODEL = "sharp"
 DEFAULT_VIDEO_FPS = 30
 
 

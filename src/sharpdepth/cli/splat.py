@@ -12,9 +12,10 @@ from typing import Annotated
 
 import typer
 
-from ..apps.splat import DEFAULT_SPLAT_MODEL, SplatSettings
+from ..apps.splat import SplatSettings
 from ..errors import SharpDepthError
 from ..geometry.trajectory import DEFAULT_STEPS, DEFAULT_TRAJECTORY, TRAJECTORIES
+from ..registry import DEFAULT_SPLAT_MODEL
 
 TrajectoryOpt = Annotated[
     str, typer.Option("--trajectory", help=f"Camera path of the video: {', '.join(TRAJECTORIES)}.")

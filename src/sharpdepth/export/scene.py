@@ -28,7 +28,7 @@ from ..io.outputs import OutputOptions, write_outputs
 from ..result import DepthResult, SceneResult
 
 DEFAULT_CONFIDENCE_PERCENTILE = 40.0
-"""Points below this percentile of a view's confidence are dropped (DA3's GLB export default)."""
+"""Points below this percentile of a view's confidence are dropped (the official any-view GLB export default)."""
 DEFAULT_MAX_POINTS = 1_000_000
 DEFAULT_COLMAP_POINTS = 100_000
 GLTF_FROM_OPENCV = np.diag([1.0, -1.0, -1.0])

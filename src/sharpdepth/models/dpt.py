@@ -96,7 +96,7 @@ class Scratch(nn.Module):
         align_corners: bool = True,
         coarsest_has_skip: bool = True,
     ) -> None:
-        """`coarsest_has_skip=False`: `refinenet4` without the (never used) skip unit (DA3)."""
+        """`coarsest_has_skip=False`: `refinenet4` without the (never used) skip unit (any-view DPT heads)."""
         super().__init__()
         # With `expand`, level i gets features * 2**i channels (MiDaS small's scratch).
         widths = [features * (2**i if expand else 1) for i in range(4)]

@@ -52,7 +52,7 @@ class ViTConfig:
     scale factor, or the bilinear resize used by MiDaS/DPT."""
     in_chans: int = 3
     final_norm_eps: float | None = None
-    """eps of the final `norm` when it differs from the blocks' (DA3: the torch default 1e-5)."""
+    """eps of the final `norm` when it differs from the blocks' (the any-view encoder: the torch default 1e-5)."""
     qk_norm_start: int = -1
     """Blocks from this index on LayerNorm q and k per head (-1: never)."""
     qk_norm_eps: float = 1e-5
@@ -99,7 +99,7 @@ class LayerScale(nn.Module):
 
 
 class RotaryEmbedding2D(nn.Module):
-    """2D rotary position embedding (RoPE-2D as in DA3/VGGT): the first half of each head's
+    """2D rotary position embedding (RoPE-2D as in VGGT-style any-view encoders): the first half of each head's
     channels rotates with the token's row, the second half with its column.
 
     Within each half, channel pairs (i, i + d/2) rotate by position * base^(-2i/d)."""
@@ -342,7 +342,7 @@ class VisionTransformer(nn.Module):
             raise RuntimeError("internal error: the ViT stopped early")
         return final
 
-    # ------------------------------------------------------------ multi-view (DA3 any-view)
+    # ------------------------------------------------------------ multi-view (any-view encoders)
     def forward_views(
         self,
         x: torch.Tensor,
@@ -418,11 +418,11 @@ class VisionTransformer(nn.Module):
 
 
 REFERENCE_VIEW_MIN = 3
-"""DA3 picks a reference view only from this many views on (THRESH_FOR_REF_SELECTION)."""
+"""The any-view encoder picks a reference view only from this many views on (THRESH_FOR_REF_SELECTION)."""
 
 
 def select_reference_view(cls_tokens: torch.Tensor) -> torch.Tensor:
-    """DA3's "saddle_balanced" choice: per batch, the view whose mean cosine similarity to the
+    """The official "saddle_balanced" choice: per batch, the view whose mean cosine similarity to the
     others, cls-token norm and cls-token variance are each closest to the middle of their range.
 
     cls_tokens: (B, S, C) -> (B,) view indices."""
@@ -441,7 +441,7 @@ def select_reference_view(cls_tokens: torch.Tensor) -> torch.Tensor:
 
 def reference_first_order(ref: torch.Tensor, s: int) -> torch.Tensor:
     """View order with the reference first and the others in input order (batch of one scene:
-    the first entry of `ref` decides; DA3 runs one scene per forward)."""
+    the first entry of `ref` decides; the official code runs one scene per forward)."""
     first = int(ref[0])
     return torch.tensor([first] + [v for v in range(s) if v != first], device=ref.device)
 

@@ -62,7 +62,6 @@ def data_config(cfg: DA3Config) -> DataConfig:
         multiple_of=PATCH,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        input_kernel="cv2_cubic",
         output_kernel="bilinear",
         output_align_corners=False,
         min_input_size=PATCH,

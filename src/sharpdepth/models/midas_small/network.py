@@ -24,7 +24,7 @@ family's `DataConfig`, run by the shared `models.processing.MapProcessor`):
   and the short one is smaller: the network is not fed a square. `net_input_hw` computes it;
   the official `resize_target=None` (only the image is resized);
 * interpolation: `cv2.resize(..., interpolation=cv2.INTER_CUBIC)` on the float64 image
-  (`DataConfig.input_kernel="cv2_cubic"`). For this down-scale torch's
+  (cv2 cubic). For this down-scale torch's
   `F.interpolate(mode="bicubic", align_corners=False, antialias=False)` on float64 gave a
   bit-identical net input in the fixture's reference self-check (both are a=-0.75 cubic
   with half-pixel centres and no antialiasing);

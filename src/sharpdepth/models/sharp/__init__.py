@@ -40,10 +40,8 @@ def data_config(cfg: SharpConfig) -> DataConfig:
         multiple_of=cfg.img_size,
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
-        input_kernel="bilinear",
         output_kernel="bilinear",
         output_align_corners=False,
-        output_resized_as="inverse_depth",
         input_size_fixed=True,
         min_input_size=cfg.img_size,
     )
