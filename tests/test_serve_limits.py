@@ -98,7 +98,7 @@ def test_every_documented_range_refuses_its_far_side():
     for bad in (dict(duration_s=1e9), dict(fps=1e6), dict(max_size_px=10**6), dict(amplitude=5.0)):
         with pytest.raises(OutOfRangeError):
             ParallaxSettings(**bad)
-    for bad in (dict(baseline_m=1e9), dict(convergence_m=1e300)):
+    for bad in (dict(interaxial_mm=1e9), dict(convergence_m=1e300), dict(max_disparity=-0.1)):
         with pytest.raises(OutOfRangeError):
             StereoSettings(**bad)
     for bad in (dict(max_batch=10**9), dict(max_inflight_mpx=0), dict(max_response_mb=-1)):

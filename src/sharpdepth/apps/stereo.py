@@ -108,16 +108,17 @@ def render_pair(
     return left, right
 
 
-_POOL: ThreadPoolExecutor | None = None
-
-
 def _both_eyes(jobs: list[tuple[np.ndarray, np.ndarray, float]], fill: str) -> list[EyeView]:
-    """Render the two eyes in two threads: most of the work is numpy and OpenCV, which release the GIL."""
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sharpdepth-eye")
-    futures = [_POOL.submit(render_eye, rgb, parallax, side, fill) for rgb, parallax, side in jobs]
-    return [f.result() for f in futures]
+    """Render the eyes at once: the caller draws the first while a helper thread draws the rest.
+
+    Most of the work is numpy and OpenCV, which release the GIL. The helper lives only for the
+    call, so no thread outlives a job (a job that ends leaves no sharpdepth thread behind).
+    """
+    (rgb, parallax, side), rest = jobs[0], jobs[1:]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sharpdepth-eye") as pool:
+        others = [pool.submit(render_eye, r, p, s, fill) for r, p, s in rest]
+        first = render_eye(rgb, parallax, side, fill)
+        return [first] + [f.result() for f in others]
 
 
 def stereo_pair(

@@ -21,19 +21,14 @@ from ..errors import OptionError
 from ..io.video import VIDEO_SUFFIXES, FrameSelection
 from ..video.settings import VideoSettings
 from .depth_source import (
-    DEFAULT_MAX_PIXELS,
     DEFAULT_MODEL,
-    DepthOpt,
+    DEPTH_SOURCE_OPTIONS,
     DepthSource,
-    DeviceOpt,
-    FocalOpt,
-    MaxPixelsOpt,
-    ModelOpt,
-    WeightsOpt,
     check_image_output,
     check_output,
     save_rgb,
 )
+from .options import bundled
 
 _STEREO = StereoSettings()
 _VIDEO = VideoSettings()
@@ -98,8 +93,9 @@ def is_video(path: Path) -> bool:
 
 def register(app: typer.Typer) -> None:
     @app.command("stereo")
+    @bundled(photo=DEPTH_SOURCE_OPTIONS)
     def stereo(
-        input: Annotated[Path, typer.Argument(help="A photo or a video.")],
+        photo: DepthSource,
         output: Annotated[
             Path | None, typer.Option("-o", "--output", help="Output folder (photos: or the output file).")
         ] = None,
@@ -110,12 +106,6 @@ def register(app: typer.Typer) -> None:
         half: Annotated[bool, typer.Option("--half", hidden=True, help="Old: --format sbs --half = half-sbs.")] = (
             False
         ),
-        depth: DepthOpt = None,
-        model: ModelOpt = None,
-        weights: WeightsOpt = None,
-        device: DeviceOpt = "cpu",
-        focal_px: FocalOpt = None,
-        max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
         interaxial_mm: Annotated[
             float | None, typer.Option("--interaxial-mm", help="Metric models: camera distance (mm, default 63).")
         ] = None,
@@ -141,7 +131,10 @@ def register(app: typer.Typer) -> None:
         ] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     ) -> None:
-        """3D from a photo or video: side-by-side, top-bottom (full or half), anaglyph, VR180, spatial HEIC."""
+        """3D from a photo or video: side-by-side, top-bottom (full or half), anaglyph, VR180, spatial HEIC.
+
+        The photo argument may also be a video (its depth then comes from the video pipeline).
+        """
         if layout is not None and fmt is not None:
             raise OptionError("give --layout (or its old name --format), not both")
         chosen = layout or fmt or _STEREO.layout
@@ -151,21 +144,20 @@ def register(app: typer.Typer) -> None:
             interaxial_mm=interaxial_mm, convergence_m=convergence_m, max_disparity=max_disparity, center=not left,
             layout=chosen, anaglyph=anaglyph_mode, fill=fill, source=source,
         )  # fmt: skip
-        if not is_video(input):
-            photo = DepthSource(image=input, depth=depth, model=model, weights=weights, device=device,
-                                focal_px=focal_px, max_pixels=max_pixels)  # fmt: skip
+        if not is_video(photo.image):
             paths = run_stereo(photo, settings, output)
             typer.echo("wrote " + ", ".join(str(p) for p in paths))
             return
-        if depth is not None:
+        if photo.depth is not None:
             raise OptionError("--depth takes a photo's saved result; a video's depth comes from --model")
         check_source(settings)
+        model = ModelSettings(name=photo.model or DEFAULT_MODEL, weights=photo.weights, device=photo.device,
+                              max_pixels=photo.max_pixels)  # fmt: skip
         video = VideoSettings(
-            model=ModelSettings(name=model or DEFAULT_MODEL, weights=weights, device=device, max_pixels=max_pixels),
-            focal=FocalSettings(focal_px=focal_px), mode=mode, stabilize=False if no_stabilize else None,
-            selection=FrameSelection(), batch_size=batch_size,
+            model=model, focal=FocalSettings(focal_px=photo.focal_px), mode=mode,
+            stabilize=False if no_stabilize else None, selection=FrameSelection(), batch_size=batch_size,
         )  # fmt: skip
-        _run_video(input, output, settings, video, keep_depth, quiet)
+        _run_video(photo.image, output, settings, video, keep_depth, quiet)
 
 
 def _run_video(
