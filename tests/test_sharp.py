@@ -155,6 +155,22 @@ def test_checkpoint_without_the_unused_keys_is_refused(tmp_path):
         sharpdepth.load("sharp-tiny", weights=tmp_path / "bad.pt")
 
 
+def test_the_networks_own_state_dict_loads_back(tmp_path):
+    """What `weights random` or a fine-tune writes (network keys only) loads and predicts the same."""
+    from safetensors.torch import save_file
+
+    from sharpdepth.cli.main import main
+
+    weights = tmp_path / "own.safetensors"
+    assert main(["weights", "random", "sharp-tiny", str(weights)]) == 0
+    model = sharpdepth.load("sharp-tiny", weights=weights)
+    again = tmp_path / "again.safetensors"
+    save_file({k: v.contiguous() for k, v in model.net.state_dict().items()}, str(again))
+    reloaded = sharpdepth.load("sharp-tiny", weights=again)
+    for key, value in model.net.state_dict().items():
+        assert torch.equal(value, reloaded.net.state_dict()[key]), key
+
+
 def test_presets_licence_and_listing():
     assert "sharp" in sharpdepth.list_models(license="non-commercial")
     assert "sharp" not in sharpdepth.list_models(license="commercial")

@@ -77,11 +77,6 @@ the image width, Depth Pro), which becomes metres only with a focal length."""
 
 FOV_FIELD = "fov_deg"
 """Name of the raw output that holds a FOV head's horizontal field of view in degrees."""
-_KIND_FIELDS = {
-    OutputKind.METRIC_DEPTH: "depth",
-    OutputKind.RELATIVE_DISPARITY: "disparity",
-    OutputKind.RELATIVE_DEPTH: "relative_depth",
-}
 
 
 class KeyMapError(WeightsError):
@@ -155,6 +150,8 @@ class Prediction:
     focal_px: float | None
     """Focal length used for metric scale (given, or from the network's FOV head)."""
     focal_from_model: bool = False
+    focal_from_default: bool = False
+    """The focal length is the model's documented assumption (neither given nor estimated)."""
     confidence: np.ndarray | None = None
     """float32 HxW per-pixel confidence, where the model predicts one."""
     sky: np.ndarray | None = None
@@ -397,7 +394,7 @@ class ModelSpec(Generic[C]):
         if self.model_family.map_output == "canonical_inverse_depth":
             first = "canonical_inverse_depth"
         else:
-            first = _KIND_FIELDS[self.output_kind]
+            first = self.output_kind.file_word
         return (first, FOV_FIELD) if self.has_fov_head else (first,)
 
     @property

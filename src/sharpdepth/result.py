@@ -43,6 +43,28 @@ class OutputKind(StrEnum):
         """True where the numbers grow with distance (metric or scale-only depth), not disparity."""
         return self is not OutputKind.RELATIVE_DISPARITY
 
+    @property
+    def file_word(self) -> str:
+        """The word that names this kind's map in file names and output fields (`photo_depth.npy`)."""
+        return _FILE_WORDS[self]
+
+    @property
+    def meaning(self) -> str:
+        """What the numbers are, for messages: "metric depth", "relative disparity", ..."""
+        return _MEANINGS[self]
+
+
+_FILE_WORDS = {
+    OutputKind.METRIC_DEPTH: "depth",
+    OutputKind.RELATIVE_DISPARITY: "disparity",
+    OutputKind.RELATIVE_DEPTH: "relative_depth",
+}
+_MEANINGS = {
+    OutputKind.METRIC_DEPTH: "metric depth",
+    OutputKind.RELATIVE_DISPARITY: "relative disparity",
+    OutputKind.RELATIVE_DEPTH: "depth up to an unknown scale",
+}
+
 
 class FocalSource(StrEnum):
     USER = "user"

@@ -314,6 +314,8 @@ class DepthModel:
         focal = pred.focal_px if pred.focal_px is not None else given
         if pred.focal_from_model:
             source = FocalSource.MODEL
+        elif pred.focal_from_default:
+            source = FocalSource.DEFAULT
         image = img.rgb if keep_image else None
         if image is not None and image.shape[:2] != pred.map.shape:
             image = np.asarray(Image.fromarray(image).resize(pred.map.shape[::-1], Image.Resampling.BILINEAR))

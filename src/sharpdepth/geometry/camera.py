@@ -122,8 +122,8 @@ def require_metric(result: DepthResult) -> None:
     """Raise a clear error unless `result` holds metres and a focal length."""
     if not result.is_metric:
         raise RelativeDepthError(
-            f"model '{result.model_name or 'unknown'}' predicts relative disparity (no scale): metric geometry "
-            "needs a metric model such as depth-pro, or a result aligned to known depths (--align-to)"
+            f"model '{result.model_name or 'unknown'}' predicts {result.kind.meaning} (no metric scale): "
+            "metric geometry needs a metric model such as depth-pro, or a result aligned to known depths (--align-to)"
         )
     if result.focal_px is None or not (np.isfinite(result.focal_px) and result.focal_px > 0):
         raise OptionError("this result has no focal length; pass --focal-px (or --fov-deg when predicting)")

@@ -70,7 +70,7 @@ NoticeSink = Callable[[Notice], None]
 
 def kind_word(result_or_kind: DepthResult | OutputKind) -> str:
     kind = result_or_kind.kind if isinstance(result_or_kind, DepthResult) else result_or_kind
-    return {OutputKind.METRIC_DEPTH: "depth", OutputKind.RELATIVE_DEPTH: "relative_depth"}.get(kind, "disparity")
+    return kind.file_word
 
 
 def output_path(out_dir: Path, stem: str, fmt: str, kind: OutputKind) -> Path:

@@ -155,7 +155,7 @@ def write_outputs(
 
 def _normals_skip_reason(result: DepthResult, normals_view: NormalsView | None) -> str | None:
     if not result.is_metric:
-        return f"{result.model_name or 'this model'} predicts relative disparity (no metric geometry)"
+        return f"{result.model_name or 'this model'} predicts {result.kind.meaning} (no metric geometry)"
     if result.focal_px is None:
         return "no focal length"
     if normals_view is None:

@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import OptionError
 from ...family import DataConfig, Family, ModelSpec, NetworkOutput, Prediction, WeightSource
-from ...result import OutputKind
+from ...result import OutputKind, focal_from_35mm
 from ..processing import check_rgb, to_numpy, validate_input_size
 from ..splats import SplatTensors
 from .checkpoint import from_official
@@ -81,18 +80,20 @@ class SharpProcessor:
         """Depth only: Depth Pro's branch, first disparity layer (canonical inverse depth)."""
         param = next(net.parameters())
         with torch.inference_mode():
-            disparity, _ = _network(net).monodepth(batch.to(param.device, param.dtype))
+            disparity = net(batch.to(param.device, param.dtype))
         return [NetworkOutput(map=m.float()) for m in disparity[:, 0]]
 
     def postprocess(self, out: NetworkOutput, height: int, width: int, focal_px: float | None) -> Prediction:
-        """Metric depth of the first layer, resized as Depth Pro does (at inverse depth)."""
+        """Metric depth of the first layer, resized as Depth Pro does (at inverse depth). Focal:
+        the given one (user or EXIF), else the official tool's 30 mm assumption, as for Gaussians."""
+        assumed = focal_px is None
         if focal_px is None:
-            raise OptionError(f"{self.name} has no focal-length head; give a focal length (--focal-px)")
+            focal_px = focal_from_35mm(self.default_focal_35mm, width, height)
         inverse_depth = out.map.float()[None, None] * (width / focal_px)
         if inverse_depth.shape[-2:] != (height, width):
             inverse_depth = F.interpolate(inverse_depth, size=(height, width), mode="bilinear", align_corners=False)
         depth = 1.0 / torch.clamp(inverse_depth, *INVERSE_DEPTH_RANGE)
-        return Prediction(map=to_numpy(depth[0, 0]), focal_px=float(focal_px), focal_from_model=False)
+        return Prediction(map=to_numpy(depth[0, 0]), focal_px=float(focal_px), focal_from_default=assumed)
 
     def predict_gaussians(
         self, net: nn.Module, x: torch.Tensor, height: int, width: int, focal_px: float

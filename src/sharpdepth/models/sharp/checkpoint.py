@@ -9,8 +9,9 @@ never affect a prediction:
 * `encoder.{patch,image}_encoder.head.*` of the monodepth network: timm's ImageNet-21k
   classifier heads of the two ViTs (2 x 22.4 M parameters in the released model).
 
-The converter checks that every one of them is present with its official shape (so a file
-of another configuration, or a truncated one, is refused), then drops them: the network
+When a file holds any of them, the converter checks that every one is present with its
+official shape (so a file of another configuration, or a truncated one, is refused), then
+drops them: the network
 does not carry 180 MB of dead weights. Everything else must then match the network exactly
 (the engine's strict load). `decoder.fusions.4.resnet1.*` is dead too but belongs to Depth
 Pro's decoder module, which keeps it (as Depth Pro's own checkpoints do).
@@ -92,8 +93,14 @@ def unused_shapes(cfg: SharpConfig) -> dict[str, Shape]:
 
 
 def from_official(state: StateDict, cfg: SharpConfig) -> StateDict:
-    """Official checkpoint -> the network's keys: the never-read tensors are checked, then dropped."""
+    """Official checkpoint -> the network's keys: the never-read tensors are checked, then dropped.
+
+    A file holding none of them is the network's own state dict (as `weights random` or a
+    fine-tune writes it): it passes unchanged, and the engine's strict load judges it.
+    """
     expected = unused_shapes(cfg)
+    if not any(k in state for k in expected):
+        return state
     missing = [k for k in expected if k not in state]
     wrong = [k for k in expected if k in state and tuple(state[k].shape) != expected[k]]
     if missing or wrong:

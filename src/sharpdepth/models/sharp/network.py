@@ -17,6 +17,7 @@ that adds the deltas (`compose.compose_gaussians`) have no weights.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import overload
 
 import torch
 from torch import nn
@@ -199,10 +200,21 @@ class SharpNetwork(nn.Module):
         features, _ = dp.decoder(encodings)
         return dp.head(features), encodings
 
-    def forward(self, image: torch.Tensor, disparity_factor: torch.Tensor) -> SharpOutput:
+    @overload
+    def forward(self, image: torch.Tensor, disparity_factor: None = None) -> torch.Tensor: ...
+    @overload
+    def forward(self, image: torch.Tensor, disparity_factor: torch.Tensor) -> SharpOutput: ...
+    def forward(self, image: torch.Tensor, disparity_factor: torch.Tensor | None = None) -> SharpOutput | torch.Tensor:
+        """Gaussians for images taken at f_px / W = `disparity_factor`; without it, only the depth
+        branch's disparity layers (N, layers, S, S), so that the engine's runner (its fast paths and
+        precision guard) serves `predict` with one plain call, as for every other family."""
         size = self.cfg.img_size
         if image.ndim != 4 or image.shape[1] != 3 or image.shape[-2:] != (size, size):
             raise ValueError(f"SHARP takes (N, 3, {size}, {size}) images in [0, 1], got {tuple(image.shape)}")
+        if disparity_factor is None:
+            dp = self.depth_pro
+            features, _ = dp.decoder(dp.encoder(image * 2.0 - 1.0))
+            return dp.head(features)
         disparity, encodings = self.monodepth(image)
         depth = disparity_factor[:, None, None, None] / disparity.clamp(*INVERSE_DEPTH_RANGE)
         base = initial_gaussians(image, depth, self.cfg.stride)
