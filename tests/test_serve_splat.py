@@ -47,6 +47,15 @@ def photo(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def cli_ply(tmp_path_factory, weights, photo) -> bytes:
+    """What `sharpdepth splat` writes for the photo: the reference for the answers' bytes."""
+    out = tmp_path_factory.mktemp("cli")
+    assert main(["splat", str(photo), "-o", str(out), "--model", "sharp-tiny", "--weights", str(weights),
+                 "--focal-px", str(FOCAL)]) == 0  # fmt: skip
+    return (out / "scene.ply").read_bytes()
+
+
 def _client(settings: ServeSettings, model: ModelSettings) -> TestClient:
     client = TestClient(create_app(settings, model))
     client.__enter__()
@@ -77,15 +86,14 @@ def _vertex_count(ply: bytes) -> int:
     return int(header[2].split()[2])
 
 
-def test_splat_answers_the_ply_the_cli_writes(client, photo, weights, tmp_path):
+def test_splat_answers_the_ply_the_cli_writes(client, photo, cli_ply, tmp_path):
     r = _post(client, photo, model="sharp-tiny", focal_px=FOCAL)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/octet-stream"
     assert r.headers["content-disposition"] == 'attachment; filename="scene.ply"'
-    assert main(["splat", str(photo), "-o", str(tmp_path), "--model", "sharp-tiny", "--weights", str(weights),
-                 "--focal-px", str(FOCAL)]) == 0  # fmt: skip
-    assert r.content == (tmp_path / "scene.ply").read_bytes()
+    assert r.content == cli_ply
     n = _vertex_count(r.content)
+    (tmp_path / "scene.ply").write_bytes(r.content)
     g = load_ply(tmp_path / "scene.ply")
     assert n == len(g) > 1000 and g.focal_px == pytest.approx(FOCAL) and g.image_size == (W, H)
 
@@ -135,7 +143,7 @@ def test_bad_uploads_are_refused_like_the_other_routes(client, photo):
     assert huge.status_code == 413 and "--max-inflight-mpx" in huge.json()["error"]
 
 
-def test_another_splat_model_is_loaded_once_on_first_use(weights, photo, monkeypatch, tmp_path):
+def test_another_splat_model_is_loaded_once_on_first_use(weights, photo, cli_ply, monkeypatch, tmp_path):
     """A server of a depth model makes splats with the model named in the request, loaded from the cache only."""
     calls: list[dict[str, object]] = []
 
@@ -153,8 +161,5 @@ def test_another_splat_model_is_loaded_once_on_first_use(weights, photo, monkeyp
     finally:
         client.__exit__(None, None, None)
     assert [r.status_code for r in answers] == [200, 200]
-    assert answers[0].content == answers[1].content
+    assert answers[0].content == answers[1].content == cli_ply
     assert len(calls) == 1 and calls[0]["name"] == "sharp-tiny" and calls[0]["download"] is False
-    assert main(["splat", str(photo), "-o", str(tmp_path), "--model", "sharp-tiny", "--weights", str(weights),
-                 "--focal-px", str(FOCAL)]) == 0  # fmt: skip
-    assert answers[0].content == (tmp_path / "scene.ply").read_bytes()
