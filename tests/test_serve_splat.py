@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -23,8 +24,10 @@ import sharpdepth
 from sharpdepth.cli.main import main
 from sharpdepth.engine.settings import ModelSettings
 from sharpdepth.geometry.gaussians import VERTEX_PROPERTIES, load_ply
+from sharpdepth.io.images import LoadedImage
 from sharpdepth.service import splats
 from sharpdepth.service.app import create_app
+from sharpdepth.service.batching import BatchQueue, Job, Task
 from sharpdepth.service.settings import ServeSettings
 
 from conftest import fixture_state_dict, make_input_image
@@ -163,3 +166,16 @@ def test_another_splat_model_is_loaded_once_on_first_use(weights, photo, cli_ply
     assert [r.status_code for r in answers] == [200, 200]
     assert answers[0].content == answers[1].content == cli_ply
     assert len(calls) == 1 and calls[0]["name"] == "sharp-tiny" and calls[0]["download"] is False
+
+
+def test_a_task_in_the_model_queue_is_taken_alone_and_at_once():
+    """Gaussians wait in the model thread's queue like depth jobs, but never join (or wait for) a batch."""
+    queue = BatchQueue(8)
+    first, second = (Job(image=cast(LoadedImage, None), key="same shape") for _ in range(2))
+    task = Task(run=lambda model: "done")
+    for work in (first, task, second):
+        queue.put(work)
+    assert queue.take(4, 0.0) == [first, second]  # same-shape jobs batch past the task
+    start = time.monotonic()
+    assert queue.take(4, 5.0) == [task]
+    assert time.monotonic() - start < 1.0

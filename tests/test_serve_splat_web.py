@@ -116,6 +116,11 @@ def test_an_opened_ply_is_shown_orbits_and_downloads(tmp_path, sharp_server, bro
     assert "4,000 Gaussians" in page.get_by_test_id("splat-info").inner_text()
     page.screenshot(path=str(tmp_path / "1_splat.png"))
 
+    page.locator("#apikey").press_sequentially("iuc")  # the viewer's shortcut keys, typed into a field
+    page.wait_for_timeout(500)
+    assert float(np.abs(_shot(page) - shot).mean()) < 1.0, "typing in the API key field changed the splat view"
+    page.locator("#apikey").fill("")
+
     _orbit(page)
     assert _changed(page, shot) > 2.0, "dragging the mouse did not orbit the view"
     page.screenshot(path=str(tmp_path / "2_orbit.png"))

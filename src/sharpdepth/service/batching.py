@@ -108,7 +108,9 @@ class BatchQueue:
             if not self._jobs:
                 return []
             first = self._jobs.popleft()
-            batch = [first]
+            batch: list[Work] = [first]
+            if isinstance(first, Task):
+                return batch  # nothing joins a task: no waiting for a batch to fill
             deadline = time.monotonic() + max_wait_s
             while len(batch) < max_batch:
                 self._move_matching(first.key, batch, max_batch)
@@ -164,7 +166,7 @@ class ModelWorker:
             live = [job for job in batch if job.future.set_running_or_notify_cancel()]
             tasks = [job for job in live if isinstance(job, Task)]
             jobs = [job for job in live if isinstance(job, Job)]
-            for task in tasks:  # a task's key matches nothing else: it comes alone
+            for task in tasks:  # a task comes alone (`BatchQueue.take`)
                 self._run_task(task)
             if jobs:
                 self._run(jobs)

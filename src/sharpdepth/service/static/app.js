@@ -753,6 +753,11 @@ function init() {
   $("make-splat").addEventListener("click", makeSplat);
   $("dl-ply").addEventListener("click", () => splat && saveAs(splat.blob, splat.name));
   window.addEventListener("resize", drawMarks);
+  // The splat viewer listens for its shortcut keys (info panel, focal length, ...) on the window:
+  // what is typed into the page's own fields (the API key) must not reach it.
+  document.addEventListener("keydown", (e) => {
+    if (e.target instanceof Element && e.target.matches("input, select, textarea")) e.stopPropagation();
+  });
 }
 
 init();
