@@ -240,7 +240,9 @@ class DA3Processor:
         c2w_pred = rigid_inverse(_homogeneous(raw["world_to_cam"][0].double())).cpu().numpy()
         depth_scale = 1.0
         if cam_to_world is not None:  # depth into the given poses' units; cameras are the given ones
-            depth_scale = 1.0 / umeyama_scale(cam_to_world[:, :3, 3], c2w_pred[:, :3, 3])
+            fitted = umeyama_scale(cam_to_world[:, :3, 3], c2w_pred[:, :3, 3])
+            # predicted centres that do not spread (duplicate views) fit no scale: keep the network's units
+            depth_scale = 1.0 / fitted if np.isfinite(fitted) and fitted > 1e-9 else 1.0
             cameras = np.asarray(cam_to_world, dtype=np.float64)
         else:
             cameras = c2w_pred
