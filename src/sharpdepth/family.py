@@ -158,6 +158,9 @@ class Prediction:
     """bool HxW sky mask, where the model predicts one."""
     intrinsics: np.ndarray | None = None
     """3x3 pinhole intrinsics in pixels of `map`, where known (estimated or from the focal length)."""
+    crop: tuple[int, int, int, int] | None = None
+    """(top, left, height, width) of the part of the input image the map covers, in its pixels, when
+    that is not the whole image (Depth Anything 3 centre-crops views of different sizes)."""
 
 
 class Processor(Protocol):
