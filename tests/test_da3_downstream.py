@@ -100,6 +100,11 @@ def test_every_format_reads_back_as_the_prediction(predicted: Path, weights: Pat
         back = read_depth_result(predicted / name)
         assert back.kind is OutputKind.RELATIVE_DEPTH, name
         np.testing.assert_array_equal(back.prediction, want.prediction, err_msg=name)
+    import OpenEXR
+
+    (exr,) = [n for n in lossless if n.endswith(".exr")]
+    with OpenEXR.File(str(predicted / exr)) as f:  # depth (up to scale) is a Z channel, not "disparity"
+        assert set(f.channels()) == {"Z"} and f.header()["sharpdepth_kind"] == "relative_depth"
     (png,) = [n for n in written if n.endswith(".png") and "relative_depth" in n]
     back = read_depth_result(predicted / png)
     assert back.kind is OutputKind.RELATIVE_DEPTH
@@ -170,6 +175,24 @@ def test_metric_rule_gives_metres_for_geometry(metric_name: str, weights: Path, 
     assert main(["pointcloud", str(photo), "--model", metric_name, "--weights", str(weights), "--focal-px",
                  str(FOCAL), "-o", str(tmp_path / "c.ply")]) == 0  # fmt: skip
     assert (tmp_path / "c.ply").stat().st_size > 0
+
+
+def test_align_to_points_treats_depth_up_to_scale_as_depth(predicted: Path, photo: Path, weights: Path, tmp_path):
+    """`predict --align-to`: known depths 2.5x the relative depth at a few pixels give 2.5x the whole map
+    (1/(2.5 d) is affine in 1/d: exact). Fitting d itself as disparity could not (and once did)."""
+    relative = read_depth_result(predicted / "room.npz").prediction
+    pixels = [(10, 100), (40, 20), (80, 60), (150, 110), (120, 30), (60, 90)]
+    csv = tmp_path / "points.csv"
+    csv.write_text("".join(f"{x},{y},{2.5 * relative[y, x]:.9g}\n" for x, y in pixels))
+    out = tmp_path / "aligned"
+    args = ["predict", str(photo), "--model", MONO, "--weights", str(weights), "--input-size", SIZE,
+            "--focal-px", str(FOCAL), "--align-to", str(csv), "-q", "-o", str(out)]  # fmt: skip
+    assert main(args) == 0
+    aligned = read_depth_result(out / "room.npz")
+    assert aligned.is_metric
+    np.testing.assert_allclose(aligned.depth, 2.5 * relative, rtol=1e-4)
+    side = json.loads((out / "room.json").read_text())
+    assert side["alignment"]["abs_rel_at_points"] < 1e-5
 
 
 # ---------------------------------------------------------------- effects
@@ -306,6 +329,9 @@ def test_video_per_frame_and_stabilised(weights: Path, tmp_path: Path):
     raw = sorted((tmp_path / "raw").rglob("*.npy"))
     stable = sorted((tmp_path / "stable").rglob("*.npy"))
     assert len(raw) == len(stable) == 4
+    sidecar = tmp_path / "raw" / "clip" / "clip.json"
+    facts = json.loads(sidecar.read_text())
+    assert facts["output_kind"] == "relative_depth" and facts["unit"] == "relative depth (unitless, up to scale)"
     model = sharpdepth.load(MONO, weights=str(weights), input_size=int(SIZE))
     first_frame = np.asarray(_first_frame(clip))
     np.testing.assert_allclose(np.load(raw[0]), model.predict(first_frame).prediction, rtol=1e-5, atol=1e-6)

@@ -204,7 +204,7 @@ def encode_exr(result: DepthResult) -> bytes:
     """OpenEXR's binding writes only to a named file: a private temporary one, read back."""
     import OpenEXR
 
-    channel = "Z" if result.is_metric else "disparity"
+    channel = "Z" if result.kind.is_depth else "disparity"  # Z: depth, in metres or up to scale
     header: dict[str, Any] = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     header.update({k.replace(":", "_"): v for k, v in _metadata(result).items()})
     with tempfile.TemporaryDirectory(prefix="sharpdepth-exr-") as folder:
