@@ -104,6 +104,14 @@ def test_onnxruntime_backend_reproduces_the_pipeline(mono_file: Path, tmp_path: 
     assert list((mono_file.parent / ".sharpdepth-onnx").glob("*-dyn-*"))  # one dynamic graph serves both sizes
 
 
+def test_an_exported_file_runs_as_weights(exported: tuple[Path, str]):
+    """`--weights mono.onnx --backend onnxruntime`: the user's dynamic graph at a size it was not exported at."""
+    model = sharpdepth.load(MONO, weights=str(exported[0]), input_size=518, backend="onnxruntime")
+    r = model.predict(str(FX / "b_518" / "image.png"), output_size="network")
+    assert_close_rel(r.prediction, np.load(FX / "b_518" / "pipeline_depth.npy")[0], TOL, "pipeline depth")
+    np.testing.assert_array_equal(r.sky, np.load(FX / "b_518" / "pipeline_sky.npy")[0])
+
+
 def test_metric_rule_runs_after_the_same_graph(mono_file: Path):
     """The metric preset exports the mono network (depth + sky); its metres are the focal rule applied
     after the graph, so the metric processor on the onnxruntime network gives the torch result."""
