@@ -378,3 +378,23 @@ def test_http_service_answers_with_da3(weights: Path, photo: Path, predicted: Pa
         for route, params in (("/v1/measure", {"points": "20,20"}), ("/v1/pointcloud", {})):
             r = client.post(route, params={"focal_px": FOCAL, **params}, files=files)
             assert r.status_code == 400 and "predicts depth up to an unknown scale" in r.json()["error"], route
+
+
+def test_predict_on_ray_writes_what_the_local_run_writes(weights: Path, photo: Path, tmp_path: Path):
+    """`predict --ray` (a local Ray instance, one actor) with the DA3 preset: the same files, byte for byte."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray")
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    env.pop("RAY_ADDRESS", None)  # never join a cluster that happens to be around
+    base = [sys.executable, "-m", "sharpdepth", "predict", str(photo), "--model", MONO, "--weights", str(weights),
+            "--input-size", SIZE, "--focal-px", str(FOCAL), "--format", "npz", "-q"]  # fmt: skip
+    for out, extra in (("local", []), ("ray", ["--ray", "--ray-actors", "1"])):
+        run = subprocess.run([*base, *extra, "-o", str(tmp_path / out)], capture_output=True, text=True, env=env)
+        assert run.returncode == 0, (run.stdout + run.stderr)[-2000:]
+    local = sorted(p.name for p in (tmp_path / "local").iterdir())
+    assert local == sorted(p.name for p in (tmp_path / "ray").iterdir()) and "room.npz" in local
+    for name in local:
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name

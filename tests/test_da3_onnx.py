@@ -145,3 +145,17 @@ def test_any_view_models_refuse_in_one_line(tmp_path: Path, capsys: pytest.Captu
     weights.write_bytes(b"")
     with pytest.raises(OptionError, match="depth-anything-3-small cannot run on onnxruntime"):
         sharpdepth.load("depth-anything-3-small", weights=weights, backend="onnxruntime")
+
+
+@pytest.mark.slow  # ViT-L: minutes per export and check on a 2-core CPU
+def test_metric_large_through_onnxruntime_is_the_official_metric_depth(tmp_path_factory: pytest.TempPathFactory):
+    """The released metric architecture on onnxruntime: the fixture's metric rule case (K given, 336 px)."""
+    path = tmp_path_factory.mktemp("da3_metric_large") / "model.safetensors"
+    save_file({"model." + k: v.contiguous() for k, v in fixture_state_dict("depth_anything_3/metric_large").items()},
+              str(path))  # fmt: skip
+    model = sharpdepth.load("depth-anything-3-metric-large", weights=str(path), input_size=336, backend="onnxruntime")
+    folder = fixtures_dir() / "depth_anything_3" / "metric_large"
+    r = model.predict(str(folder / "image.png"), focal_px=500.0, output_size="network")
+    assert r.is_metric and r.focal_px == pytest.approx(262.5)
+    assert_close_rel(r.prediction, np.load(folder / "pipeline_metric_depth.npy")[0], TOL, "metric depth")
+    np.testing.assert_array_equal(r.sky, np.load(folder / "pipeline_sky.npy")[0])
