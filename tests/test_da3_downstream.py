@@ -380,6 +380,7 @@ def test_http_service_answers_with_da3(weights: Path, photo: Path, predicted: Pa
             assert r.status_code == 400 and "predicts depth up to an unknown scale" in r.json()["error"], route
 
 
+@pytest.mark.slow  # starting Ray: ~100 s on a shared 2-core machine (passed there)
 def test_predict_on_ray_writes_what_the_local_run_writes(weights: Path, photo: Path, tmp_path: Path):
     """`predict --ray` (a local Ray instance, one actor) with the DA3 preset: the same files, byte for byte."""
     import os
