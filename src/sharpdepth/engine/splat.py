@@ -81,9 +81,7 @@ class FocalModel:
     at hand, `notice` says why (one line, logged once) and the pictures get the default lens.
     """
 
-    def __init__(
-        self, name: str, weights: str | Path | None = None, device: str | torch.device | None = "cpu"
-    ) -> None:
+    def __init__(self, name: str, weights: str | Path | None = None, device: str | torch.device | None = "cpu") -> None:
         self.spec = focal_model_spec(name)
         self.name = self.spec.name
         self.weights = None if weights is None else Path(weights).expanduser()
@@ -107,12 +105,13 @@ class FocalModel:
         return self._model
 
     def _not_at_hand(self) -> str:
-        where = (
-            f"not in the local cache (`sharpdepth weights download {self.name}`, or --focal-weights PATH)"
+        why = (
+            "its weights are not in the local cache (`sharpdepth weights download "
+            f"{self.name}`, or --focal-weights PATH)"
             if self.spec.sources
-            else "none are published (pass --focal-weights PATH)"
+            else "it has no published weights (pass --focal-weights PATH)"
         )
-        return f"focal model {self.name} not used: its weights are {where}; assumed the default lens"
+        return f"focal model {self.name} not used: {why}; assumed the default lens"
 
     def estimate(self, rgb: np.ndarray) -> float | None:
         """Focal length in pixels of an HxWx3 uint8 picture, from the FOV head; None when not at hand."""
@@ -153,7 +152,11 @@ def predict_gaussians(
     if source == FocalSource.DEFAULT and estimator is not None:
         estimate = estimator.estimate(img.rgb)
         if estimate is not None:
-            focal, source, estimated_by = _positive("estimated focal length", estimate), FocalSource.MODEL, estimator.name
+            focal, source, estimated_by = (
+                _positive("estimated focal length", estimate),
+                FocalSource.MODEL,
+                estimator.name,
+            )
         notice = estimator.notice
     x = processor.preprocess(img.rgb)
     out = processor.predict_gaussians(model.net, x, img.height, img.width, focal)
