@@ -79,7 +79,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
 
 
 def test_focal_from_the_focal_models_fov_head(sharp, weights, depth_pro_focal, focals_seen):
-    estimator = FocalModel("depth-pro-tiny", weights["depth_pro"])
+    estimator = FocalModel("depth-pro-tiny", weights["depth_pro"], loader=sharpdepth.load)
     g = sharp.predict_gaussians(str(IMAGE), focal_model=estimator)
     assert g.focal_source == FocalSource.MODEL and g.focal_model == "depth-pro-tiny"
     assert g.focal_px == pytest.approx(depth_pro_focal, rel=1e-6)
@@ -94,7 +94,7 @@ def test_no_focal_model_is_the_official_30mm(sharp, focals_seen):
 
 
 def test_the_users_focal_wins_and_the_focal_model_is_not_even_loaded(sharp, weights, focals_seen):
-    estimator = FocalModel("depth-pro-tiny", weights["depth_pro"])
+    estimator = FocalModel("depth-pro-tiny", weights["depth_pro"], loader=sharpdepth.load)
     g = sharp.predict_gaussians(str(IMAGE), focal_px=777.0, focal_model=estimator)
     assert g.focal_source == FocalSource.USER and g.focal_px == 777.0 and g.focal_model is None
     assert estimator._model is None and focals_seen == [777.0]
@@ -112,9 +112,9 @@ def test_weights_not_at_hand_fall_back_to_30mm_with_a_notice(sharp, focals_seen)
 
 def test_a_model_without_a_fov_head_is_refused():
     with pytest.raises(sharpdepth.OptionError, match="field-of-view head"):
-        FocalModel("sharp-tiny")
+        FocalModel("sharp-tiny", loader=sharpdepth.load)
     with pytest.raises(sharpdepth.OptionError, match="no such file"):
-        FocalModel("depth-pro-tiny", "/nonexistent/depth_pro.pt")
+        FocalModel("depth-pro-tiny", "/nonexistent/depth_pro.pt", loader=sharpdepth.load)
 
 
 # --------------------------------------------------------------------------- command line

@@ -79,9 +79,10 @@ class SplatSettings:
         """The focal model of these settings (loaded on first use; share it across pictures)."""
         if self.focal_model is None:
             return None
+        from ..engine.model import load
         from ..engine.splat import FocalModel
 
-        return FocalModel(self.focal_model, self.focal_weights, device)
+        return FocalModel(self.focal_model, self.focal_weights, device, loader=load)
 
 
 def sidecar(g: Gaussians) -> dict[str, object]:

@@ -251,8 +251,10 @@ class DepthModel:
         """Metric 3-D Gaussians of one picture (models that predict them, e.g. SHARP); focal length:
         focal_px or focal_35mm > EXIF > focal_model's FOV head when its weights are at hand (no
         download; None: skip it) > the model's default. See `sharpdepth.engine.splat`."""
-        from .splat import predict_gaussians
+        from .splat import FocalModel, predict_gaussians
 
+        if isinstance(focal_model, str):
+            focal_model = FocalModel(focal_model, device=self.device, loader=load)
         return predict_gaussians(self, image, focal_px=focal_px, focal_35mm=focal_35mm, focal_model=focal_model)
 
     def predict_video(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -72,6 +72,14 @@ def focal_model_spec(name: str) -> AnySpec:
     return spec
 
 
+class ModelLoader(Protocol):
+    """`engine.model.load`, handed in by the caller (this module sits below `engine.model`)."""
+
+    def __call__(
+        self, name: str, *, weights: str | Path | None, device: str | torch.device | None, download: bool
+    ) -> DepthModel: ...
+
+
 class FocalModel:
     """A model with a FOV head that estimates a picture's focal length for `predict_gaussians`.
 
@@ -81,7 +89,15 @@ class FocalModel:
     at hand, `notice` says why (one line, logged once) and the pictures get the default lens.
     """
 
-    def __init__(self, name: str, weights: str | Path | None = None, device: str | torch.device | None = "cpu") -> None:
+    def __init__(
+        self,
+        name: str,
+        weights: str | Path | None = None,
+        device: str | torch.device | None = "cpu",
+        *,
+        loader: ModelLoader,
+    ) -> None:
+        self.loader = loader
         self.spec = focal_model_spec(name)
         self.name = self.spec.name
         self.weights = None if weights is None else Path(weights).expanduser()
@@ -95,13 +111,11 @@ class FocalModel:
         """The loaded model, or None (with `notice` set) when its weights are not at hand."""
         if self._model is not None or self.notice is not None:
             return self._model
-        from .model import load
-
         if self.weights is None and find_cached(self.spec) is None:
             self.notice = self._not_at_hand()
             log.warning(self.notice)
             return None
-        self._model = load(self.name, weights=self.weights, device=self.device, download=False)
+        self._model = self.loader(self.name, weights=self.weights, device=self.device, download=False)
         return self._model
 
     def _not_at_hand(self) -> str:
@@ -124,27 +138,22 @@ class FocalModel:
         return float(result.focal_px)
 
 
-def _focal_model(model: DepthModel, focal_model: str | FocalModel | None) -> FocalModel | None:
-    if focal_model is None or isinstance(focal_model, FocalModel):
-        return focal_model
-    return FocalModel(focal_model, device=model.device)
-
-
 def predict_gaussians(
     model: DepthModel,
     image: ImageInput,
     focal_px: float | None = None,
     focal_35mm: float | None = None,
-    focal_model: str | FocalModel | None = DEFAULT_FOCAL_MODEL,
+    focal_model: FocalModel | None = None,
 ) -> Gaussians:
     """The Gaussians of one picture, metres, OpenCV camera frame of that picture.
 
-    `focal_model`: a preset name or a `FocalModel` (reuse one across pictures so that it loads
-    once), or None for the official behaviour (user > EXIF > the default lens)."""
+    `focal_model`: estimates the focal length when neither the user nor EXIF gives it (reuse
+    one across pictures so that it loads once); None: the official behaviour (user > EXIF >
+    the default lens). `DepthModel.predict_gaussians` makes one from a preset name."""
     processor = model.processor
     if not isinstance(processor, SplatProcessor):
         raise OptionError(f"model {model.name} does not predict 3-D Gaussians (use a SHARP model, e.g. sharp)")
-    estimator = _focal_model(model, focal_model)
+    estimator = focal_model
     img = as_loaded_image(image, model.max_pixels)
     exif = img.exif_focal.focal_px if img.exif_focal is not None else None
     focal, source = resolve_focal(img.width, img.height, focal_px, focal_35mm, exif, processor.default_focal_35mm)
