@@ -179,3 +179,30 @@ def test_a_task_in_the_model_queue_is_taken_alone_and_at_once():
     start = time.monotonic()
     assert queue.take(4, 5.0) == [task]
     assert time.monotonic() - start < 1.0
+
+
+def test_one_focal_model_serves_every_request(weights, photo, monkeypatch):
+    """Photos without a focal length share one focal model (loaded at most once per server), not one
+    per request: a per-request model would reload Depth Pro for every splat where it is cached."""
+    from sharpdepth.engine.model import DepthModel
+    from sharpdepth.engine.splat import FocalModel
+
+    seen: list[object] = []
+
+    def recording(self, image, focal_px=None, focal_35mm=None, focal_model="unset"):
+        seen.append(focal_model)
+        ones = np.ones((2, 3), np.float32)
+        quaternions = np.tile(np.array([1, 0, 0, 0], np.float32), (2, 1))
+        return sharpdepth.Gaussians(
+            means=ones * 2, scales=ones * 0.1, quaternions=quaternions, colors=ones * 0.5,
+            opacities=np.ones(2, np.float32), focal_px=100.0, image_size=(W, H),
+        )  # fmt: skip
+
+    monkeypatch.setattr(DepthModel, "predict_gaussians", recording)
+    client = _client(ServeSettings(), ModelSettings(name="sharp-tiny", weights=weights))
+    try:
+        answers = [_post(client, photo, model="sharp-tiny") for _ in range(2)]
+    finally:
+        client.__exit__(None, None, None)
+    assert [r.status_code for r in answers] == [200, 200], answers[0].text
+    assert len(seen) == 2 and isinstance(seen[0], FocalModel) and seen[0] is seen[1]

@@ -20,9 +20,11 @@ from typing import cast
 
 import anyio
 
+from ..apps.splat import SplatSettings
 from ..engine.memory import trim_heap
 from ..engine.model import DepthModel
 from ..engine.settings import FocalSettings, ModelSettings
+from ..engine.splat import FocalModel
 from ..errors import SharpDepthError
 from ..geometry.gaussians import Gaussians
 from ..io.images import LoadedImage
@@ -76,6 +78,10 @@ class Service:
         self._new_work = 0
         """Requests decoding (or reading a sent-back result): running plus waiting for a thread."""
         self.extra_splat_models = ExtraSplatModels(model_settings)
+        self._focal_model: FocalModel | None = None
+        self._focal_lock = threading.Lock()
+        """One focal model for every splat request (loaded once, on the first photo without a focal);
+        the served and the extra splat models' threads take turns with it."""
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -203,7 +209,10 @@ class Service:
         focal_px = focal.focal_px if focal.fov_deg is None else focal_from_fov(focal.fov_deg, image.width)
 
         def work(model: DepthModel) -> Gaussians:
-            return model.predict_gaussians(image, focal_px=focal_px)
+            with self._focal_lock:
+                if self._focal_model is None:
+                    self._focal_model = SplatSettings().focal_estimator(model.device)
+                return model.predict_gaussians(image, focal_px=focal_px, focal_model=self._focal_model)
 
         if spec.name == served.spec.name:
             return cast(Gaussians, await self._queued(Task(run=work), arrived))

@@ -24,7 +24,8 @@ async def splat(
 ) -> Response:
     """Metric 3-D Gaussians of the uploaded photo as a 3DGS PLY (as `sharpdepth splat`).
 
-    Focal length: focal_px or fov_deg > EXIF > the model's default (SHARP: a 30 mm lens).
+    Focal length: focal_px or fov_deg > EXIF > the focal model (Depth Pro's FOV head, when its weights
+    are in the server's cache) > the model's default (SHARP: a 30 mm lens), as `sharpdepth splat`.
     """
     spec = splat_spec(model)  # before the upload is read: a wrong model costs nothing
     image, stem = await upload.photo()
