@@ -53,6 +53,8 @@ from pathlib import Path
 
 from depth_pro_vs_official import TORCHVISION_SHIM, _run, cpu_flags, shared_root
 
+WANTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 OFFICIAL_REPO = "https://github.com/ByteDance-Seed/Depth-Anything-3"
@@ -244,6 +246,17 @@ print(json.dumps({
     "peak_forward_mib": probe["peak_forward_mib"], "peak_mib": peak,
 }))
 """
+
+
+def cpu_line() -> str:
+    """The CPU model with the flags that decide fp32/bf16 speed, present and absent."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return cpu_flags()
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    absent = [f for f in WANTED_FLAGS if f not in flags]
+    return cpu_flags() + (f" (no {', '.join(absent)})" if absent else "")
 
 
 def official_source(given: Path | None, workdir: Path) -> Path:
@@ -444,7 +457,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown case(s) {unknown}; known: {', '.join(CASES)}" if unknown else "--runs must be >= 1")
     cases = [CASES[c] for c in args.cases.split(",")]
     args.workdir.mkdir(parents=True, exist_ok=True)
-    flags = f"CPU: {cpu_flags()}; {os.cpu_count()} cores; threads {args.threads}; process_res {args.process_res}"
+    flags = f"CPU: {cpu_line()}; {os.cpu_count()} cores; threads {args.threads}; process_res {args.process_res}"
     print(flags, flush=True)
     official = official_source(args.official, args.workdir)
     python = str(official_venv(args.workdir, official))
