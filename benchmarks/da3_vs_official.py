@@ -443,6 +443,16 @@ def table(results: dict[tuple[str, str], dict], cases: list[Case], workdir: Path
     return "\n".join(rows)
 
 
+def runs_table(runs: dict[tuple[str, str], list[dict]]) -> str:
+    """Every run's whole-process and forward CPU-s and peak (the spread behind the medians)."""
+    rows = ["| case | impl | CPU-s per run | forward CPU-s per run | peak MiB per run |", "|---|---|---|---|---|"]
+    for (case, impl), records in runs.items():
+        cells = [", ".join(f"{r[key]:{fmt}}" for r in records) for key, fmt in
+                 (("cpu_s", ".1f"), ("forward_cpu_s", ".1f"), ("peak_mib", ".0f"))]  # fmt: skip
+        rows.append(f"| {case} | {impl} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--official", type=Path, help="checkout of ByteDance-Seed/Depth-Anything-3 (default: fetch)")
@@ -478,6 +488,9 @@ def main(argv: list[str] | None = None) -> None:
     (args.workdir / "results.json").write_text(json.dumps(saved, indent=1))
     print(f"\n{flags}; official commit {OFFICIAL_COMMIT[:7]}; medians of {args.runs} run(s)")
     print(table(results, cases, args.workdir))
+    if args.runs > 1:
+        print()
+        print(runs_table(runs))
 
 
 if __name__ == "__main__":
