@@ -169,6 +169,9 @@ def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
+def system_cpu():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
 impl, case_json, out_npz, threads = sys.argv[1:5]
 case = json.loads(case_json)
 import numpy as np
@@ -181,10 +184,11 @@ def before_forward(module, args):
     probe["peak_before_forward"] = status()["VmHWM"]  # import, build, load, pre-processing
     open("/proc/self/clear_refs", "w").write("5")  # VmHWM := VmRSS: the next peak is the forward's
     probe["rss_before"] = status()["VmRSS"]
-    probe["cpu0"], probe["wall0"] = cpu(), time.perf_counter()
+    probe["cpu0"], probe["sys0"], probe["wall0"] = cpu(), system_cpu(), time.perf_counter()
 
 def after_forward(module, args, output):
     probe["forward_cpu_s"] = cpu() - probe["cpu0"]
+    probe["forward_system_cpu_s"] = system_cpu() - probe["sys0"]
     probe["forward_wall_s"] = time.perf_counter() - probe["wall0"]
     probe["peak_forward_mib"] = status()["VmHWM"]
 
@@ -219,6 +223,9 @@ if impl == "official":
         arrays["sky"] = pred.sky
 else:
     import sharpdepth
+    if case["head_views"]:  # a --variant: another chunk size of our head, for comparison
+        from sharpdepth.models.depth_anything_3 import network as da3_network
+        da3_network.HEAD_VIEWS_AT_ONCE = case["head_views"]
     cpu_import = cpu()
     model = sharpdepth.load(case["preset"], weights=case["weights"], input_size=case["process_res"])
     net = model.net
@@ -239,8 +246,9 @@ np.savez(out_npz, **{k: np.asarray(v) for k, v in arrays.items()})
 peak = max(probe["peak_before_forward"], status()["VmHWM"])  # the reset split the process's peak in two
 print(json.dumps({
     "impl": impl, "case": case["name"], "threads": torch.get_num_threads(), "torch": torch.__version__,
-    "input": list(arrays["depth"].shape), "cpu_s": cpu(), "cpu_import_s": cpu_import,
+    "input": list(arrays["depth"].shape), "cpu_s": cpu(), "system_cpu_s": system_cpu(), "cpu_import_s": cpu_import,
     "cpu_load_s": cpu_loaded - cpu_import, "forward_cpu_s": probe["forward_cpu_s"],
+    "forward_system_cpu_s": probe["forward_system_cpu_s"],
     "forward_wall_s": probe["forward_wall_s"], "wall_s": time.perf_counter() - wall0,
     "peak_load_mib": peak_load, "rss_before_forward_mib": probe["rss_before"],
     "peak_forward_mib": probe["peak_forward_mib"], "peak_mib": peak,
@@ -362,10 +370,20 @@ def pictures(case: Case) -> list[str]:
     return [str(frames[i * step]) for i in range(case.views)]
 
 
-def measure(python: str, impl: str, case: Case, weights: Path, process_res: int, workdir: Path, threads: int) -> dict:
+def measure(
+    python: str,
+    impl: str,
+    case: Case,
+    weights: Path,
+    process_res: int,
+    workdir: Path,
+    threads: int,
+    variant: Variant | None = None,
+) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1")
     if impl == "ours":
         env["PYTHONPATH"] = str(REPO / "src")
+        env.update(variant.env if variant is not None else {})
     else:
         env.pop("PYTHONPATH", None)
     yaml = weights / "config.yaml"
@@ -379,22 +397,50 @@ def measure(python: str, impl: str, case: Case, weights: Path, process_res: int,
         "weights_dir": str(weights),
         "weights": str(weights / "model.safetensors"),
         "yaml": str(yaml) if yaml.is_file() else None,
+        "head_views": variant.head_views if variant is not None else None,
     }
-    out = workdir / f"out_{case.name}_{impl}.npz"
+    tag = impl if variant is None else variant.tag
+    out = workdir / f"out_{case.name}_{tag}.npz"
     cmd = [python, "-c", CHILD, impl, json.dumps(spec), str(out), str(threads)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{impl} {case.name} failed:\n{proc.stderr[-3000:]}")
     record: dict = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(impl, json.dumps(record), flush=True)
+    print(tag, json.dumps(record), flush=True)
     return record
 
 
-def agreement(workdir: Path, case: Case) -> str:
+@dataclass(frozen=True)
+class Variant:
+    """Ours measured once more with one switch changed: the head's chunk size or the environment."""
+
+    label: str
+    head_views: int | None
+    env: dict[str, str]
+
+    @property
+    def tag(self) -> str:
+        return f"variant-{self.label}"
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """LABEL[,head=N][,KEY=VALUE...], e.g. `head8,head=8` or `glibc-malloc,SHARPDEPTH_MALLOC=default`."""
+        label, *pairs = text.split(",")
+        if not label or "=" in label or any("=" not in p for p in pairs):
+            raise argparse.ArgumentTypeError(f"--variant wants LABEL[,head=N][,KEY=VALUE...], got {text!r}")
+        env = dict(p.split("=", 1) for p in pairs)
+        head = env.pop("head", None)
+        if head is not None and not head.isdigit():
+            raise argparse.ArgumentTypeError(f"--variant {text!r}: head wants a whole number of views")
+        return cls(label, int(head) if head else None, env)
+
+
+def agreement(workdir: Path, case: Case, ours_tag: str = "ours") -> str:
     """Our outputs against the official ones: max |ours - official| / max |official| per field."""
     import numpy as np
 
-    ours, official = np.load(workdir / f"out_{case.name}_ours.npz"), np.load(workdir / f"out_{case.name}_official.npz")
+    ours = np.load(workdir / f"out_{case.name}_{ours_tag}.npz")
+    official = np.load(workdir / f"out_{case.name}_official.npz")
     parts = []
     for key in official.files:
         a, b = ours[key], official[key]
@@ -443,6 +489,30 @@ def table(results: dict[tuple[str, str], dict], cases: list[Case], workdir: Path
     return "\n".join(rows)
 
 
+def variant_table(
+    results: dict[tuple[str, str], dict], cases: list[Case], variants: list[Variant], workdir: Path
+) -> str:
+    """Ours with one switch changed (`--variant`) beside this checkout, against the official process."""
+    rows = [
+        "| case | ours | CPU-s (process) | CPU-s (forward) | system CPU-s (forward) | peak RSS MiB (process) "
+        "| CPU-s / official | peak / official | ours vs official |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for case in cases:
+        o = results[(case.name, "official")]
+        for label, tag in [("this checkout", "ours")] + [(v.label, v.tag) for v in variants]:
+            if (case.name, tag) not in results:
+                continue
+            r = results[(case.name, tag)]
+            rows.append(
+                f"| {case.name} | {label} | {r['cpu_s']:.1f} | {r['forward_cpu_s']:.1f} "
+                f"| {r['forward_system_cpu_s']:.1f} | {r['peak_mib']:.0f} "
+                f"| {r['cpu_s'] / o['cpu_s']:.2f}× | {r['peak_mib'] / o['peak_mib']:.2f}× "
+                f"| {agreement(workdir, case, tag)} |"
+            )
+    return "\n".join(rows)
+
+
 def runs_table(runs: dict[tuple[str, str], list[dict]]) -> str:
     """Every run's whole-process and forward CPU-s and peak (the spread behind the medians)."""
     rows = ["| case | impl | CPU-s per run | forward CPU-s per run | peak MiB per run |", "|---|---|---|---|---|"]
@@ -461,6 +531,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=1, help="measure official and ours this many times, interleaved")
     parser.add_argument("--process-res", type=int, default=504, help="DA3's process_res (our input_size)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--variant",
+        type=Variant.parse,
+        action="append",
+        default=[],
+        help="also measure ours with one switch changed: LABEL[,head=N][,KEY=VALUE...] (repeatable); head=N "
+        "decodes N views together (HEAD_VIEWS_AT_ONCE), KEY=VALUE sets the environment "
+        "(e.g. SHARPDEPTH_MALLOC=default)",
+    )
     args = parser.parse_args(argv)
     unknown = [c for c in args.cases.split(",") if c not in CASES]
     if unknown or args.runs < 1:
@@ -483,11 +562,22 @@ def main(argv: list[str] | None = None) -> None:
                 exe = python if impl == "official" else sys.executable
                 record = measure(exe, impl, case, weights[case.name], args.process_res, args.workdir, args.threads)
                 runs.setdefault((case.name, impl), []).append(record)
+            for variant in args.variant:
+                if variant.head_views is not None and not case.any_view:
+                    continue  # one view: nothing to chunk
+                record = measure(
+                    sys.executable, "ours", case, weights[case.name], args.process_res, args.workdir, args.threads,
+                    variant,
+                )  # fmt: skip
+                runs.setdefault((case.name, variant.tag), []).append(record)
     results = {key: median_record(records) for key, records in runs.items()}
     saved = {"/".join(k): {"runs": runs[k], "median": results[k]} for k in runs}
     (args.workdir / "results.json").write_text(json.dumps(saved, indent=1))
     print(f"\n{flags}; official commit {OFFICIAL_COMMIT[:7]}; medians of {args.runs} run(s)")
     print(table(results, cases, args.workdir))
+    if args.variant:
+        print()
+        print(variant_table(results, cases, args.variant, args.workdir))
     if args.runs > 1:
         print()
         print(runs_table(runs))
