@@ -2,6 +2,7 @@
 
     python benchmarks/da3_vs_official.py [--official DIR] [--workdir DIR] [--cases mono-large,small-1,...]
                                          [--runs N] [--process-res 504] [--threads 2]
+                                         [--variant LABEL[,head=N][,KEY=VALUE...]]
 
 Cases (the issue's: mono-large at process_res 504, the any-view small model at 504 with 1, 4
 and 16 views; `mono-vits` is an extra, quick one for trying the script):
@@ -29,6 +30,10 @@ process (medians over `--runs`, official and ours interleaved):
   `/proc/self/clear_refs` in the pre-hook: weights resident plus activations);
 - how far our outputs (depth, confidence, intrinsics, world-to-camera, sky) are from the
   official ones (max |ours - official| / max |official|; sky: differing pixels).
+
+`--variant` measures ours once more per case with one switch changed, for a per-change table:
+`head=N` decodes N views together in the any-view head (`HEAD_VIEWS_AT_ONCE`), `KEY=VALUE` sets
+the environment (`SHARPDEPTH_MALLOC=default` keeps glibc's own malloc policy).
 
 The official code (`--official`: a checkout of ByteDance-Seed/Depth-Anything-3; default: that
 repository at the fixtures' commit, fetched with git into `--workdir`) runs in a throwaway venv
