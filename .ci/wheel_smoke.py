@@ -16,6 +16,8 @@ for name in (
     "assets/colormaps.npz",
     "service/static/index.html",
     "service/static/vendor/three.module.min.js",
+    "service/static/vendor/gaussian-splats-3d/gaussian-splats-3d.module.js",
+    "service/static/vendor/gaussian-splats-3d/LICENSE",
 ):
     if not package.joinpath(name).is_file():
         sys.exit(f"{name} is missing from the wheel")

@@ -127,7 +127,7 @@ def test_tiny_network_and_pipeline_at_given_focal():
 def test_tiny_default_focal_through_the_public_api(tiny_pt: str):
     """No EXIF: the official 30 mm assumption, reported as the default (not the user's)."""
     model = sharpdepth.load("sharp-tiny", weights=tiny_pt)
-    g = model.predict_gaussians(str(fixtures_dir() / "sharp" / "tiny" / "image.png"))
+    g = model.predict_gaussians(str(fixtures_dir() / "sharp" / "tiny" / "image.png"), focal_model=None)
     assert isinstance(g, sharpdepth.Gaussians)
     assert g.focal_source == FocalSource.DEFAULT
     assert g.focal_px == pytest.approx(expected("tiny")["pipeline"]["exif"]["f_px"], rel=1e-9)

@@ -29,6 +29,9 @@ DEFAULT_MODEL = "depth-pro"
 """The model every front end runs when none is named (`sharpdepth.load()`, the CLI, the service)."""
 DEFAULT_SPLAT_MODEL = "sharp"
 """The model `splat` runs when none is named (one photo -> metric 3D Gaussians)."""
+DEFAULT_FOCAL_MODEL = "depth-pro"
+"""The model whose FOV head gives `splat` its focal length when neither the user nor EXIF does
+(used only when its weights are at hand; `--focal-model none` turns it off)."""
 
 __all__ = [
     "ModelSpec",

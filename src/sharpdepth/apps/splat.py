@@ -2,8 +2,9 @@
 
 Outputs per picture, in the output folder, under the picture's stem:
 * `<stem>.ply`: the Gaussians in the official SHARP / 3DGS layout (`Gaussians.save_ply`);
-* `<stem>.json`: the sidecar — model, focal length and its source, number of Gaussians,
-  scene bounds in metres (OpenCV camera frame of the picture);
+* `<stem>.json`: the sidecar — model, focal length and its source (and the focal model that
+  estimated it, or why none did), number of Gaussians, scene bounds in metres (OpenCV camera
+  frame of the picture);
 * `<stem>_<trajectory>.mp4` with rendering on: the scene along a camera path
   (`geometry.trajectory`), drawn by `geometry.splat_render`, H.264 through the project's
   video writer. Every file is written atomically (temporary file, then rename).
@@ -23,11 +24,22 @@ from ..errors import OptionError
 from ..geometry.gaussians import Gaussians
 from ..geometry.trajectory import DEFAULT_STEPS, DEFAULT_TRAJECTORY, TRAJECTORIES, trajectory
 from ..io.atomic import write_text_atomic
+from ..registry import DEFAULT_FOCAL_MODEL
 
 if TYPE_CHECKING:
+    import torch
+
     from ..engine.model import DepthModel
+    from ..engine.splat import FocalModel
 
 DEFAULT_VIDEO_FPS = 30
+NO_FOCAL_MODEL = "none"
+"""`--focal-model none`: no focal model, the official behaviour (user > EXIF > the default lens)."""
+
+
+def parse_focal_model(text: str) -> str | None:
+    """`--focal-model NAME|none` -> a preset name, or None for no focal model."""
+    return None if text.strip().lower() == NO_FOCAL_MODEL else text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,7 +47,13 @@ class SplatSettings:
     """What `splat` and `render` do besides predicting (the front ends build this, nothing else)."""
 
     focal_px: float | None = None
-    """Focal length of the pictures in pixels (None: EXIF, else the model's default)."""
+    """Focal length of the pictures in pixels (None: EXIF, else the focal model, else the model's default)."""
+    focal_model: str | None = DEFAULT_FOCAL_MODEL
+    """A model with a FOV head that estimates the focal length when neither the user nor EXIF
+    gives it, used only when its weights are at hand (`focal_weights` or the local cache; never
+    downloaded). None: the official behaviour, the splat model's default lens."""
+    focal_weights: Path | None = None
+    """Checkpoint file for focal_model (default: the local cache)."""
     render: bool = False
     trajectory: str = DEFAULT_TRAJECTORY
     steps: int = DEFAULT_STEPS
@@ -50,6 +68,21 @@ class SplatSettings:
             raise OptionError("--steps and --fps must be at least 1")
         if self.focal_px is not None and not (np.isfinite(self.focal_px) and self.focal_px > 0):
             raise OptionError(f"focal length must be a positive number of pixels, got {self.focal_px}")
+        if self.focal_model is not None:
+            from ..engine.splat import focal_model_spec
+
+            focal_model_spec(self.focal_model)
+        elif self.focal_weights is not None:
+            raise OptionError("--focal-weights needs a --focal-model (not none)")
+
+    def focal_estimator(self, device: str | torch.device | None = "cpu") -> FocalModel | None:
+        """The focal model of these settings (loaded on first use; share it across pictures)."""
+        if self.focal_model is None:
+            return None
+        from ..engine.model import load
+        from ..engine.splat import FocalModel
+
+        return FocalModel(self.focal_model, self.focal_weights, device, loader=load)
 
 
 def sidecar(g: Gaussians) -> dict[str, object]:
@@ -59,6 +92,8 @@ def sidecar(g: Gaussians) -> dict[str, object]:
         "model": g.model_name,
         "focal_px": g.focal_px,
         "focal_source": str(g.focal_source),
+        **({"focal_model": g.focal_model} if g.focal_model else {}),
+        **({"focal_notice": g.focal_notice} if g.focal_notice else {}),
         "image_size": list(g.image_size) if g.image_size else None,
         "num_gaussians": len(g),
         "frame": "OpenCV camera frame of the picture: x right, y down, z forward, metres",
@@ -87,9 +122,20 @@ def video_path(out_dir: Path, stem: PurePath, settings: SplatSettings) -> Path:
     return out_dir / stem.parent / f"{stem.name}_{settings.trajectory}.mp4"
 
 
-def splat_one(model: DepthModel, image: Path, out_dir: Path, stem: PurePath, settings: SplatSettings) -> list[Path]:
-    """Predict one picture's Gaussians and write its files; returns the paths written."""
-    g = model.predict_gaussians(image, focal_px=settings.focal_px)
+def splat_one(
+    model: DepthModel,
+    image: Path,
+    out_dir: Path,
+    stem: PurePath,
+    settings: SplatSettings,
+    focal_model: FocalModel | None = None,
+) -> list[Path]:
+    """Predict one picture's Gaussians and write its files; returns the paths written.
+
+    `focal_model`: `settings.focal_estimator()` made once for a batch (None: made here from
+    the settings, for one picture)."""
+    estimator = focal_model if focal_model is not None else settings.focal_estimator(model.device)
+    g = model.predict_gaussians(image, focal_px=settings.focal_px, focal_model=estimator)
     ply = out_dir / stem.parent / f"{stem.name}.ply"
     g.save_ply(ply)
     side = ply.with_suffix(".json")

@@ -12,10 +12,10 @@ from typing import Annotated
 
 import typer
 
-from ..apps.splat import SplatSettings
+from ..apps.splat import NO_FOCAL_MODEL, SplatSettings, parse_focal_model
 from ..errors import SharpDepthError
 from ..geometry.trajectory import DEFAULT_STEPS, DEFAULT_TRAJECTORY, TRAJECTORIES
-from ..registry import DEFAULT_SPLAT_MODEL
+from ..registry import DEFAULT_FOCAL_MODEL, DEFAULT_SPLAT_MODEL
 
 TrajectoryOpt = Annotated[
     str, typer.Option("--trajectory", help=f"Camera path of the video: {', '.join(TRAJECTORIES)}.")
@@ -35,7 +35,22 @@ def register(app: typer.Typer) -> None:
         weights: Annotated[Path | None, typer.Option("--weights", help="Checkpoint file for --model.")] = None,
         device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "cpu",
         focal_px: Annotated[
-            float | None, typer.Option("--focal-px", help="Focal length in pixels (default: EXIF, else 30 mm).")
+            float | None,
+            typer.Option("--focal-px", help="Focal length in pixels (default: EXIF, else --focal-model, else 30 mm)."),
+        ] = None,
+        focal_model: Annotated[
+            str,
+            typer.Option(
+                "--focal-model",
+                help=(
+                    "Model whose FOV head estimates the focal length when neither --focal-px nor EXIF gives it, "
+                    f"used only when its weights are at hand (cache or --focal-weights; never downloaded); "
+                    f"{NO_FOCAL_MODEL}: the official 30 mm assumption."
+                ),
+            ),
+        ] = DEFAULT_FOCAL_MODEL,
+        focal_weights: Annotated[
+            Path | None, typer.Option("--focal-weights", help="Checkpoint file for --focal-model.")
         ] = None,
         render: Annotated[bool, typer.Option("--render", help="Also write <stem>_<trajectory>.mp4.")] = False,
         trajectory: TrajectoryOpt = DEFAULT_TRAJECTORY,
@@ -48,22 +63,26 @@ def register(app: typer.Typer) -> None:
         from ..io.inputs import expand_inputs
 
         settings = SplatSettings(
-            focal_px=focal_px, render=render, trajectory=trajectory, steps=steps, device=render_device
-        )
+            focal_px=focal_px, focal_model=parse_focal_model(focal_model), focal_weights=focal_weights,
+            render=render, trajectory=trajectory, steps=steps, device=render_device,
+        )  # fmt: skip
         items, problems = expand_inputs(inputs)
         failures = [f"{arg}: {why}" for arg, why in problems]
         for line in failures:
             typer.echo(f"error: {line}", err=True)
         if items:
             net = load(model, weights=weights, device=device)
+            estimator = settings.focal_estimator(net.device)  # loaded once, on the first picture that needs it
             for item in items:
                 try:
-                    written = splat_one(net, item.path, output, PurePath(item.stem), settings)
+                    written = splat_one(net, item.path, output, PurePath(item.stem), settings, estimator)
                 except (SharpDepthError, OSError) as exc:
                     failures.append(f"{item.path}: {exc}")
                     typer.echo(f"error: {item.path}: {exc}", err=True)
                     continue
                 typer.echo(f"{item.path} -> {', '.join(str(p) for p in written)}")
+            if estimator is not None and estimator.notice:
+                typer.echo(f"note: {estimator.notice}", err=True)
         if failures:
             typer.echo(f"{len(failures)} input(s) failed", err=True)
             raise typer.Exit(1)

@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import OptionError, WeightsError
 from ..family import NetworkOutput, OutputSize, Prediction, Processor, StateDict, ViewsProcessor
 from ..io.images import DEFAULT_MAX_PIXELS, LoadedImage, as_loaded_image
-from ..registry import DEFAULT_MODEL, AnySpec, get_spec
+from ..registry import DEFAULT_FOCAL_MODEL, DEFAULT_MODEL, AnySpec, get_spec
 from ..result import DepthResult, FocalSource, OutputKind, SceneResult, focal_from_fov
 from ..weights.checkpoint import MappedPages, load_state_dict_file, sha256_file_cached
 from ..weights.hub import ResolvedWeights, resolve_weights
@@ -36,6 +36,7 @@ from .runtime import resolve_device, resolve_precision
 if TYPE_CHECKING:
     from ..geometry.gaussians import Gaussians
     from ..io.video import FrameSelection, VideoInput
+    from .splat import FocalModel
     from .stabilize import StabilizerSettings
     from .video import Reuse
 
@@ -241,13 +242,20 @@ class DepthModel:
         ]
 
     def predict_gaussians(
-        self, image: ImageInput, focal_px: float | None = None, focal_35mm: float | None = None
+        self,
+        image: ImageInput,
+        focal_px: float | None = None,
+        focal_35mm: float | None = None,
+        focal_model: str | FocalModel | None = DEFAULT_FOCAL_MODEL,
     ) -> Gaussians:
         """Metric 3-D Gaussians of one picture (models that predict them, e.g. SHARP); focal length:
-        focal_px or focal_35mm > EXIF > the model's default. See `sharpdepth.engine.splat`."""
-        from .splat import predict_gaussians
+        focal_px or focal_35mm > EXIF > focal_model's FOV head when its weights are at hand (no
+        download; None: skip it) > the model's default. See `sharpdepth.engine.splat`."""
+        from .splat import FocalModel, predict_gaussians
 
-        return predict_gaussians(self, image, focal_px=focal_px, focal_35mm=focal_35mm)
+        if isinstance(focal_model, str):
+            focal_model = FocalModel(focal_model, device=self.device, loader=load)
+        return predict_gaussians(self, image, focal_px=focal_px, focal_35mm=focal_35mm, focal_model=focal_model)
 
     def predict_video(
         self,

@@ -91,6 +91,10 @@ class Gaussians:
     image_size: tuple[int, int] | None = None
     """(width, height) of the source picture."""
     model_name: str | None = None
+    focal_model: str | None = None
+    """The model whose FOV head estimated focal_px (focal_source model), else None."""
+    focal_notice: str | None = None
+    """Why a wanted focal model was not used (e.g. its weights are not at hand), else None."""
 
     def __post_init__(self) -> None:
         self.means = _array("means", self.means, 3)

@@ -37,7 +37,7 @@ class SplatProcessor(Protocol):
 
     @property
     def default_focal_35mm(self) -> float:
-        """35 mm-equivalent focal length assumed when neither the user nor EXIF gives one."""
+        """35 mm-equivalent focal length assumed when neither the user, EXIF nor a focal model gives one."""
         ...
 
     def predict_gaussians(

@@ -12,7 +12,8 @@ gathers up to `max_batch` jobs whose network inputs have the same shape (and
 the same field-of-view request, which `predict_batch` takes once per batch),
 and runs them through `DepthModel.predict_batch` in one forward pass. Jobs of
 another shape keep their place for the next batch. A job whose client gave up
-(timeout) is cancelled and skipped.
+(timeout) is cancelled and skipped. Other work on the same network (a photo's 3-D
+Gaussians, `Task`) waits in the same queue and runs alone, in its turn.
 """
 
 from __future__ import annotations
@@ -50,12 +51,26 @@ class Job:
     enqueued: float = field(default_factory=time.monotonic)
 
 
+@dataclass(eq=False)
+class Task:
+    """Other work for the model thread (e.g. a photo's Gaussians): `run(model)`, alone, in queue order."""
+
+    run: Callable[[DepthModel], object]
+    key: Hashable = field(default_factory=object)
+    """Equal to no other key: a task is never batched."""
+    future: Future[object] = field(default_factory=Future)
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+Work = Job | Task
+
+
 class BatchQueue:
     """FIFO of jobs with a hard capacity, from which same-key batches are taken."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._jobs: deque[Job] = deque()
+        self._jobs: deque[Work] = deque()
         self._cond = threading.Condition()
         self._closed = False
 
@@ -67,7 +82,7 @@ class BatchQueue:
         with self._cond:
             return len(self._jobs) >= self.capacity
 
-    def put(self, job: Job) -> None:
+    def put(self, job: Work) -> None:
         """Admit a job or raise QueueFull (never blocks)."""
         with self._cond:
             if self._closed:
@@ -82,7 +97,7 @@ class BatchQueue:
             self._closed = True
             self._cond.notify_all()
 
-    def take(self, max_batch: int, max_wait_s: float) -> list[Job]:
+    def take(self, max_batch: int, max_wait_s: float) -> list[Work]:
         """Block for the oldest job, then gather same-key jobs until the batch is full or the wait is over.
 
         Returns [] once the queue is closed and empty.
@@ -93,7 +108,9 @@ class BatchQueue:
             if not self._jobs:
                 return []
             first = self._jobs.popleft()
-            batch = [first]
+            batch: list[Work] = [first]
+            if isinstance(first, Task):
+                return batch  # nothing joins a task: no waiting for a batch to fill
             deadline = time.monotonic() + max_wait_s
             while len(batch) < max_batch:
                 self._move_matching(first.key, batch, max_batch)
@@ -103,8 +120,8 @@ class BatchQueue:
                 self._cond.wait(remaining)
             return batch
 
-    def _move_matching(self, key: Hashable, batch: list[Job], max_batch: int) -> None:
-        keep: deque[Job] = deque()
+    def _move_matching(self, key: Hashable, batch: list[Work], max_batch: int) -> None:
+        keep: deque[Work] = deque()
         while self._jobs:
             job = self._jobs.popleft()
             if job.key == key and len(batch) < max_batch:
@@ -147,8 +164,23 @@ class ModelWorker:
             if not batch:
                 return
             live = [job for job in batch if job.future.set_running_or_notify_cancel()]
-            if live:
-                self._run(live)
+            tasks = [job for job in live if isinstance(job, Task)]
+            jobs = [job for job in live if isinstance(job, Job)]
+            for task in tasks:  # a task comes alone (`BatchQueue.take`)
+                self._run_task(task)
+            if jobs:
+                self._run(jobs)
+
+    def _run_task(self, task: Task) -> None:
+        try:
+            result = task.run(self.model)
+        except SharpDepthError as exc:
+            task.future.set_exception(exc)
+        except Exception as exc:  # a bug or an out-of-memory: fail this request, keep serving
+            log.exception("model task failed")
+            task.future.set_exception(exc)
+        else:
+            task.future.set_result(result)
 
     def _run(self, jobs: list[Job]) -> None:
         start = time.perf_counter()

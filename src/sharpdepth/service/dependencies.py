@@ -3,8 +3,9 @@
 - `FocalQuery`: the `focal_px` / `fov_deg` query parameters of every depth route, built into the
   predict job's own `FocalSettings` (validated there) in this one place.
 - `Depth`: the request's depth result — from a sent-back `depth` file, else by running the network —
-  with the photo's pixels charged to the service's in-flight budget from admission until the answer
-  is made (`Service.admit_pixels`), and the answer refused when it is over --max-response-mb.
+  (or, for /v1/splat, the decoded photo itself) with the photo's pixels charged to the service's
+  in-flight budget from admission until the answer is made (`Service.admit_pixels`), and the
+  answer refused when it is over --max-response-mb.
 """
 
 from __future__ import annotations
@@ -81,6 +82,20 @@ class DepthOfUpload:
         service.refuse_if_full()
         loaded = cast(LoadedImage, await service.new_work(decode_image, image.data, max_pixels))
         return await service.predict(loaded, focal, self.request.state.arrived), stem(image)
+
+    async def photo(self) -> tuple[LoadedImage, str]:
+        """The uploaded photo itself, decoded, and a download stem (for work that needs the picture, not its depth)."""
+        service = self.service
+        service.require_model()
+        max_pixels = service.model_settings.max_pixels
+        form = await read_form(self.request, service.settings.max_upload_bytes, service.settings.max_upload_mb)
+        image = await file_field(form, "image")
+        if image is None:
+            raise ApiError(400, "missing form field 'image' (the photo)")
+        self._charge(image_pixels(image.data, max_pixels))  # from the header: nothing decoded yet
+        service.refuse_if_full()
+        loaded = cast(LoadedImage, await service.new_work(decode_image, image.data, max_pixels))
+        return loaded, stem(image)
 
     def download(self, encoded: Encoded) -> Response:
         """The encoded file as an attachment, refused (422) over --max-response-mb."""

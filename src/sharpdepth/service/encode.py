@@ -4,7 +4,8 @@
 are (nothing goes through a temporary folder): the depth formats via
 `io.depth_files.encode_depth`, the colour view via `io.outputs.color_view` and
 `io.photos.encode_image`, the sidecar fields via `io.depth_files.encode_sidecar`, effect
-pictures via `io.photos.encode_image`, 3D files via `geometry.pointcloud`.
+pictures via `io.photos.encode_image`, 3D files via `geometry.pointcloud`, Gaussian scenes via
+`Gaussians.ply_bytes` (what `Gaussians.save_ply` writes).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..geometry.gaussians import Gaussians
 from ..io import outputs
 from ..io.depth_files import encode_depth, encode_sidecar, output_path
 from ..io.outputs import OutputOptions
@@ -68,3 +70,8 @@ def color_view(result: DepthResult, stem: str, colormap: str) -> Encoded:
 def picture(rgb: np.ndarray, stem: str, fmt: str) -> Encoded:
     """An effect's output as the CLI saves it (JPEG quality 95 or PNG)."""
     return Encoded(encode_image(rgb, f".{fmt}", name=f"{stem}.{fmt}"), MEDIA_TYPES[fmt], f"{stem}.{fmt}")
+
+
+def splat_file(gaussians: Gaussians, stem: str) -> Encoded:
+    """Exactly the `<stem>.ply` `sharpdepth splat` writes (`Gaussians.ply_bytes`, the official 3DGS layout)."""
+    return Encoded(gaussians.ply_bytes(), MEDIA_TYPES["ply"], f"{stem}.ply")

@@ -14,7 +14,9 @@ import math
 import threading
 import time
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import cast
 
 import anyio
 
@@ -22,12 +24,15 @@ from ..engine.memory import trim_heap
 from ..engine.model import DepthModel
 from ..engine.settings import FocalSettings, ModelSettings
 from ..errors import SharpDepthError
+from ..geometry.gaussians import Gaussians
 from ..io.images import LoadedImage
-from ..result import DepthResult
-from .batching import BatchQueue, Job, ModelWorker, QueueFull
+from ..registry import AnySpec
+from ..result import DepthResult, focal_from_fov
+from .batching import BatchQueue, Job, ModelWorker, QueueFull, Task, Work
 from .errors import ApiError
 from .metrics import Metrics
 from .settings import ServeSettings
+from .splats import ExtraSplatModels
 
 log = logging.getLogger("sharpdepth.service")
 
@@ -70,6 +75,7 @@ class Service:
         """Threads for decoding, encoding and effects: bounded, so a burst cannot start 40 decoders."""
         self._new_work = 0
         """Requests decoding (or reading a sent-back result): running plus waiting for a thread."""
+        self.extra_splat_models = ExtraSplatModels(model_settings)
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -186,6 +192,25 @@ class Service:
         model = self.require_model()
         key = self.shape_key(model, image.height, image.width)
         job = Job(image=image, key=(key, focal.fov_deg), focal_px=focal.focal_px, fov_deg=focal.fov_deg)
+        return cast(DepthResult, await self._queued(job, arrived))
+
+    async def predict_gaussians(
+        self, spec: AnySpec, image: LoadedImage, focal: FocalSettings, arrived: float
+    ) -> Gaussians:
+        """A photo's 3-D Gaussians by the named splat model (`service.splats`): on the model thread when it
+        is the served model, else on the extra model loaded for it (503 when its weights are not here)."""
+        served = self.require_model()
+        focal_px = focal.focal_px if focal.fov_deg is None else focal_from_fov(focal.fov_deg, image.width)
+
+        def work(model: DepthModel) -> Gaussians:
+            return model.predict_gaussians(image, focal_px=focal_px)
+
+        if spec.name == served.spec.name:
+            return cast(Gaussians, await self._queued(Task(run=work), arrived))
+        return await self.extra_splat_models.run_async(spec, work)
+
+    async def _queued(self, job: Work, arrived: float) -> object:
+        """Put work in the model thread's queue and wait for it (429 full, 504 past --timeout since arrival)."""
         try:
             self.queue.put(job)
         except QueueFull:
@@ -194,8 +219,9 @@ class Service:
                 429, "the service is busy (queue full); retry later", {"Retry-After": self.retry_after()}
             ) from None
         remaining = self.settings.timeout_s - (time.monotonic() - arrived)
+        future = cast("Future[object]", job.future)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(job.future), timeout=max(remaining, 0.001))
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=max(remaining, 0.001))
         except TimeoutError:
             job.future.cancel()
             self.metrics.rejected.labels(reason="timeout").inc()

@@ -9,9 +9,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
-from . import depth, effects, status
+from . import depth, effects, splat, status
 
-ROUTERS: tuple[APIRouter, ...] = (status.router, depth.router, effects.router)
+ROUTERS: tuple[APIRouter, ...] = (status.router, depth.router, effects.router, splat.router)
 ROUTE_PATHS: frozenset[str] = frozenset(
     route.path for router in ROUTERS for route in router.routes if isinstance(route, APIRoute)
 )

@@ -10,8 +10,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from ...io.colormap import COLORMAPS
 from ...io.outputs import OutputOptions
-from ...registry import get_spec, list_specs
+from ...registry import DEFAULT_SPLAT_MODEL, get_spec, list_specs
 from ..dependencies import ServiceDep
+from ..splats import predicts_gaussians
 
 STATIC = Path(str(resources.files("sharpdepth.service") / "static"))
 router = APIRouter()
@@ -49,10 +50,11 @@ async def models(service: ServiceDep) -> dict[str, object]:
         "ready": service.ready,
         "colormaps": list(COLORMAPS),
         "default_colormap": OutputOptions().colormap,
+        "splat_model": served if predicts_gaussians(served) else DEFAULT_SPLAT_MODEL,
         "models": [
             {
                 "name": s.name, "output_kind": str(s.output_kind), "description": s.description,
-                "license": s.license, "served": s.name == served,
+                "license": s.license, "served": s.name == served, "splat": predicts_gaussians(s.name),
             }
             for s in specs
             if not s.test_only or s.name == served

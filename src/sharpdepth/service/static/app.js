@@ -6,6 +6,10 @@
 // A new upload aborts the old photo's requests and replaces the object, and every answer is used
 // only while its photo is still the current one: a late answer for an older photo (two quick
 // uploads, a portrait still rendering) can never mix with the newer photo.
+//
+// The "3D splat" panel shows a 3-D Gaussian scene (.ply in the 3DGS layout): one the user opens, or
+// one made from the current photo by POST /v1/splat. It is drawn by the vendored Gaussian-splat
+// viewer (loaded on first use), with its own WebGL canvas, orbit controls and the page's three.js.
 import * as THREE from "three";
 import { OrbitControls } from "/static/vendor/OrbitControls.js";
 import { PLYLoader } from "/static/vendor/PLYLoader.js";
@@ -20,6 +24,11 @@ let viewer = null;
 let rendering = null; // the refocus or portrait in flight: { kind, what, controller, started, pixels, timer }
 let nextRender = null; // the kind asked for while one was in flight (the newest request wins)
 let userPickedColormap = false;
+let splatModel = "sharp"; // what /v1/splat is asked for (the server's /v1/models says which)
+let splat = null; // the scene on show: { blob, name, owner } (owner: the photo state it was made from, or null)
+let splatJob = 0; // counts scenes asked for: the answer or load of an older one is dropped
+let splatViewer = null; // { viewer, renderer, camera, onResize }
+const SPLAT_VIEWER_MODULE = "/static/vendor/gaussian-splats-3d/gaussian-splats-3d.module.js";
 const secondsPerPixel = {}; // how long the last render of each kind took, for the progress estimate
 
 function photoState(file) {
@@ -114,6 +123,7 @@ async function onFile(file) {
   cancelRender();
   const s = (state = photoState(file));
   forgetPhotoResults();
+  $("make-splat").disabled = false;
   const started = performance.now();
   const counting = setInterval(() => {
     if (s === state) status(`Computing depth… ${Math.floor((performance.now() - started) / 1000)} s`);
@@ -163,6 +173,7 @@ function forgetPhotoResults() {
   $("focuslabel").textContent = "";
   drawMarks();
   clearCloud("The 3D view appears here once the depth is computed.");
+  if (splat && splat.owner) closeSplat("The splat of the previous photo is gone: make one from this photo.");
 }
 
 function setPhotoControls(enabled) {
@@ -471,6 +482,183 @@ async function loadCloud(s) {
   }
 }
 
+// ------------------------------------------------------------------ 3D splat (3-D Gaussians)
+function splatNote(text, viewerState) {
+  const note = $("splatnote");
+  note.textContent = text;
+  note.hidden = !text;
+  $("splatviewer").dataset.state = viewerState;
+  if (splatViewer) splatViewer.renderer.domElement.hidden = Boolean(text);
+}
+
+function plyVertexInfo(buffer) {
+  // Number of Gaussians and the middle of the scene (median of the centres), read from a binary
+  // little-endian PLY's vertex element: where the orbit turns around.
+  const head = new TextDecoder("latin1").decode(new Uint8Array(buffer, 0, Math.min(buffer.byteLength, 65536)));
+  const end = head.indexOf("end_header\n");
+  if (!head.startsWith("ply\n") || end < 0) throw new Error("this is not a PLY file");
+  if (!head.includes("format binary_little_endian 1.0")) throw new Error("only binary little-endian PLY files are shown");
+  const sizes = { char: 1, uchar: 1, int8: 1, uint8: 1, short: 2, ushort: 2, int16: 2, uint16: 2,
+    int: 4, uint: 4, int32: 4, uint32: 4, float: 4, float32: 4, double: 8, float64: 8 };
+  let count = -1;
+  let stride = 0;
+  const offsets = {};
+  let inVertex = false;
+  for (const line of head.slice(0, end).split("\n")) {
+    const parts = line.trim().split(/\s+/);
+    if (parts[0] === "element") {
+      if (inVertex) break; // the vertex element is over
+      inVertex = parts[1] === "vertex";
+      if (inVertex) count = Number(parts[2]);
+      else if (count < 0) throw new Error("the vertex element must come first");
+    } else if (parts[0] === "property" && inVertex) {
+      if (!(parts[1] in sizes)) throw new Error(`unsupported PLY property ${parts.slice(1).join(" ")}`);
+      if (parts[1] === "float" || parts[1] === "float32") offsets[parts[2]] = stride;
+      stride += sizes[parts[1]];
+    }
+  }
+  for (const name of ["x", "y", "z", "f_dc_0", "opacity", "scale_0", "rot_0"]) {
+    if (!(name in offsets)) throw new Error(`not a 3D Gaussian Splatting PLY (no float ${name})`);
+  }
+  const start = end + "end_header\n".length;
+  if (!(count > 0) || start + count * stride > buffer.byteLength) throw new Error("the PLY is empty or truncated");
+  const view = new DataView(buffer, start);
+  const step = Math.max(1, Math.floor(count / 20000));
+  const axes = [[], [], []];
+  for (let i = 0; i < count; i += step) {
+    ["x", "y", "z"].forEach((name, k) => {
+      const v = view.getFloat32(i * stride + offsets[name], true);
+      if (Number.isFinite(v)) axes[k].push(v);
+    });
+  }
+  const median = (a) => { a.sort((p, q) => p - q); return a.length ? a[a.length >> 1] : 0; };
+  return { count, center: axes.map(median) };
+}
+
+async function makeSplatViewer(lib, center) {
+  // Our own renderer and camera (OpenCV frame: y down, the photo's camera at the origin looking at +z),
+  // the viewer's orbit controls around the middle of the scene.
+  const host = $("splatviewer");
+  const renderer = new THREE.WebGLRenderer({ antialias: false, preserveDrawingBuffer: true });
+  renderer.setPixelRatio(window.devicePixelRatio || 1);
+  renderer.setSize(host.clientWidth, host.clientHeight);
+  renderer.setClearColor(0x111111, 1);
+  host.appendChild(renderer.domElement);
+  const camera = new THREE.PerspectiveCamera(50, host.clientWidth / host.clientHeight, 0.01, 1000);
+  camera.up.set(0, -1, 0);
+  camera.position.set(0, 0, 0);
+  camera.lookAt(...center);
+  const viewer = new lib.Viewer({
+    renderer, camera, rootElement: host, selfDrivenMode: true, useBuiltInControls: true,
+    cameraUp: [0, -1, 0], initialCameraLookAt: center,
+    sharedMemoryForWorkers: false, // shared memory would need a cross-origin-isolated page
+    gpuAcceleratedSort: false, dynamicScene: false,
+    renderMode: lib.RenderMode.OnChange, sceneRevealMode: lib.SceneRevealMode.Instant, logLevel: lib.LogLevel.None,
+  });
+  const onResize = () => {
+    renderer.setSize(host.clientWidth, host.clientHeight);
+    camera.aspect = host.clientWidth / host.clientHeight;
+    camera.updateProjectionMatrix();
+    viewer.forceRenderNextFrame();
+  };
+  window.addEventListener("resize", onResize);
+  return { viewer, renderer, camera, onResize };
+}
+
+async function disposeSplatViewer() {
+  const current = splatViewer;
+  splatViewer = null;
+  if (!current) return;
+  window.removeEventListener("resize", current.onResize);
+  try {
+    await current.viewer.dispose();
+  } catch (_) { /* a scene still loading is aborted: nothing else to free */ }
+  current.renderer.dispose();
+  current.renderer.forceContextLoss(); // browsers keep few WebGL contexts: give this one back now
+  current.renderer.domElement.remove();
+}
+
+async function showSplat(blob, name, owner) {
+  // Show a scene and offer it for download; any older scene, or one still loading, is dropped.
+  const job = ++splatJob;
+  splat = { blob, name, owner };
+  $("dl-ply").disabled = false;
+  $("splatinfo").textContent = "";
+  await disposeSplatViewer();
+  let info;
+  try {
+    info = plyVertexInfo(await blob.arrayBuffer());
+  } catch (err) {
+    if (job !== splatJob) return;
+    splatNote(`Cannot show ${name}: ${err.message}`, "error");
+    return;
+  }
+  if (job !== splatJob) return;
+  $("splatinfo").textContent = `${name}: ${info.count.toLocaleString("en")} Gaussians`;
+  $("splatviewer").dataset.gaussians = String(info.count);
+  if (!webglAvailable()) {
+    splatNote("This browser has no WebGL: the splat viewer is unavailable (download the .ply to view it elsewhere).",
+      "no-webgl");
+    return;
+  }
+  splatNote("Loading the splat…", "loading");
+  const url = URL.createObjectURL(blob);
+  try {
+    const lib = await import(SPLAT_VIEWER_MODULE);
+    if (job !== splatJob) return;
+    splatViewer = await makeSplatViewer(lib, info.center);
+    await splatViewer.viewer.addSplatScene(url, { format: lib.SceneFormat.Ply, showLoadingUI: false, progressiveLoad: false });
+    if (job !== splatJob) return;
+    splatViewer.viewer.start();
+    splatViewer.viewer.forceRenderNextFrame(); // its "render on change" keeps one frame count for all viewers
+    splatNote("", "shown");
+  } catch (err) {
+    if (job !== splatJob) return;
+    await disposeSplatViewer();
+    splatNote(`Cannot show ${name}: ${err.message || err}`, "error");
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
+function closeSplat(note) {
+  splatJob++;
+  splat = null;
+  $("dl-ply").disabled = true;
+  $("splatinfo").textContent = "";
+  delete $("splatviewer").dataset.gaussians;
+  disposeSplatViewer();
+  splatNote(note, "empty");
+}
+
+async function makeSplat() {
+  // The current photo's Gaussians from the server (the network runs once more, on the splat model).
+  const s = state;
+  if (!s.file) return;
+  const job = ++splatJob;
+  $("make-splat").disabled = true;
+  splatNote(`Making the 3-D Gaussians of ${s.file.name} (${splatModel})…`, "loading");
+  status(`Making the splat (${splatModel})…`);
+  try {
+    const response = await api(`/v1/splat?model=${encodeURIComponent(splatModel)}`, { image: s.file },
+      s.controller.signal);
+    const blob = await response.blob();
+    if (s !== state || job !== splatJob) return;
+    status(`Splat of ${s.file.name} made by ${splatModel}.`);
+    await showSplat(blob, filename(response, `${stem(s.file.name)}.ply`), s);
+  } catch (err) {
+    if (s !== state || job !== splatJob) return;
+    splatNote(`No splat: ${err.message}`, "error");
+    status(`Could not make the splat: ${err.message}`, true);
+  } finally {
+    if (s === state) $("make-splat").disabled = false;
+  }
+}
+
+function openPly(file) {
+  if (file) showSplat(file, file.name, null);
+}
+
 // ------------------------------------------------------------------ downloads
 function saveAs(blob, name) {
   const a = document.createElement("a");
@@ -514,6 +702,7 @@ async function loadInfo() {
   } catch (_) { /* unreachable or not JSON: keep the defaults */ }
   $("model").textContent = info && info.served ? `model: ${info.served}` : "";
   fillColormaps(info && info.colormaps, info && info.default_colormap);
+  if (info && info.splat_model) splatModel = info.splat_model;
   if (unauthorized) status(KEY_NEEDED, true);
   else if (!state.file) status(intro);
 }
@@ -540,7 +729,9 @@ function init() {
   document.addEventListener("drop", (e) => {
     e.preventDefault();
     drop.classList.remove("over");
-    if (e.dataTransfer.files.length) onFile(e.dataTransfer.files[0]);
+    const file = e.dataTransfer.files[0];
+    if (file && /\.ply$/i.test(file.name)) openPly(file); // a scene goes to the splat viewer
+    else if (file) onFile(file);
   });
   $("colormap").addEventListener("change", () => {
     userPickedColormap = true;
@@ -558,7 +749,15 @@ function init() {
     cancelRender(`${what} cancelled.`);
   });
   for (const kind of ["npz", "png16", "exr", "glb"]) $(`dl-${kind}`).addEventListener("click", () => download(kind));
+  $("plyfile").addEventListener("change", (e) => openPly(e.target.files[0]));
+  $("make-splat").addEventListener("click", makeSplat);
+  $("dl-ply").addEventListener("click", () => splat && saveAs(splat.blob, splat.name));
   window.addEventListener("resize", drawMarks);
+  // The splat viewer listens for its shortcut keys (info panel, focal length, ...) on the window:
+  // what is typed into the page's own fields (the API key) must not reach it.
+  document.addEventListener("keydown", (e) => {
+    if (e.target instanceof Element && e.target.matches("input, select, textarea")) e.stopPropagation();
+  });
 }
 
 init();
