@@ -325,3 +325,23 @@ def test_predict_cli_writes_depth_sky_and_sidecar(tmp_path: Path, mono_tiny_file
     side = json.loads((out / "image.json").read_text())
     assert side["output_kind"] == "relative_depth" and side["focal_source"] == "user"
     assert side["intrinsics"][0][0] == 500.0 and side["fov_deg"] == pytest.approx(65.24, abs=0.01)
+
+
+def test_head_decodes_views_in_chunks_as_all_together(monkeypatch, anyview_file: Path):
+    """The head decodes HEAD_VIEWS_AT_ONCE views at a time (peak memory of many-view scenes);
+    the maps are those of all views decoded together, up to float rounding (convolutions are
+    blocked by batch size)."""
+    from sharpdepth.models.depth_anything_3 import network
+
+    model = sharpdepth.load("depth-anything-3-small", weights=str(anyview_file), input_size=70)
+    x = torch.randn(1, 5, 3, 56, 70, generator=torch.Generator().manual_seed(0))
+    seen: list[int] = []
+    model.net.head.scratch.output_conv1.register_forward_pre_hook(lambda _m, a: seen.append(a[0].shape[0]))
+    with torch.inference_mode():
+        monkeypatch.setattr(network, "HEAD_VIEWS_AT_ONCE", 2)
+        in_chunks = model.net(x)
+        monkeypatch.setattr(network, "HEAD_VIEWS_AT_ONCE", 8)
+        together = model.net(x)
+    assert seen == [2, 2, 1, 5]
+    for key in ("depth", "confidence", "intrinsics"):
+        torch.testing.assert_close(in_chunks[key], together[key], rtol=1e-5, atol=0)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..dpt import FeatureFusionBlock, Scratch
+from ..traceable import is_exporting
 from ..vit import Block, Mlp, VisionTransformer, ViTConfig
 from .camera import cameras_to_pose_encoding, pose_encoding_to_cameras, rigid_inverse
 
@@ -31,6 +32,11 @@ SKY_FILL_THRESHOLD = 0.3
 SKY_FILL_SAMPLE = 100_000
 """Above this many non-sky pixels DA3 takes the percentile on this many random samples."""
 SKY_FILL_SEED = 0
+HEAD_VIEWS_AT_ONCE = 8
+"""Views the head decodes together, as DA3 does. Its full-resolution maps, not the encoder, set the
+peak memory of a many-view forward. Each view's maps depend on that view's tokens alone; another
+chunk size changes them by float rounding only (oneDNN blocks a convolution by batch size), this
+one keeps them bit-identical to DA3's."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,18 @@ class DA3Head(nn.Module):
         self.scratch = DA3Scratch(cfg)
 
     def forward(self, taps: list[torch.Tensor], hw: tuple[int, int]) -> dict[str, torch.Tensor]:
-        """Tapped tokens (N, h*w, C) -> {"depth", and "confidence" or "sky"}: (N, H, W) each."""
+        """Tapped tokens (N, h*w, C) -> {"depth", and "confidence" or "sky"}: (N, H, W) each,
+        decoded `HEAD_VIEWS_AT_ONCE` maps at a time (all at once in a traced graph, whose N is symbolic)."""
+        n = taps[0].shape[0]
+        if is_exporting() or n <= HEAD_VIEWS_AT_ONCE:
+            return self.decode(taps, hw)
+        parts = [
+            self.decode([t[i : i + HEAD_VIEWS_AT_ONCE] for t in taps], hw) for i in range(0, n, HEAD_VIEWS_AT_ONCE)
+        ]
+        return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+
+    def decode(self, taps: list[torch.Tensor], hw: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The DPT / DualDPT decoder on (n, h*w, C) tokens."""
         h, w = hw
         rows, cols = h // PATCH, w // PATCH
         aspect = w / h
