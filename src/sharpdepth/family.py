@@ -38,7 +38,7 @@ types without import cycles, and the registry can be queried without importing t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from .errors import WeightsError
@@ -367,6 +367,14 @@ class ModelSpec(Generic[C]):
     @property
     def family(self) -> str:
         return self.model_family.name
+
+    def test_variant(self, *, name: str, config: C, description: str) -> ModelSpec[C]:
+        """This preset's code paths on a tiny `config`: same family, output kind, licence and
+        resolution, no weights to download (`test_only`), for tests that must run offline."""
+        return replace(
+            self, name=name, config=config, description=description, sources=(), params_millions=None, aliases=(),
+            test_only=True,
+        )  # fmt: skip
 
     @property
     def data(self) -> DataConfig:

@@ -378,25 +378,17 @@ def _v1() -> list[ModelSpec[DepthAnythingConfig]]:
     return specs
 
 
-def _test_presets() -> list[ModelSpec[DepthAnythingConfig]]:
+def _test_presets(v2: ModelSpec[DepthAnythingConfig], v2_metric: ModelSpec[DepthAnythingConfig],
+                  v1: ModelSpec[DepthAnythingConfig]) -> list[ModelSpec[DepthAnythingConfig]]:  # fmt: skip
+    """Tiny versions of the small (vits, Apache-2.0) presets of each kind."""
     tiny = (
-        ("depth-anything-v2-tiny", make_config("v2", "tiny"), OutputKind.RELATIVE_DISPARITY),
-        ("depth-anything-v1-tiny", make_config("v1", "tiny"), OutputKind.RELATIVE_DISPARITY),
-        ("depth-anything-v2-metric-tiny", make_config("v2", "tiny", max_depth=20.0), OutputKind.METRIC_DEPTH),
+        (v2, "depth-anything-v2-tiny", make_config("v2", "tiny")),
+        (v1, "depth-anything-v1-tiny", make_config("v1", "tiny")),
+        (v2_metric, "depth-anything-v2-metric-tiny", make_config("v2", "tiny", max_depth=20.0)),
     )
-    return [
-        FAMILY.preset(
-            name=name,
-            config=cfg,
-            output_kind=kind,
-            license="Apache-2.0",
-            license_class="commercial",
-            description="Test-only Depth Anything (width 64, 6 blocks): plumbing tests, no weights.",
-            native_resolution=_NATIVE,
-            test_only=True,
-        )
-        for name, cfg, kind in tiny
-    ]
+    description = "Test-only Depth Anything (width 64, 6 blocks): plumbing tests, no weights."
+    return [full.test_variant(name=name, config=cfg, description=description) for full, name, cfg in tiny]
 
 
-PRESETS = (*_v2_relative(), *_v2_metric(), *_v1(), *_test_presets())
+_V2, _V2_METRIC, _V1 = _v2_relative(), _v2_metric(), _v1()
+PRESETS = (*_V2, *_V2_METRIC, *_V1, *_test_presets(_V2[0], _V2_METRIC[0], _V1[0]))
