@@ -124,6 +124,15 @@ class DataConfig:
     """Refuse an image whose network input would exceed this many times input_size^2 pixels
     (extreme aspect ratios would otherwise allocate tens of GiB before failing)."""
 
+    @classmethod
+    def fixed_square(cls, size: int, mean: tuple[float, float, float], std: tuple[float, float, float]) -> DataConfig:
+        """A network that runs at exactly one size x size input (Depth Pro, SHARP): every picture is
+        stretched to it, none is refused, and the map is resized back bilinearly (align_corners=False)."""
+        return cls(
+            input_size=size, size_rule="fixed", multiple_of=size, mean=mean, std=std, output_kernel="bilinear",
+            output_align_corners=False, input_size_fixed=True, min_input_size=size,
+        )  # fmt: skip
+
 
 @dataclass
 class NetworkOutput:
@@ -331,19 +340,10 @@ class Family(Generic[C]):
         aliases: tuple[str, ...] = (),
     ) -> ModelSpec[C]:
         return ModelSpec(
-            name=name,
-            model_family=self,
-            config=config,
-            output_kind=output_kind,
-            license=license,
-            license_class=license_class,
-            description=description,
-            sources=sources,
-            native_resolution=native_resolution,
-            params_millions=params_millions,
-            test_only=test_only,
-            aliases=aliases,
-        )
+            name=name, model_family=self, config=config, output_kind=output_kind, license=license,
+            license_class=license_class, description=description, sources=sources,
+            native_resolution=native_resolution, params_millions=params_millions, test_only=test_only, aliases=aliases,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -61,22 +61,32 @@ def sv3d_equirect_box(
 
 
 # ---------------------------------------------------------------- reading boxes
+def _box_at(head: bytes | bytearray, pos: int, end: int) -> tuple[str, int, int] | None:
+    """(type, header size, box end) of the box whose first 16 bytes (or fewer) are `head`, at `pos`
+    among boxes that end at `end`; None when its size does not fit there."""
+    size, kind = struct.unpack(">I4s", head[:8])
+    header = 8
+    if size == 1:  # 64-bit size after the type
+        size = struct.unpack(">Q", head[8:16])[0]
+        header = 16
+    elif size == 0:  # to the end
+        size = end - pos
+    if size < header or pos + size > end:
+        return None
+    return kind.decode("latin-1"), header, pos + size
+
+
 def _iter_boxes(buf: bytes | bytearray, start: int, end: int) -> list[tuple[str, int, int, int]]:
     """(type, box start, header size, box end) of the boxes laid end to end in buf[start:end]."""
     out = []
     i = start
     while i + 8 <= end:
-        size, kind = struct.unpack(">I4s", buf[i : i + 8])
-        header = 8
-        if size == 1:
-            size = struct.unpack(">Q", buf[i + 8 : i + 16])[0]
-            header = 16
-        elif size == 0:
-            size = end - i
-        if size < header or i + size > end:
-            raise SharpDepthError(f"malformed MP4: box {kind!r} at {i} has a bad size")
-        out.append((kind.decode("latin-1"), i, header, i + size))
-        i += size
+        box = _box_at(buf[i : i + 16], i, end)
+        if box is None:
+            raise SharpDepthError(f"malformed MP4: box {bytes(buf[i + 4 : i + 8])!r} at {i} has a bad size")
+        kind, header, box_end = box
+        out.append((kind, i, header, box_end))
+        i = box_end
     return out
 
 
@@ -87,17 +97,13 @@ def _top_level(path: Path) -> list[tuple[str, int, int, int]]:
         pos = 0
         while pos + 8 <= total:
             f.seek(pos)
-            size, kind = struct.unpack(">I4s", f.read(8))
-            header = 8
-            if size == 1:
-                size = struct.unpack(">Q", f.read(8))[0]
-                header = 16
-            elif size == 0:
-                size = total - pos
-            if size < header or pos + size > total:
-                raise SharpDepthError(f"{path}: malformed MP4 (top-level box {kind!r} has a bad size)")
-            boxes.append((kind.decode("latin-1"), pos, header, pos + size))
-            pos += size
+            head = f.read(16)
+            box = _box_at(head, pos, total)
+            if box is None:
+                raise SharpDepthError(f"{path}: malformed MP4 (top-level box {head[4:8]!r} has a bad size)")
+            kind, header, box_end = box
+            boxes.append((kind, pos, header, box_end))
+            pos = box_end
     return boxes
 
 

@@ -32,6 +32,25 @@ from .traceable import is_exporting, resize_bicubic_scale, resize_bilinear_size
 
 
 @dataclass(frozen=True)
+class VitSize:
+    """The shape of one ViT size: width, blocks, heads and feed-forward type."""
+
+    dim: int
+    depth: int
+    heads: int
+    ffn: Literal["mlp", "swiglu"] = "mlp"
+
+
+DINOV2_SIZES: dict[str, VitSize] = {
+    "vits": VitSize(384, 12, 6),
+    "vitb": VitSize(768, 12, 12),
+    "vitl": VitSize(1024, 24, 16),
+    "vitg": VitSize(1536, 40, 24, "swiglu"),
+}
+"""The released DINOv2 encoders by their official names (Depth Anything, Video Depth Anything, DA3)."""
+
+
+@dataclass(frozen=True)
 class ViTConfig:
     embed_dim: int
     depth: int

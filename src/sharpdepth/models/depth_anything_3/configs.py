@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..vit import ViTConfig
+from ..vit import DINOV2_SIZES, ViTConfig, VitSize
 from .network import PATCH, DA3Config
 
 Quad = tuple[int, int, int, int]
 
 
-@dataclass(frozen=True)
-class _Encoder:
-    dim: int
-    depth: int
-    heads: int
-    ffn: str
-
-
-_ENCODERS = {
-    "vits": _Encoder(384, 12, 6, "mlp"),
-    "vitb": _Encoder(768, 12, 12, "mlp"),
-    "vitl": _Encoder(1024, 24, 16, "mlp"),
-    "vitg": _Encoder(1536, 40, 24, "swiglu"),
-    "tiny": _Encoder(64, 4, 4, "mlp"),  # the fixtures' 64-wide, 4-block test encoder
-}
+_ENCODERS = {**DINOV2_SIZES, "tiny": VitSize(64, 4, 4)}  # tiny: the fixtures' 64-wide, 4-block test encoder
 
 
 def dinov2(encoder: str, alt_start: int = -1) -> ViTConfig:

@@ -30,17 +30,7 @@ INVERSE_DEPTH_RANGE = (1e-4, 1e4)
 
 def data_config(cfg: DepthProConfig) -> DataConfig:
     """Official `DepthPro.infer`: ToTensor, normalise (0.5, 0.5), then bilinear resize to a fixed square."""
-    return DataConfig(
-        input_size=cfg.img_size,
-        size_rule="fixed",
-        multiple_of=cfg.img_size,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        output_kernel="bilinear",
-        output_align_corners=False,
-        input_size_fixed=True,
-        min_input_size=cfg.img_size,
-    )
+    return DataConfig.fixed_square(cfg.img_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
 def metric_depth(inverse_depth: torch.Tensor, height: int, width: int) -> np.ndarray:

@@ -34,17 +34,7 @@ DEFAULT_FOCAL_35MM = 30.0
 def data_config(cfg: SharpConfig) -> DataConfig:
     """Official `predict_image`: [0, 1] image stretched to a fixed square, bilinear with
     align_corners=True (unlike Depth Pro's), no normalisation outside the network."""
-    return DataConfig(
-        input_size=cfg.img_size,
-        size_rule="fixed",
-        multiple_of=cfg.img_size,
-        mean=(0.0, 0.0, 0.0),
-        std=(1.0, 1.0, 1.0),
-        output_kernel="bilinear",
-        output_align_corners=False,
-        input_size_fixed=True,
-        min_input_size=cfg.img_size,
-    )
+    return DataConfig.fixed_square(cfg.img_size, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
 def _network(net: nn.Module) -> SharpNetwork:
