@@ -40,6 +40,14 @@ class VitSize:
     heads: int
     ffn: Literal["mlp", "swiglu"] = "mlp"
 
+    def dinov2(self) -> ViTConfig:
+        """DINOv2/14 of this size as the Depth Anything models build it: LayerScale, block norms
+        eps 1e-6, a 37x37 stored position grid (518) stretched by DINOv2's interpolation."""
+        return ViTConfig(
+            embed_dim=self.dim, depth=self.depth, num_heads=self.heads, patch_size=14, img_size=518, ffn=self.ffn,
+            layer_scale=True, norm_eps=1e-6, pos_interp="dinov2",
+        )  # fmt: skip
+
 
 DINOV2_SIZES: dict[str, VitSize] = {
     "vits": VitSize(384, 12, 6),

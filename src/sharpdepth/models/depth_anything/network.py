@@ -24,7 +24,7 @@ through its final LayerNorm, cls token dropped) and the fusion is the shared DPT
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -182,21 +182,7 @@ _PARAMS_M = {"vits": 24.785089, "vitb": 97.470785, "vitl": 335.315649, "vitg": 1
 
 def dinov2_config(encoder: str) -> ViTConfig:
     """DINOv2 /14 as Depth Anything builds it (LayerScale, mask_token, 37x37 stored grid)."""
-    e = _ENCODERS[encoder].vit
-    return ViTConfig(
-        embed_dim=e.dim,
-        depth=e.depth,
-        num_heads=e.heads,
-        patch_size=PATCH,
-        img_size=518,
-        mlp_ratio=4.0,
-        ffn=e.ffn,
-        layer_scale=True,
-        qkv_bias=True,
-        norm_eps=1e-6,
-        mask_token=True,
-        pos_interp="dinov2",
-    )
+    return replace(_ENCODERS[encoder].vit.dinov2(), mask_token=True)
 
 
 def make_config(version: Literal["v1", "v2"], encoder: str, max_depth: float | None = None) -> DepthAnythingConfig:
