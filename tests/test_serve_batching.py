@@ -39,7 +39,13 @@ class GatedModel:
     def __init__(self) -> None:
         self.gate = threading.Event()
         self.batches: list[int] = []
-        self.processor = SimpleNamespace(preprocess=lambda rgb: np.zeros((3, *rgb.shape[:2]), np.float32))
+        self.processor = SimpleNamespace(preprocess=self._no_second_preprocess, network_size=lambda h, w: (h, w))
+
+    @staticmethod
+    def _no_second_preprocess(rgb: np.ndarray) -> np.ndarray:
+        """The model pre-processes each image once, inside predict_batch; the service must not
+        pre-process a blank image of the same size to learn the batching key (it once did)."""
+        raise AssertionError("the service pre-processed an image itself")
 
     def predict_batch(
         self, images: Sequence[LoadedImage], focal_px: Any = None, fov_deg: Any = None, batch_size: int = 1

@@ -9,6 +9,7 @@ as covariances. The full configuration is slow (minutes per forward): marked slo
 from __future__ import annotations
 
 import json
+import math
 from functools import cache
 
 import numpy as np
@@ -169,6 +170,17 @@ def test_the_networks_own_state_dict_loads_back(tmp_path):
     reloaded = sharpdepth.load("sharp-tiny", weights=again)
     for key, value in model.net.state_dict().items():
         assert torch.equal(value, reloaded.net.state_dict()[key]), key
+
+
+def test_predict_gives_metric_depth_at_the_default_focal(tiny_pt: str):
+    """`predict` with SHARP: the depth branch's first layer in metres; without a focal length the
+    official 30 mm assumption, reported as the default (not as the user's, nor as estimated)."""
+    model = sharpdepth.load("sharp-tiny", weights=tiny_pt)
+    image = str(fixtures_dir() / "sharp" / "tiny" / "image.png")
+    assumed = model.predict(image)
+    assert assumed.is_metric and assumed.focal_source == FocalSource.DEFAULT
+    assert assumed.focal_px == pytest.approx(30.0 * math.hypot(640, 480) / math.hypot(36, 24), rel=1e-9)
+    assert assumed.depth.shape == (480, 640) and np.isfinite(assumed.depth).all() and (assumed.depth > 0).all()
 
 
 def test_presets_licence_and_listing():

@@ -17,7 +17,6 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import anyio
-import numpy as np
 
 from ..engine.memory import trim_heap
 from ..engine.model import DepthModel
@@ -71,8 +70,6 @@ class Service:
         """Threads for decoding, encoding and effects: bounded, so a burst cannot start 40 decoders."""
         self._new_work = 0
         """Requests decoding (or reading a sent-back result): running plus waiting for a thread."""
-        self._shapes: dict[tuple[int, int], Hashable] = {}
-        self._shapes_lock = threading.Lock()
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -178,21 +175,16 @@ class Service:
             self._pixels_since_trim = 0
             await anyio.to_thread.run_sync(trim_heap)
 
-    def shape_key(self, model: DepthModel, height: int, width: int) -> Hashable:
-        """The network input shape for an image size (computed once per size, off the model thread)."""
-        with self._shapes_lock:
-            known = self._shapes.get((height, width))
-        if known is not None:
-            return known
-        shape = tuple(model.processor.preprocess(np.zeros((height, width, 3), dtype=np.uint8)).shape)
-        with self._shapes_lock:
-            self._shapes[(height, width)] = shape
-        return shape
+    @staticmethod
+    def shape_key(model: DepthModel, height: int, width: int) -> Hashable:
+        """The network input shape for an image size: images that share it batch together. Asked of
+        the processor's size rule (each image is pre-processed once, on the model thread)."""
+        return (3, *model.processor.network_size(height, width))
 
     async def predict(self, image: LoadedImage, focal: FocalSettings, arrived: float) -> DepthResult:
         """Queue one image for the model thread and wait for its result (429 full, 504 late)."""
         model = self.require_model()
-        key = await self.in_thread(self.shape_key, model, image.height, image.width)
+        key = self.shape_key(model, image.height, image.width)
         job = Job(image=image, key=(key, focal.fov_deg), focal_px=focal.focal_px, fov_deg=focal.fov_deg)
         try:
             self.queue.put(job)
