@@ -193,3 +193,108 @@ def test_scene_from_a_video_at_a_rate(tmp_path: Path, anyview_file: Path):
     names = [c["name"] for c in json.loads((out / "cameras.json").read_text())["cameras"]]
     assert names == [f"clip_{i:06d}" for i in (0, 2, 4, 6, 8)]
     assert (out / "clip_000004.npz").is_file()
+
+
+# ---------------------------------------------------------------- edge cases: sizes, one view, duplicates
+
+
+def _frame(index: int) -> np.ndarray:
+    return np.asarray(Image.open(_seq() / "rgb" / f"{index:06d}.png").convert("RGB"))
+
+
+def _save(path: Path, rgb: np.ndarray) -> str:
+    Image.fromarray(rgb).save(path)
+    return str(path)
+
+
+def test_scene_views_of_different_sizes(tmp_path: Path, anyview_file: Path):
+    """640x480 and 400x480 at input size 56 run on 56x42 and 42x56 grids; DA3 centre-crops both to 42x42,
+    so each view's maps, camera and picture are those of its crop, which cameras.json records."""
+    import sharpdepth
+
+    wide, tall = _frame(0), np.ascontiguousarray(_frame(10)[:, :400])
+    paths = [_save(tmp_path / "wide.png", wide), _save(tmp_path / "tall.png", tall)]
+    out = tmp_path / "scene"
+    assert main(["scene", *paths, "--weights", str(anyview_file), "--input-size", "56", "-o", str(out)]) == 0
+    cams = {c["name"]: c for c in json.loads((out / "cameras.json").read_text())["cameras"]}
+    # 42 of 56 grid columns (wide) or rows (tall), centred: 7 cells of 640/56 or 480/56 pixels cut each side
+    want = {"wide.png": (0, 80, 480, 480), "tall.png": (60, 0, 360, 400)}
+    for name, (top, left, height, width) in want.items():
+        cam = cams[name]
+        assert cam["crop"] == {"top": top, "left": left, "height": height, "width": width}
+        assert (cam["height"], cam["width"]) == (height, width)
+        np.testing.assert_allclose(np.array(cam["intrinsics"])[:2, 2], (width / 2, height / 2))
+        with np.load(out / f"{Path(name).stem}.npz") as data:
+            assert data["relative_depth"].shape == (height, width)
+    lines = [line.split() for line in (out / "colmap" / "cameras.txt").read_text().splitlines() if line[:1] != "#"]
+    assert [(int(c[2]), int(c[3])) for c in lines] == [(480, 480), (400, 360)]
+    scene = sharpdepth.load("depth-anything-3-small", weights=str(anyview_file), input_size=56).predict_views(
+        [wide, tall]
+    )
+    np.testing.assert_array_equal(scene.views[0].image, wide[:, 80:560])  # the crop, not the squashed photo
+    np.testing.assert_array_equal(scene.views[1].image, tall[60:420])
+
+
+def test_scene_of_a_single_view_with_its_known_camera(tmp_path: Path, anyview_file: Path):
+    path = _save(tmp_path / "one.png", _frame(20))
+    pose = _tum_c2w(20)
+    poses = tmp_path / "pose.json"
+    poses.write_text(json.dumps({"cam_to_world": [pose.tolist()]}))
+    out = tmp_path / "scene"
+    args = ["scene", path, "--poses", str(poses), "--intrinsics", str(_seq() / "intrinsics.json")]
+    assert main([*args, "--weights", str(anyview_file), "--input-size", "56", "-o", str(out)]) == 0
+    (cam,) = json.loads((out / "cameras.json").read_text())["cameras"]
+    np.testing.assert_allclose(cam["cam_to_world"], pose, atol=1e-12)
+    np.testing.assert_allclose(cam["intrinsics"], _tum_k(), rtol=1e-9)
+    assert "crop" not in cam and (cam["width"], cam["height"]) == (640, 480)
+    with np.load(out / "one.npz") as data:
+        assert (data["relative_depth"] > 0).all() and np.isfinite(data["relative_depth"]).all()
+    images = [line for line in (out / "colmap" / "images.txt").read_text().splitlines() if line and line[0] != "#"]
+    assert len(images) == 1 and images[0].endswith(" one.png")
+
+
+def test_scene_duplicate_views(tmp_path: Path, anyview_file: Path, capsys: pytest.CaptureFixture[str]):
+    """One file named twice is one view (said in one line); two copies of a picture are two views, with
+    distinct names and, posed at one place, finite depth and the given cameras."""
+    frame = _frame(0)
+    a, copy = _save(tmp_path / "a.png", frame), _save(tmp_path / "a_copy.png", frame)
+    opts = ["--weights", str(anyview_file), "--input-size", "56"]
+    assert main(["scene", a, a, *opts, "-o", str(tmp_path / "twice")]) == 0
+    assert "a.png is given 2 times: it is one view" in capsys.readouterr().err
+    assert [c["name"] for c in json.loads((tmp_path / "twice" / "cameras.json").read_text())["cameras"]] == ["a.png"]
+    poses = tmp_path / "same.json"
+    poses.write_text(json.dumps({"cam_to_world": [np.eye(4).tolist()] * 2}))
+    out = tmp_path / "copies"
+    assert main(["scene", a, copy, "--poses", str(poses), *opts, "-o", str(out)]) == 0
+    cams = json.loads((out / "cameras.json").read_text())["cameras"]
+    assert [c["name"] for c in cams] == ["a.png", "a_copy.png"]
+    np.testing.assert_allclose([c["cam_to_world"] for c in cams], [np.eye(4)] * 2, atol=1e-12)
+    with np.load(out / "a.npz") as first, np.load(out / "a_copy.npz") as second:
+        d1, d2 = first["relative_depth"], second["relative_depth"]
+    assert np.isfinite(d1).all() and np.isfinite(d2).all()
+    assert np.corrcoef(d1.ravel(), d2.ravel())[0, 1] > 0.99
+
+
+def test_posed_scale_of_views_predicted_at_one_place_is_left_alone(anyview_file: Path, monkeypatch):
+    """Given poses that spread while the network puts every camera at one place (duplicate views) fit
+    no scale: depth stays in the network's units (it was divided by a zero scale)."""
+    import torch
+
+    import sharpdepth
+
+    model = sharpdepth.load("depth-anything-3-small", weights=str(anyview_file), input_size=28)
+    n, grid = 2, (21, 28)
+
+    def at_one_place(net, batch, k_net, cam_to_world):
+        eye = torch.eye(4, dtype=torch.float64)[:3][None, None].expand(1, n, 3, 4)
+        k = torch.tensor([[20.0, 0, 14], [0, 20.0, 10.5], [0, 0, 1]])[None, None].expand(1, n, 3, 3)
+        return {"depth": torch.ones(1, n, *grid), "confidence": torch.ones(1, n, *grid), "world_to_cam": eye,
+                "intrinsics": k}  # fmt: skip
+
+    monkeypatch.setattr(model.processor, "_run_views", at_one_place)
+    poses = np.stack([np.eye(4), np.eye(4)])
+    poses[1, :3, 3] = (1.0, 0.0, 0.0)
+    scene = model.predict_views([np.zeros((60, 80, 3), np.uint8)] * n, poses=poses)
+    for view in scene.views:
+        np.testing.assert_allclose(view.prediction, 1.0)
+    np.testing.assert_allclose(scene.cam_to_world, poses)

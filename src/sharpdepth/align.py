@@ -312,6 +312,18 @@ def load_sparse_points(path: str | Path) -> SparsePoints:
     return SparsePoints(np.array(xs), np.array(ys), np.array(ds), str(path))
 
 
+def _values_in_space(result: DepthResult, space: Space) -> np.ndarray:
+    """The raw map as values in `space`: depth up to scale (Depth Anything 3) is inverted for disparity
+    space; relative disparity cannot be depth (its unknown shift), so depth space refuses it."""
+    if space == "depth":
+        return np.asarray(result.relative_depth, dtype=np.float64)  # RelativeDepthError for disparity
+    if not result.kind.is_depth:
+        return np.asarray(result.prediction, dtype=np.float64)
+    p = np.asarray(result.prediction, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(p > 0, 1.0 / p, np.nan)
+
+
 def align_result_to_points(
     result: DepthResult,
     points: SparsePoints,
@@ -328,8 +340,9 @@ def align_result_to_points(
     if method == "none":
         raise OptionError("a relative prediction needs an alignment (median, lstsq or lstsq-robust)")
     target = points.to_target(result.height, result.width)
-    alignment = fit_alignment(result.prediction, target, None, method, space)
-    depth = alignment.apply(result.prediction, invalid=np.nan)
+    values = _values_in_space(result, space)
+    alignment = fit_alignment(values, target, None, method, space)
+    depth = alignment.apply(values, invalid=np.nan)
     known = np.isfinite(target)
     fitted = depth[known].astype(np.float64)
     ok = np.isfinite(fitted) & (fitted > 0)

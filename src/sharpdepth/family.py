@@ -167,6 +167,9 @@ class Prediction:
     """bool HxW sky mask, where the model predicts one."""
     intrinsics: np.ndarray | None = None
     """3x3 pinhole intrinsics in pixels of `map`, where known (estimated or from the focal length)."""
+    crop: tuple[int, int, int, int] | None = None
+    """(top, left, height, width) of the part of the input image the map covers, in its pixels, when
+    that is not the whole image (Depth Anything 3 centre-crops views of different sizes)."""
 
 
 class Processor(Protocol):
@@ -261,18 +264,38 @@ def _no_fov_head(cfg: object) -> bool:
     return False
 
 
-def _dynamic_export(spec: ModelSpec[Any]) -> str | None:
+def _no_reason(spec: ModelSpec[Any]) -> str | None:
     return None
+
+
+def _no_extra_outputs(spec: ModelSpec[Any]) -> tuple[str, ...]:
+    return ()
 
 
 @dataclass(frozen=True, kw_only=True)
 class OnnxExport:
-    """How a family's network becomes one ONNX graph (read by `engine.onnx_graph`)."""
+    """How a family's network becomes one ONNX graph (read by `engine.onnx_graph` and `engine.ort_backend`).
 
-    dynamic_refusal: Callable[[ModelSpec[Any]], str | None] = _dynamic_export
+    By default the graph is the network itself, its output read by `decode_output` (the map,
+    and the FOV where there is a head). A network with other outputs or another call signature
+    declares `traced` (what is exported) and `as_network` (how the running graph stands in for
+    the network again), so its processor runs unchanged on either backend.
+    """
+
+    refusal: Callable[[ModelSpec[Any]], str | None] = _no_reason
+    """Why this preset cannot become a graph at all (None: it can); one line, said as the error."""
+    dynamic_refusal: Callable[[ModelSpec[Any]], str | None] = _no_reason
     """Why one graph cannot follow the input size for this preset (None: dynamic height and width work)."""
     example_side: int | None = None
     """Side of the square picture traced through the processor (None: the input size asked for, else 518)."""
+    extra_outputs: Callable[[ModelSpec[Any]], tuple[str, ...]] = _no_extra_outputs
+    """Names of the graph's outputs after `ModelSpec.output_fields` (e.g. a sky map), in `traced`'s order."""
+    traced: Callable[[nn.Module], nn.Module] | None = None
+    """Wraps the network into the module that is exported: (N, 3, h, w) network input -> a tuple of
+    tensors, `output_fields` then `extra_outputs` (None: the network, read by `decode_output`)."""
+    as_network: Callable[[nn.Module], nn.Module] | None = None
+    """Wraps the running graph (network input -> that tuple of tensors) into a module called and
+    answering as the network is (None: the graph's (map, FOV) already is what the network returns)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -53,11 +53,21 @@ class OutputKind(StrEnum):
         """What the numbers are, for messages: "metric depth", "relative disparity", ..."""
         return _MEANINGS[self]
 
+    @property
+    def unit(self) -> str:
+        """The unit of the numbers, for sidecars: "m", or what a relative kind's numbers are."""
+        return _UNITS[self]
+
 
 _FILE_WORDS = {
     OutputKind.METRIC_DEPTH: "depth",
     OutputKind.RELATIVE_DISPARITY: "disparity",
     OutputKind.RELATIVE_DEPTH: "relative_depth",
+}
+_UNITS = {
+    OutputKind.METRIC_DEPTH: "m",
+    OutputKind.RELATIVE_DISPARITY: "relative disparity (unitless, affine-invariant)",
+    OutputKind.RELATIVE_DEPTH: "relative depth (unitless, up to scale)",
 }
 _MEANINGS = {
     OutputKind.METRIC_DEPTH: "metric depth",
@@ -205,11 +215,7 @@ class DepthResult:
 
     @property
     def unit(self) -> str:
-        if self.is_metric:
-            return "m"
-        if self.kind.is_depth:
-            return "relative depth (unitless, up to scale)"
-        return "relative disparity (unitless, affine-invariant)"
+        return self.kind.unit
 
     def summary(self) -> dict[str, Any]:
         """Scalars for the JSON sidecar: what the numbers are, where focal came from, ranges."""

@@ -276,7 +276,7 @@ def coc_for_result(result: DepthResult, settings: DofSettings) -> tuple[np.ndarr
         return np.clip(coc, -cap, cap), focus
     if settings.focus_m is not None or settings.focus_px is None:
         raise RelativeDepthError(
-            f"model '{result.model_name or 'unknown'}' predicts relative disparity: focus on a pixel "
+            f"model '{result.model_name or 'unknown'}' predicts {result.kind.meaning}: focus on a pixel "
             "(--focus-px) and set the blur strength (--max-blur) instead of metres"
         )
     disparity = result.disparity.astype(np.float64)

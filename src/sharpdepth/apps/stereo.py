@@ -86,7 +86,7 @@ def parallax_map(
         return metric_parallax(depth, result_focal_px(result), settings.interaxial_m, settings.screen_m)
     if settings.interaxial_mm is not None or settings.convergence_m is not None:
         raise RelativeDepthError(
-            f"model '{result.model_name or 'unknown'}' predicts relative disparity: an interaxial distance or "
+            f"model '{result.model_name or 'unknown'}' predicts {result.kind.meaning}: an interaxial distance or "
             "convergence in metres needs metric depth; use --max-disparity (fraction of the width)"
         )
     disparity = result.disparity

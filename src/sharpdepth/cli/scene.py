@@ -68,6 +68,8 @@ def register(app: typer.Typer) -> None:
         )  # fmt: skip
         size = parse_output_size(output_size)
         items, failures = expand_inputs(inputs)
+        for path, times in _repeated_files(inputs):
+            console.print(f"note: {path} is given {times} times: it is one view", markup=False)
         views: list[SceneView] = []
         for item in items:
             try:
@@ -101,3 +103,12 @@ def register(app: typer.Typer) -> None:
         if failures:
             typer.echo("\n".join([f"{len(failures)} failed:"] + [f"  {n}: {e}" for n, e in failures]), err=True)
             raise typer.Exit(1)
+
+
+def _repeated_files(inputs: list[str]) -> list[tuple[str, int]]:
+    """Files named more than once (`expand_inputs` keeps one view of each), to say so: known poses
+    and intrinsics are then counted per view, not per argument."""
+    from collections import Counter
+
+    counts = Counter(Path(arg).resolve() for arg in inputs if Path(arg).is_file())
+    return [(str(path), n) for path, n in counts.items() if n > 1]

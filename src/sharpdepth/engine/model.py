@@ -317,6 +317,10 @@ class DepthModel:
         elif pred.focal_from_default:
             source = FocalSource.DEFAULT
         image = img.rgb if keep_image else None
+        if pred.crop is not None:  # the map covers part of the image: that part is its picture
+            top, left, height, width = pred.crop
+            extra = {**extra, "crop": {"top": top, "left": left, "height": height, "width": width}}
+            image = None if image is None else image[top : top + height, left : left + width]
         if image is not None and image.shape[:2] != pred.map.shape:
             image = np.asarray(Image.fromarray(image).resize(pred.map.shape[::-1], Image.Resampling.BILINEAR))
         return DepthResult(

@@ -8,7 +8,8 @@ a thin settings wrapper around `export_graph`.
 The graph is the raw network: it takes the official network input (the family's
 pre-processing: resize + normalise, `N x 3 x h x w` float32) and returns its raw
 outputs (Depth Pro: canonical inverse depth and the FOV in degrees; the others:
-disparity or metric depth at network resolution). Pre- and post-processing stay
+disparity or metric depth at network resolution; a family may declare more, e.g.
+Depth Anything 3's sky, through `OnnxExport.traced`). Pre- and post-processing stay
 with the caller, exactly as `sharpdepth` itself runs them.
 
 Every export is checked: onnxruntime runs the graph on a real network input and
@@ -79,11 +80,25 @@ class _Graph(nn.Module):
 
 
 def onnx_support(spec: AnySpec) -> OnnxExport:
-    """The family's export facts, or ExportError for a family that does not export."""
+    """The family's export facts, or ExportError for a family (or a preset of it) that does not export."""
     support = spec.model_family.onnx
     if support is None:
         raise ExportError(f"{spec.name}: the {spec.family} family cannot be exported to ONNX")
+    if reason := support.refusal(spec):
+        raise ExportError(f"{spec.name}: {reason}")
     return support
+
+
+def graph_outputs(spec: AnySpec) -> tuple[str, ...]:
+    """Every output a full graph of this preset has, by name: the raw fields, then the family's extras."""
+    return spec.output_fields + onnx_support(spec).extra_outputs(spec)
+
+
+def traced_module(model: LoadedNetwork) -> nn.Module:
+    """The module exported for this model: the family's `traced` wrapper, else the network's map (and FOV)."""
+    net = model.net.float().cpu().eval()
+    wrap = onnx_support(model.spec).traced
+    return wrap(net).eval() if wrap is not None else _Graph(net, has_fov=has_fov_output(model))
 
 
 def has_fov_output(model: LoadedNetwork) -> bool:
@@ -97,7 +112,7 @@ def static_only_reason(spec: AnySpec) -> str | None:
 
 
 def output_names(model: LoadedNetwork, n_outputs: int) -> tuple[str, ...]:
-    return model.spec.output_fields[:n_outputs]
+    return graph_outputs(model.spec)[:n_outputs]
 
 
 def example_input(model: LoadedNetwork, height: int, width: int) -> torch.Tensor:
@@ -173,7 +188,7 @@ def export_graph(
     onnx_support(model.spec)
     if dynamic and (reason := static_only_reason(model.spec)):
         raise OptionError(reason)
-    graph = _Graph(model.net.float().cpu().eval(), has_fov=has_fov_output(model))
+    graph = traced_module(model)
     x = _example(model, input_hw, input_size)
     with torch.inference_mode():
         ref = graph(x)

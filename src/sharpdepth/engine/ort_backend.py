@@ -20,8 +20,8 @@ Where the graph comes from:
   sharpdepth version, is written as a temporary folder renamed into place, and
   records the size and SHA-256 of its files: a damaged entry is exported again.
 
-Graph shape: Depth Anything (and MiDaS DPT with a ViT backbone) get one dynamic
-graph — the position-embedding interpolation is traceable, and measured at
+Graph shape: Depth Anything, Depth Anything 3 mono/metric (and MiDaS DPT with a ViT
+backbone) get one dynamic graph — the position-embedding interpolation is traceable, and measured at
 518x686 on this CPU a dynamic graph ran as fast as a static one (0.93 vs 1.00 s
 median), so one export serves every aspect ratio. Networks whose graph cannot
 follow the size (Depth Pro: fixed 1536x1536; MiDaS small, BEiT, Swin-V2) get one
@@ -51,7 +51,7 @@ from ..registry import AnySpec
 from ..version import __version__
 from ..weights.checkpoint import DIGEST_SUFFIX, sha256_file_cached
 from ..weights.hub import ResolvedWeights, resolve_weights
-from .onnx_graph import ExportableModel, ExportError, export_graph, static_only_reason
+from .onnx_graph import ExportableModel, ExportError, export_graph, graph_outputs, onnx_support, static_only_reason
 from .options import is_onnx_file
 
 if TYPE_CHECKING:
@@ -96,8 +96,11 @@ def import_onnxruntime() -> ModuleType:
 
 def check_model(spec: AnySpec, dtype: torch.dtype) -> None:
     """Refuse, before any work, what the backend cannot run: other families, other precisions."""
-    if spec.model_family.onnx is None:
-        raise OptionError(f"{spec.name} cannot run on onnxruntime (no exportable network); use --backend torch")
+    try:
+        onnx_support(spec)
+    except ExportError as exc:
+        raise OptionError(f"{spec.name} cannot run on onnxruntime ({str(exc).removeprefix(spec.name + ': ')}); "
+                          "use --backend torch") from None  # fmt: skip
     if dtype != torch.float32:
         raise OptionError("--backend onnxruntime runs the fp32 graph; use --precision fp32 (bf16, fp16: torch)")
 
@@ -310,9 +313,11 @@ class CachedGraphs(GraphSource):
 class OnnxNetwork(nn.Module):
     """The exported graph behind the torch network's forward signature.
 
-    It returns (the (N, h, w) map, the (N,) FOV or None) on the model's device, which the
-    processors read through the one decoder (`family.decode_output`) exactly as they read
-    the torch network's output, so forward and post-processing run unchanged. Its one (empty)
+    It returns the graph's outputs in order on the model's device: (the (N, h, w) map, and the
+    (N,) FOV where the graph has one), which the processors read through the one decoder
+    (`family.decode_output`) exactly as they read the torch network's output, so forward and
+    post-processing run unchanged; a family whose network answers otherwise declares
+    `OnnxExport.as_network`, which wraps this module (`network_for`). Its one (empty)
     parameter is CPU fp32: processors move the batch to their network's first
     parameter, which puts it where onnxruntime reads it.
     """
@@ -323,21 +328,26 @@ class OnnxNetwork(nn.Module):
         self.graphs = graphs
         self.out_device = device
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         hw = (int(x.shape[-2]), int(x.shape[-1]))
         session = self.graphs.session_for(hw)
         batch = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         parts = [batch] if _batch_free(session) else [batch[i : i + 1] for i in range(len(batch))]
         name = session.get_inputs()[0].name
         runs = [session.run(None, {name: part}) for part in parts]
-        outputs = [torch.from_numpy(np.concatenate([run[i] for run in runs])) for i in range(len(runs[0]))]
-        fov = outputs[1].to(self.out_device) if len(outputs) > 1 else None
-        return outputs[0].to(self.out_device), fov
+        return tuple(torch.from_numpy(np.concatenate([run[i] for run in runs])).to(self.out_device)
+                     for i in range(len(runs[0])))  # fmt: skip
+
+
+def network_for(spec: AnySpec, graph: OnnxNetwork) -> nn.Module:
+    """The running graph as the processor calls the network: the family's `as_network` wrapper, if any."""
+    wrap = onnx_support(spec).as_network
+    return wrap(graph) if wrap is not None else graph
 
 
 def check_file_graph(path: Path, session: Session, spec: AnySpec) -> None:
     """A user's graph must look like this model's export: one NCHW input, as many outputs as the network has."""
-    want = len(spec.output_fields)
+    want = len(graph_outputs(spec))
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(inputs[0].shape) != 4 or len(outputs) != want:
         raise OptionError(
@@ -351,7 +361,8 @@ def check_file_graph(path: Path, session: Session, spec: AnySpec) -> None:
 class OnnxGraph:
     """What `load` needs to make the onnxruntime-backed model: the graph as a network, and its origin."""
 
-    net: OnnxNetwork
+    net: nn.Module
+    """The graph as the network (`network_for`)."""
     resolved: ResolvedWeights | None
     """The checkpoint the graph is exported from (None: the user's .onnx file)."""
     sha256: str
@@ -383,7 +394,9 @@ def load_onnxruntime(
             raise WeightsError(f"--weights {path}: no such file")
         session = factory.open(path)
         check_file_graph(path, session, spec)
-        return OnnxGraph(OnnxNetwork(FileGraph(path, session), device), None, sha256_file_cached(path))
+        return OnnxGraph(
+            network_for(spec, OnnxNetwork(FileGraph(path, session), device)), None, sha256_file_cached(path)
+        )
     resolved = resolve_weights(spec, weights, download_ok=download)
     digest = sha256_file_cached(resolved.path)
 
@@ -403,4 +416,4 @@ def load_onnxruntime(
         cached.open(None)  # at load: export errors surface before the first image, not inside the batch
     elif spec.data.input_size_fixed:
         cached.open((processor.input_size, processor.input_size))
-    return OnnxGraph(OnnxNetwork(cached, device), resolved, digest)
+    return OnnxGraph(network_for(spec, OnnxNetwork(cached, device)), resolved, digest)

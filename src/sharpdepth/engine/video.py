@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import OptionError
 from ..family import VideoRunner
 from ..io.frames import Frame, FrameSelection, FrameSource, VideoInput, open_frames
-from ..result import DepthResult, FocalSource, OutputKind, focal_from_fov
+from ..result import DepthResult, FocalSource, focal_from_fov
 from .options import DEFAULT_VIDEO_BATCH_SIZE as DEFAULT_BATCH_SIZE
 from .stabilize import MODES, Stabilized, Stabilizer, StabilizerSettings
 from .staged import decode_ahead
@@ -76,7 +76,7 @@ def _from_disparity(result: DepthResult, stabilized: np.ndarray) -> np.ndarray:
     """Stabilised disparity back to the model's output kind; unknown pixels keep the raw value."""
     raw = result.prediction
     good = np.isfinite(stabilized) & (stabilized > 0)
-    if result.kind is OutputKind.METRIC_DEPTH:
+    if result.kind.is_depth:  # metres or depth up to scale: the stabiliser saw 1/depth
         with np.errstate(divide="ignore"):
             return np.where(good, 1.0 / np.where(good, stabilized, 1.0), raw).astype(np.float32)
     return np.where(good, stabilized, raw).astype(np.float32)

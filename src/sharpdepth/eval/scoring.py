@@ -45,21 +45,25 @@ class AlignmentPolicy:
 def resolve_alignment(
     kind: OutputKind, protocol: Protocol, settings: EvalSettings, scope: Scope, model: str
 ) -> AlignmentPolicy:
-    """The policy for a model of `kind`; refuses to score a relative model unaligned."""
+    """The policy for a model of `kind`; refuses to score a relative model unaligned.
+
+    Depth kinds (metres, or depth up to one scale as Depth Anything 3's) align in either space
+    (their inverse is a disparity); relative disparity only in disparity space (its unknown
+    shift makes its inverse meaningless as depth)."""
     metric = kind is OutputKind.METRIC_DEPTH
     method = settings.align or ("none" if metric else protocol.align_relative)
     if method == "none" and not metric:
         raise OptionError(
-            f"{model} predicts relative disparity (unknown scale and shift), so it cannot be scored "
+            f"{model} predicts {kind.meaning} (no metric scale), so it cannot be scored "
             "with --align none; use --align median, lstsq or lstsq-robust"
         )
     if settings.align_space:
         space = settings.align_space
-    elif metric:
+    elif kind.is_depth:
         space = "depth" if method in ("none", "median") else protocol.align_space
     else:
         space = "disparity"
-    if not metric and space != "disparity":
+    if not kind.is_depth and space != "disparity":
         raise OptionError("relative-disparity models can only be aligned in disparity space (--align-space disparity)")
     return AlignmentPolicy(method, space, scope)
 
@@ -88,9 +92,9 @@ class ScoredFrame:
 
 
 def prediction_in_space(prediction: np.ndarray, kind: OutputKind, space: str) -> np.ndarray:
-    """The raw values to align in `space`: metric depth becomes 1/depth for disparity space."""
+    """The raw values to align in `space`: depth (metric or up to scale) becomes 1/depth for disparity space."""
     p = np.asarray(prediction, dtype=np.float64)
-    if kind is OutputKind.METRIC_DEPTH and space == "disparity":
+    if kind.is_depth and space == "disparity":
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(p > 0, 1.0 / p, np.nan)
     return p

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.model import DepthModel
-from ..engine.onnx_graph import PARITY_BOUND, ExportError, ExportReport, example_input, export_graph
+from ..engine.onnx_graph import PARITY_BOUND, ExportError, ExportReport, example_input, export_graph, onnx_support
 from ..engine.settings import ModelSettings
 from ..errors import OptionError
+from ..registry import get_spec
 
 __all__ = ["PARITY_BOUND", "ExportError", "ExportReport", "OnnxExportSettings", "example_input", "export_onnx"]
 
@@ -40,6 +41,7 @@ class OnnxExportSettings:
             raise OptionError(f"network input must be at least 14x14 pixels, got {self.input_hw}")
         if self.output.suffix.lower() != ".onnx":
             raise OptionError(f"output must be a .onnx file, got {self.output}")
+        onnx_support(get_spec(self.model.name))  # a model that cannot export is refused before its weights load
 
 
 def export_onnx(model: DepthModel, settings: OnnxExportSettings) -> ExportReport:

@@ -117,7 +117,9 @@ def rotation_to_quaternion(r: np.ndarray) -> np.ndarray:
 
 
 def cameras_json(scene: SceneResult, names: Sequence[str]) -> dict[str, object]:
-    """cameras.json: per view its name, map size, intrinsics (pixels of the map) and camera-to-world pose."""
+    """cameras.json: per view its name, map size, intrinsics (pixels of the map) and camera-to-world pose,
+    and the part of the input image the map covers (`crop`: top, left, height, width) where views of
+    different sizes were centre-cropped to one grid."""
     first = scene.views[0]
     return {
         "model": scene.model_name,
@@ -132,6 +134,7 @@ def cameras_json(scene: SceneResult, names: Sequence[str]) -> dict[str, object]:
                 "intrinsics": k.tolist(),
                 "cam_to_world": c2w.tolist(),
                 "focal_source": str(view.focal_source),
+                **({"crop": view.extra["crop"]} if "crop" in view.extra else {}),
             }
             for name, view, k, c2w in zip(names, scene.views, scene.intrinsics, scene.cam_to_world, strict=True)
         ],

@@ -7,7 +7,8 @@ so nobody mistakes them for metres. `read_depth_result` turns any of these
 files back into a `DepthResult` so effects can be re-run without the network.
 
 File names, for an input `photo.jpg`:
-    photo.npz                 depth or disparity + focal_px, fov_deg, kind, model
+    photo.npz                 depth or disparity + focal_px, fov_deg, kind, model (and, where the
+                              model gives them, confidence, sky and intrinsics: read back too)
     photo_depth.npy / photo_disparity.npy       float32 HxW
     photo_depth.exr / ...     OpenEXR float32, channel "Z" (depth) or "disparity"
     photo_depth.pfm / ...     PFM float32 (little-endian, bottom-up rows)
@@ -203,7 +204,7 @@ def encode_exr(result: DepthResult) -> bytes:
     """OpenEXR's binding writes only to a named file: a private temporary one, read back."""
     import OpenEXR
 
-    channel = "Z" if result.is_metric else "disparity"
+    channel = "Z" if result.kind.is_depth else "disparity"  # Z: depth, in metres or up to scale
     header: dict[str, Any] = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     header.update({k.replace(":", "_"): v for k, v in _metadata(result).items()})
     with tempfile.TemporaryDirectory(prefix="sharpdepth-exr-") as folder:
@@ -375,8 +376,30 @@ def read_depth_result(
         focal_source=source,
         model_name=str(meta.get("model") or side.get("model") or ""),
         source=str(path),
+        confidence=meta.get("confidence"),
+        sky=meta.get("sky"),
+        intrinsics=_intrinsics(meta, side, prediction.shape, chosen),
     )
     return result if image is None else match_result_to_image(result, image)
+
+
+def _intrinsics(
+    meta: dict[str, Any], side: dict[str, Any], shape: tuple[int, ...], focal_px: float | None
+) -> np.ndarray | None:
+    """K of the map: the npz's, else the sidecar's when it describes a map of this size; a focal length
+    given by the caller replaces its focal (the principal point stays)."""
+    k = meta.get("intrinsics")
+    if k is None and side.get("intrinsics") is not None and (side.get("height"), side.get("width")) == shape:
+        try:
+            k = np.asarray(side["intrinsics"], dtype=np.float64)
+        except (TypeError, ValueError):
+            k = None
+    if k is None or k.shape != (3, 3) or not np.isfinite(k).all():
+        return None
+    k = np.array(k, dtype=np.float64)
+    if focal_px is not None:
+        k[0, 0] = k[1, 1] = focal_px
+    return k
 
 
 def _read_map(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
@@ -483,6 +506,12 @@ def _read_npz(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         for key in ("focal_px", "model", "focal_source"):
             if key in data.files and data[key].size == 1:
                 meta[key] = data[key].item()
+        for key, dtype in (("confidence", np.float32), ("sky", bool), ("intrinsics", np.float64)):
+            if key in data.files:  # Depth Anything 3's further maps and its camera
+                meta[key] = np.asarray(data[key], dtype=dtype)
+                want = (3, 3) if key == "intrinsics" else prediction.shape
+                if meta[key].shape != want:
+                    raise ValueError(f"its {key} is {meta[key].shape}, expected {want}")
     return prediction, meta
 
 
@@ -548,8 +577,23 @@ def match_result_to_image(result: DepthResult, image: np.ndarray) -> DepthResult
             "was it computed from this photo?"
         )
     prediction = resize_map(result.prediction, (h, w), result.kind)
-    focal = None if result.focal_px is None else float(result.focal_px) * w / result.width
-    return replace(result, prediction=prediction, focal_px=focal, image=image)
+    sx, sy = w / result.width, h / result.height
+    focal = None if result.focal_px is None else float(result.focal_px) * sx
+    return replace(
+        result,
+        prediction=prediction,
+        focal_px=focal,
+        image=image,
+        confidence=None if result.confidence is None else resize_map(result.confidence, (h, w), result.kind),
+        sky=None if result.sky is None else _resize_mask(result.sky, h, w),
+        intrinsics=None if result.intrinsics is None else result.intrinsics * np.array([[sx], [sy], [1.0]]),
+    )
+
+
+def _resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A bool mask at height x width, each pixel from the nearest source pixel."""
+    image = Image.fromarray(np.asarray(mask, dtype=np.uint8) * 255)
+    return np.asarray(image.resize((width, height), Image.Resampling.NEAREST)) > 127
 
 
 def result_with_focal(result: DepthResult, focal_px: float | None) -> DepthResult:

@@ -356,7 +356,7 @@ class _ClipJob:
             "weights_sha256": self.weights_sha256,
             "job": self.cache.record,
             "output_kind": str(self.kind),
-            "unit": "m" if self.kind is OutputKind.METRIC_DEPTH else "relative disparity (unitless, affine-invariant)",
+            "unit": self.kind.unit,
             "fps": info.fps / sel.every,
             "source_fps": info.fps,
             "frame_count": len(self.records),

@@ -11,6 +11,9 @@ One family, three kinds of preset:
 Checkpoints: the hub's `model.safetensors` (every key prefixed `model.`) or the bare
 `DepthAnything3Net` keys; the any-view head's tied LayerNorm may be stored under one or all
 four of its names; the Giant's Gaussian-splatting head is not used and its keys are dropped.
+
+ONNX (`sharpdepth export onnx`, `--backend onnxruntime`): mono and metric presets, one dynamic
+graph without the sky fill (see `onnx`); any-view presets are refused in one line.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ...family import DataConfig, Family, KeyMapError, LicenseClass, ModelSpec, 
 from ...result import OutputKind
 from . import configs
 from .network import PATCH, DA3Config, DepthAnything3
+from .onnx import ONNX
 from .processor import IMAGENET_MEAN, IMAGENET_STD, DA3Processor, FocalEstimator
 
 if TYPE_CHECKING:
@@ -100,6 +104,7 @@ FAMILY = Family[DA3Config](
     data=data_config,
     converters={"official": hub_to_official, "hf": hub_to_official},
     processor=_processor,
+    onnx=ONNX,
 )
 
 _LICENSE_CLASS: dict[str, LicenseClass] = {"Apache-2.0": "commercial", "CC-BY-NC-4.0": "non-commercial"}

@@ -213,6 +213,17 @@ class DepthAnything3(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """`world_to_cam` (B, S, 4, 4, normalised as `camera.normalise_world_to_cam`) and `intrinsics`
         (B, S, 3, 3, on the network grid): known cameras (any-view only)."""
+        out = self.forward_maps(x, world_to_cam, intrinsics)
+        if not self.cfg.any_view:
+            out["depth"] = fill_sky_views(out["depth"], out["sky"])
+        return out
+
+    def forward_maps(
+        self, x: torch.Tensor, world_to_cam: torch.Tensor | None = None, intrinsics: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """`forward` without the mono models' sky fill: every step here follows the input size in a
+        traced graph, while the fill (a percentile over a data-dependent pixel set) does not, so an
+        exported graph stops here and the fill runs after it (`onnx.GraphAsNetwork`)."""
         b, s, _, h, w = x.shape
         cam_token = None
         if world_to_cam is not None and intrinsics is not None and self.cfg.any_view:
@@ -224,12 +235,13 @@ class DepthAnything3(nn.Module):
             encoding = self.cam_dec(taps[-1][1])
             c2w, k = pose_encoding_to_cameras(encoding, (h, w))
             out.update(pose_encoding=encoding, world_to_cam=rigid_inverse(c2w), intrinsics=k)
-        else:
-            out["depth"] = torch.stack(
-                [fill_sky(d, sk) for d, sk in zip(out["depth"].flatten(0, 1), out["sky"].flatten(0, 1), strict=True)]
-            )
-            out["depth"] = out["depth"].reshape(b, s, h, w)
         return out
+
+
+def fill_sky_views(depth: torch.Tensor, sky: torch.Tensor) -> torch.Tensor:
+    """`fill_sky` on every map of (B, S, H, W) depth and sky."""
+    filled = [fill_sky(d, sk) for d, sk in zip(depth.flatten(0, 1), sky.flatten(0, 1), strict=True)]
+    return torch.stack(filled).reshape(depth.shape)
 
 
 def fill_sky(depth: torch.Tensor, sky: torch.Tensor) -> torch.Tensor:

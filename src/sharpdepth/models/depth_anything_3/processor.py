@@ -240,13 +240,16 @@ class DA3Processor:
         c2w_pred = rigid_inverse(_homogeneous(raw["world_to_cam"][0].double())).cpu().numpy()
         depth_scale = 1.0
         if cam_to_world is not None:  # depth into the given poses' units; cameras are the given ones
-            depth_scale = 1.0 / umeyama_scale(cam_to_world[:, :3, 3], c2w_pred[:, :3, 3])
+            fitted = umeyama_scale(cam_to_world[:, :3, 3], c2w_pred[:, :3, 3])
+            # predicted centres that do not spread (duplicate views) fit no scale: keep the network's units
+            depth_scale = 1.0 / fitted if np.isfinite(fitted) and fitted > 1e-9 else 1.0
             cameras = np.asarray(cam_to_world, dtype=np.float64)
         else:
             cameras = c2w_pred
         views = []
         for i, (sx, sy) in enumerate(scales):
             height, width = round(crop_h * sy), round(crop_w * sx)
+            crop = _image_crop(images[i], pictures[i], boxes[i], (crop_h, crop_w))
             k = k_net[i] if k_net is not None else raw["intrinsics"][0, i].double().cpu().numpy()
             views.append(
                 Prediction(
@@ -255,6 +258,7 @@ class DA3Processor:
                     focal_from_model=k_net is None,
                     confidence=to_numpy(_resize(raw["confidence"][0, i].float(), height, width)),
                     intrinsics=scale_intrinsics(k, width / crop_w, height / crop_h),
+                    crop=crop,
                 )
             )
         return ViewsPrediction(views=views, cam_to_world=cameras)
@@ -274,6 +278,16 @@ class DA3Processor:
         with torch.inference_mode():
             out: dict[str, torch.Tensor] = net(x, w2c, k)
         return out
+
+
+def _image_crop(
+    rgb: np.ndarray, picture: np.ndarray, box: tuple[int, int], size: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
+    """The centre crop of a view's network picture in pixels of its input image (None: no crop)."""
+    if box == (0, 0) and size == picture.shape[:2]:
+        return None
+    fy, fx = rgb.shape[0] / picture.shape[0], rgb.shape[1] / picture.shape[1]
+    return round(box[0] * fy), round(box[1] * fx), round(size[0] * fy), round(size[1] * fx)
 
 
 def _homogeneous(m: torch.Tensor) -> torch.Tensor:
