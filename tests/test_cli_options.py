@@ -65,3 +65,27 @@ def test_bundled_command_gets_the_built_object():
     result = CliRunner().invoke(app, ["--model", "midas-v21-small-256", "--threads", "3", "--quiet"])
     assert result.exit_code == 0, result.output
     assert got == [ModelSettings(name="midas-v21-small-256", threads=3)]
+
+
+RAY_FLAGS = {"ray", "ray_address", "ray_actors", "ray_gpus_per_actor", "ray_cpus_per_actor"}
+
+
+@pytest.mark.parametrize("command", ("predict", "video"))
+def test_predict_and_video_spell_the_ray_flags_alike(command):
+    from sharpdepth.cli.options import RAY_OPTIONS
+
+    params, reference = _params(command), _params("predict")
+    assert _flags(RAY_OPTIONS) == RAY_FLAGS <= set(params)
+    for name in RAY_FLAGS:
+        mine, theirs = params[name], reference[name]
+        assert (mine.opts, mine.default, mine.help) == (theirs.opts, theirs.default, theirs.help)  # type: ignore[attr-defined]
+
+
+def test_ray_flags_become_ray_settings_with_the_model_threads():
+    from sharpdepth.cli.options import LOCAL_RUN, RayFlags
+    from sharpdepth.distributed.settings import RaySettings
+
+    assert LOCAL_RUN.settings(threads=4) is None  # no --ray flag: a local run
+    assert RayFlags(address="auto").settings(3) == RaySettings(address="auto", threads=3)  # an address implies --ray
+    wide = RayFlags(ray=True, actors=5, gpus=0.5, cpus=2.0).settings(None)
+    assert wide == RaySettings(actors=5, gpus_per_actor=0.5, cpus_per_actor=2.0, threads=None)

@@ -196,3 +196,22 @@ def test_concurrent_small_requests_share_the_budget(client):
                               range(4)))  # fmt: skip
     assert codes == [200] * 4
     assert _metric(client, "sharpdepth_pixels_in_flight") == 0
+
+
+def test_effect_routes_keep_their_query_parameters():
+    """/v1/dof and /v1/portrait share the lens parameters through one dependency; their names stay."""
+    from fastapi import FastAPI
+
+    from sharpdepth.service.routes import effects
+
+    app = FastAPI()
+    app.include_router(effects.router)
+    paths = app.openapi()["paths"]
+
+    def names(path: str) -> set[str]:
+        return {p["name"] for p in paths[path]["post"].get("parameters", []) if p["in"] == "query"}
+
+    lens = {"f_number", "focal_mm", "sensor_mm", "max_blur", "bokeh", "highlights"}
+    focal = {"focal_px", "fov_deg"}
+    assert names("/v1/dof") == lens | focal | {"focus_m", "focus_px", "format"}
+    assert names("/v1/portrait") == lens | focal | {"subject", "format"}

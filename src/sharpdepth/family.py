@@ -38,7 +38,7 @@ types without import cycles, and the registry can be queried without importing t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from .errors import WeightsError
@@ -123,6 +123,15 @@ class DataConfig:
     max_area_factor: int = 16
     """Refuse an image whose network input would exceed this many times input_size^2 pixels
     (extreme aspect ratios would otherwise allocate tens of GiB before failing)."""
+
+    @classmethod
+    def fixed_square(cls, size: int, mean: tuple[float, float, float], std: tuple[float, float, float]) -> DataConfig:
+        """A network that runs at exactly one size x size input (Depth Pro, SHARP): every picture is
+        stretched to it, none is refused, and the map is resized back bilinearly (align_corners=False)."""
+        return cls(
+            input_size=size, size_rule="fixed", multiple_of=size, mean=mean, std=std, output_kernel="bilinear",
+            output_align_corners=False, input_size_fixed=True, min_input_size=size,
+        )  # fmt: skip
 
 
 @dataclass
@@ -354,19 +363,10 @@ class Family(Generic[C]):
         aliases: tuple[str, ...] = (),
     ) -> ModelSpec[C]:
         return ModelSpec(
-            name=name,
-            model_family=self,
-            config=config,
-            output_kind=output_kind,
-            license=license,
-            license_class=license_class,
-            description=description,
-            sources=sources,
-            native_resolution=native_resolution,
-            params_millions=params_millions,
-            test_only=test_only,
-            aliases=aliases,
-        )
+            name=name, model_family=self, config=config, output_kind=output_kind, license=license,
+            license_class=license_class, description=description, sources=sources,
+            native_resolution=native_resolution, params_millions=params_millions, test_only=test_only, aliases=aliases,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -390,6 +390,14 @@ class ModelSpec(Generic[C]):
     @property
     def family(self) -> str:
         return self.model_family.name
+
+    def test_variant(self, *, name: str, config: C, description: str) -> ModelSpec[C]:
+        """This preset's code paths on a tiny `config`: same family, output kind, licence and
+        resolution, no weights to download (`test_only`), for tests that must run offline."""
+        return replace(
+            self, name=name, config=config, description=description, sources=(), params_millions=None, aliases=(),
+            test_only=True,
+        )  # fmt: skip
 
     @property
     def data(self) -> DataConfig:

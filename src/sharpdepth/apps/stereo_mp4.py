@@ -22,6 +22,7 @@ too. The result is written to a temporary file and renamed into place.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import SharpDepthError
@@ -61,47 +62,48 @@ def sv3d_equirect_box(
 
 
 # ---------------------------------------------------------------- reading boxes
-def _iter_boxes(buf: bytes | bytearray, start: int, end: int) -> list[tuple[str, int, int, int]]:
-    """(type, box start, header size, box end) of the boxes laid end to end in buf[start:end]."""
+Box = tuple[str, int, int, int]
+"""(type, box start, header size, box end)."""
+
+
+def _walk_boxes(head_at: Callable[[int], bytes], start: int, end: int, where: str) -> list[Box]:
+    """The boxes laid end to end from `start` to `end`; `head_at(pos)` reads up to 16 bytes there.
+    A box whose size does not fit is a one-line error naming `where`."""
     out = []
-    i = start
-    while i + 8 <= end:
-        size, kind = struct.unpack(">I4s", buf[i : i + 8])
+    pos = start
+    while pos + 8 <= end:
+        head = head_at(pos)
+        size, kind = struct.unpack(">I4s", head[:8])
         header = 8
-        if size == 1:
-            size = struct.unpack(">Q", buf[i + 8 : i + 16])[0]
+        if size == 1:  # 64-bit size after the type
+            size = struct.unpack(">Q", head[8:16])[0]
             header = 16
-        elif size == 0:
-            size = end - i
-        if size < header or i + size > end:
-            raise SharpDepthError(f"malformed MP4: box {kind!r} at {i} has a bad size")
-        out.append((kind.decode("latin-1"), i, header, i + size))
-        i += size
+        elif size == 0:  # to the end
+            size = end - pos
+        if size < header or pos + size > end:
+            raise SharpDepthError(f"{where}: box {kind!r} at {pos} has a bad size")
+        out.append((kind.decode("latin-1"), pos, header, pos + size))
+        pos += size
     return out
 
 
-def _top_level(path: Path) -> list[tuple[str, int, int, int]]:
-    boxes = []
-    total = path.stat().st_size
+def _iter_boxes(buf: bytes | bytearray, start: int, end: int) -> list[Box]:
+    """The boxes laid end to end in buf[start:end]."""
+    return _walk_boxes(lambda pos: bytes(buf[pos : pos + 16]), start, end, "malformed MP4")
+
+
+def _top_level(path: Path) -> list[Box]:
+    """The file's top-level boxes, read header by header (the file is never read whole)."""
     with open(path, "rb") as f:
-        pos = 0
-        while pos + 8 <= total:
+
+        def head_at(pos: int) -> bytes:
             f.seek(pos)
-            size, kind = struct.unpack(">I4s", f.read(8))
-            header = 8
-            if size == 1:
-                size = struct.unpack(">Q", f.read(8))[0]
-                header = 16
-            elif size == 0:
-                size = total - pos
-            if size < header or pos + size > total:
-                raise SharpDepthError(f"{path}: malformed MP4 (top-level box {kind!r} has a bad size)")
-            boxes.append((kind.decode("latin-1"), pos, header, pos + size))
-            pos += size
-    return boxes
+            return f.read(16)
+
+        return _walk_boxes(head_at, 0, path.stat().st_size, f"{path}: malformed MP4 (top level)")
 
 
-def _handler(moov: bytearray, trak: tuple[str, int, int, int]) -> str:
+def _handler(moov: bytearray, trak: Box) -> str:
     for kind, s, h, e in _iter_boxes(moov, trak[1] + trak[2], trak[3]):
         if kind == "mdia":
             for k2, s2, h2, _e2 in _iter_boxes(moov, s + h, e):
@@ -110,7 +112,7 @@ def _handler(moov: bytearray, trak: tuple[str, int, int, int]) -> str:
     return "?"
 
 
-def _video_entry_path(moov: bytearray) -> list[tuple[str, int, int, int]]:
+def _video_entry_path(moov: bytearray) -> list[Box]:
     """The boxes from the video `trak` down to its first sample entry (offsets within `moov`)."""
     for trak in _iter_boxes(moov, 0, len(moov)):
         if trak[0] != "trak" or _handler(moov, trak) != "vide":
@@ -130,7 +132,7 @@ def _video_entry_path(moov: bytearray) -> list[tuple[str, int, int, int]]:
     raise SharpDepthError("the MP4 has no video sample entry")
 
 
-def _grow(buf: bytearray, box: tuple[str, int, int, int], delta: int) -> None:
+def _grow(buf: bytearray, box: Box, delta: int) -> None:
     """Add `delta` to a box's size field (32- or 64-bit)."""
     _, start, header, end = box
     if header == 16:

@@ -20,6 +20,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from ..distributed.settings import DEFAULT_ACTORS as DEFAULT_RAY_ACTORS
 from ..distributed.settings import RaySettings
 from ..engine.settings import DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_MODEL, DEFAULT_PRECISION, ModelSettings
 from ..io.images import DEFAULT_MAX_PIXELS
@@ -84,6 +85,25 @@ def ray_settings(
     if not ray and address is None:
         return None
     return RaySettings(address=address, actors=actors, cpus_per_actor=cpus, gpus_per_actor=gpus, threads=threads)
+
+
+@dataclass(frozen=True)
+class RayFlags:
+    """The --ray* flags of a command that can run on Ray; `settings(threads)` is what they ask for."""
+
+    ray: bool = False
+    address: str | None = None
+    actors: int = DEFAULT_RAY_ACTORS
+    gpus: float = 0.0
+    cpus: float | None = None
+
+    def settings(self, threads: int | None) -> RaySettings | None:
+        """Ray settings with the model's torch threads per actor, or None for a local run."""
+        return ray_settings(self.ray, self.address, self.actors, self.gpus, self.cpus, threads)
+
+
+LOCAL_RUN = RayFlags()
+"""No --ray flag given: the job runs here."""
 
 
 # ---------------------------------------------------------------- option bundles
@@ -170,3 +190,19 @@ def model_settings(
 MODEL_OPTIONS = OptionBundle.of(_model_flags, model_settings)
 """--model, --weights, --device, --precision, --input-size, --max-pixels, --threads, --compile,
 --cuda-graphs, --backend: the network a command runs, as `ModelSettings`."""
+
+
+def _ray_flags(
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = DEFAULT_RAY_ACTORS,
+    ray_gpus_per_actor: RayGpusOpt = 0.0,
+    ray_cpus_per_actor: RayCpusOpt = None,
+) -> RayFlags:
+    """Declares the Ray flags and makes them one value (threads come from the model flags later)."""
+    return RayFlags(ray, ray_address, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor)
+
+
+RAY_OPTIONS = OptionBundle.of(_ray_flags, _ray_flags)
+"""--ray, --ray-address, --ray-actors, --ray-gpus-per-actor, --ray-cpus-per-actor: where a
+`predict` or `video` job runs, as `RayFlags`."""

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from ..distributed.settings import DEFAULT_ACTORS as DEFAULT_RAY_ACTORS
 from ..engine.settings import (
     DEFAULT_ALIGN_METHOD,
     DEFAULT_BATCH_SIZE,
@@ -32,17 +31,7 @@ from ..io.depth_files import DEFAULT_PNG16_SCALE_M, Notice
 from ..io.images import DEFAULT_MAX_PIXELS, load_image
 from ..io.outputs import OutputOptions, parse_formats
 from ..result import fov_from_focal
-from .options import (
-    MODEL_OPTIONS,
-    MaxPixelsOpt,
-    RayActorsOpt,
-    RayAddressOpt,
-    RayCpusOpt,
-    RayGpusOpt,
-    RayOpt,
-    bundled,
-    ray_settings,
-)
+from .options import LOCAL_RUN, MODEL_OPTIONS, RAY_OPTIONS, MaxPixelsOpt, RayFlags, bundled
 
 if TYPE_CHECKING:
     from ..distributed.settings import RaySettings
@@ -161,7 +150,7 @@ def _default_batch_size(device: str) -> int:
 
 def register(app: typer.Typer) -> None:
     @app.command("predict")
-    @bundled(model=MODEL_OPTIONS)
+    @bundled(model=MODEL_OPTIONS, ray=RAY_OPTIONS)
     def predict(
         inputs: Annotated[list[str], typer.Argument(help="Images, directories (recursive), globs or .txt lists.")],
         model: ModelSettings,
@@ -196,11 +185,7 @@ def register(app: typer.Typer) -> None:
             DEFAULT_ALIGN_METHOD
         ),
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-        ray: RayOpt = False,
-        ray_address: RayAddressOpt = None,
-        ray_actors: RayActorsOpt = DEFAULT_RAY_ACTORS,
-        ray_gpus_per_actor: RayGpusOpt = 0.0,
-        ray_cpus_per_actor: RayCpusOpt = None,
+        ray: RayFlags = LOCAL_RUN,  # the --ray* flags (RAY_OPTIONS)
     ) -> None:
         """Predict depth for images and write depth files, views and a JSON sidecar per image."""
         options = OutputOptions(
@@ -221,7 +206,7 @@ def register(app: typer.Typer) -> None:
             align_method=align_method,
             output_size=parse_output_size(output_size),
         )  # fmt: skip
-        on_ray = ray_settings(ray, ray_address, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor, model.threads)
+        on_ray = ray.settings(model.threads)
         done, failures = run_predict(inputs, output, settings, show_progress=not quiet, ray=on_ray)
         console.print(f"wrote {done} result(s) to {output}", markup=False)
         if failures:

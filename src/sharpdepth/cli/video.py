@@ -14,12 +14,11 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..distributed.settings import DEFAULT_ACTORS as DEFAULT_RAY_ACTORS
 from ..engine.settings import FocalSettings, ModelSettings
 from ..io.outputs import parse_formats
 from ..io.video import FrameSelection
 from ..video.settings import VideoSettings
-from .options import MODEL_OPTIONS, RayActorsOpt, RayAddressOpt, RayCpusOpt, RayGpusOpt, RayOpt, bundled, ray_settings
+from .options import LOCAL_RUN, MODEL_OPTIONS, RAY_OPTIONS, RayFlags, bundled
 
 if TYPE_CHECKING:
     from ..video.job import VideoSummary
@@ -31,7 +30,7 @@ _DEFAULT = VideoSettings()
 
 def register(app: typer.Typer) -> None:
     @app.command("video")
-    @bundled(model=MODEL_OPTIONS)
+    @bundled(model=MODEL_OPTIONS, ray=RAY_OPTIONS)
     def video(
         inputs: Annotated[list[str], typer.Argument(help="Video files, folders of frames (or of videos), globs.")],
         model: ModelSettings,
@@ -68,11 +67,7 @@ def register(app: typer.Typer) -> None:
             _DEFAULT.batch_size
         ),
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
-        ray: RayOpt = False,
-        ray_address: RayAddressOpt = None,
-        ray_actors: RayActorsOpt = DEFAULT_RAY_ACTORS,
-        ray_gpus_per_actor: RayGpusOpt = 0.0,
-        ray_cpus_per_actor: RayCpusOpt = None,
+        ray: RayFlags = LOCAL_RUN,  # the --ray* flags (RAY_OPTIONS)
     ) -> None:
         """Depth for every frame of videos or image sequences: depth files, preview video, JSON sidecar."""
         if no_stabilize and stabilize:
@@ -102,7 +97,7 @@ def register(app: typer.Typer) -> None:
                     note = f" ({summary.reused} reused)" if summary.reused else ""
                     console.print(f"{summary.source}: {summary.frames} frames{note} -> {summary.folder}")
 
-            on_ray = ray_settings(ray, ray_address, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor, model.threads)
+            on_ray = ray.settings(model.threads)
             if on_ray is not None:  # one Ray task per clip, each the local job below
                 from ..distributed.ray_video import run_videos_on_ray
 

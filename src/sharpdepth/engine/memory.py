@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from collections.abc import Callable
 
 M_MMAP_THRESHOLD = -3
 """glibc's `mallopt` parameter number (malloc.h)."""
@@ -25,6 +26,17 @@ LARGE_BLOCK = 1 << 20
 """Allocations of at least this many bytes get their own mapping (a fixed value: glibc stops adapting it)."""
 
 _applied = False
+
+
+def _glibc(function: str) -> Callable[..., int] | None:
+    """glibc's `function` in this process, or None off Linux and where the C library is not glibc."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return getattr(libc, function, None)
 
 
 def return_large_blocks_to_os() -> bool:
@@ -36,14 +48,10 @@ def return_large_blocks_to_os() -> bool:
     global _applied
     if _applied:
         return True
-    if not sys.platform.startswith("linux") or os.environ.get("SHARPDEPTH_MALLOC") == "default":
+    if os.environ.get("SHARPDEPTH_MALLOC") == "default":
         return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    mallopt = getattr(libc, "mallopt", None)
-    if mallopt is None:  # not glibc
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return False
     _applied = int(mallopt(ctypes.c_int(M_MMAP_THRESHOLD), ctypes.c_int(LARGE_BLOCK))) == 1
     return _applied
@@ -55,13 +63,7 @@ def trim_heap() -> bool:
     For a long-lived process after a burst (the HTTP service after large uploads): freed small
     and medium blocks otherwise stay resident until the process ends. True when glibc trimmed.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is None:  # not glibc
+    trim = _glibc("malloc_trim")
+    if trim is None:
         return False
     return int(trim(ctypes.c_size_t(0))) == 1

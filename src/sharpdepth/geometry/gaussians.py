@@ -184,9 +184,9 @@ class Gaussians:
         world_to_camera: 4x4 (OpenCV axes; the identity is the source camera); K: 3x3 intrinsics
         in pixels (pixel centres at +0.5); device: "cpu", "cuda", ... (None: CUDA when present).
         """
-        from .splat_render import render_gaussians
+        from .splat_render import prepared_scene, render_scene
 
-        return render_gaussians(self, world_to_camera, K, width, height, device=device)
+        return render_scene(prepared_scene(self, device), world_to_camera, K, width, height)
 
     def to_point_cloud(self) -> PointCloud:
         """The centres as a coloured point cloud (sRGB uint8), for the point-cloud writers."""

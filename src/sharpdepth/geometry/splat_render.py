@@ -261,18 +261,6 @@ def prepared_scene(g: Gaussians, device: str | None = None) -> SplatScene:
         return prepare(tensor(g.means), tensor(g.quaternions), tensor(g.scales), tensor(g.opacities), tensor(g.colors))
 
 
-def render_gaussians(
-    g: Gaussians,
-    world_to_camera: np.ndarray | torch.Tensor,
-    K: np.ndarray | torch.Tensor,
-    width: int,
-    height: int,
-    device: str | None = None,
-) -> SplatImage:
-    """Render `g` (see `Gaussians.render`)."""
-    return render_scene(prepared_scene(g, device), world_to_camera, K, width, height)
-
-
 def render_scene(
     scene: SplatScene,
     world_to_camera: np.ndarray | torch.Tensor,

@@ -152,6 +152,17 @@ class _Selector:
         return take
 
 
+def _selected_frames(selection: FrameSelection, count: int, fps: float) -> Iterator[tuple[int, float]]:
+    """(index, time) of the frames a selection keeps among `count` frames at `fps` (sources with random access)."""
+    selector = _Selector(selection)
+    for i in range(count):
+        t = i / fps
+        if selector.done(t):
+            return
+        if selector.keep(t):
+            yield i, t
+
+
 class VideoFileSource(FrameSource):
     """Frames decoded by PyAV (FFmpeg), one at a time."""
 
@@ -345,13 +356,7 @@ class ImageSequenceSource(FrameSource):
             raise VideoError(f"{name}: the selection (--start/--end/--every) leaves no frames")
 
     def _selected(self) -> Iterator[tuple[int, float]]:
-        selector = _Selector(self.selection)
-        for i in range(len(self.files)):
-            t = i / self.info.fps
-            if selector.done(t):
-                return
-            if selector.keep(t):
-                yield i, t
+        return _selected_frames(self.selection, len(self.files), self.info.fps)
 
     def frames(self) -> Iterator[Frame]:
         for i, t in self._selected():
@@ -405,13 +410,8 @@ class ArraySource(FrameSource):
         )  # fmt: skip
 
     def frames(self) -> Iterator[Frame]:
-        selector = _Selector(self.selection)
-        for i in range(len(self.arrays)):
-            t = i / self.info.fps
-            if selector.done(t):
-                return
-            if selector.keep(t):
-                yield Frame(index=i, timestamp_s=t, rgb=np.ascontiguousarray(self.arrays[i]))
+        for i, t in _selected_frames(self.selection, len(self.arrays), self.info.fps):
+            yield Frame(index=i, timestamp_s=t, rgb=np.ascontiguousarray(self.arrays[i]))
 
 
 def _is_image(path: Path) -> bool:

@@ -78,6 +78,20 @@ class FeatureFusionBlock(nn.Module):
         return self.out_conv(path)
 
 
+def reassemble_resizes(out_channels: Sequence[int]) -> nn.ModuleList:
+    """The `resize_layers` of a ViT DPT head (Depth Anything, DA3): the patch grid of the four
+    levels to 4x, 2x, 1x and 0.5x; index 2 is an Identity (no keys)."""
+    oc = out_channels
+    return nn.ModuleList(
+        [
+            nn.ConvTranspose2d(oc[0], oc[0], kernel_size=4, stride=4),
+            nn.ConvTranspose2d(oc[1], oc[1], kernel_size=2, stride=2),
+            nn.Identity(),
+            nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
+        ]
+    )
+
+
 class Scratch(nn.Module):
     """The `scratch` module of DPT checkpoints: per-level 3x3 projections + fusion ladder.
 

@@ -14,10 +14,12 @@ the end), one block index per stage for Swin-V2, and stage indices for the CNNs.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -58,3 +60,22 @@ def check_indices(indices: tuple[int, ...] | list[int], count: int, what: str) -
             raise ValueError(f"{what} index {idx} out of range for {count} {what}s")
         out.append(idx % count)
     return out
+
+
+def stage_outputs(
+    stages: Sequence[nn.Module],
+    x: torch.Tensor,
+    indices: Sequence[int],
+    stem: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Intermediates:
+    """A CNN's `forward_intermediates`: (N, C, h, w) outputs of the stages in `indices`, in that
+    order, after `stem`; the indices are checked first, and the stages stop after the last one asked for."""
+    wanted = check_indices(list(indices), len(stages), "stage")
+    if stem is not None:
+        x = stem(x)
+    outs: dict[int, torch.Tensor] = {}
+    for i, stage in enumerate(stages[: max(wanted) + 1]):
+        x = stage(x)
+        outs[i] = x
+    maps = [outs[i] for i in wanted]
+    return Intermediates(maps, [(m.shape[-2], m.shape[-1]) for m in maps], "maps")

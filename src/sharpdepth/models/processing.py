@@ -146,8 +146,9 @@ def check_rgb(rgb: np.ndarray) -> None:
         raise InputImageError(f"empty image ({rgb.shape[1]}x{rgb.shape[0]})")
 
 
-class MapProcessor(Generic[C]):
-    """The OpenCV-style official pipeline for networks whose forward returns one (N, h, w) map."""
+class SizedProcessor(Generic[C]):
+    """What every processor starts from: the preset's name, its data config and its input size,
+    validated when the processor is made (so a bad size fails at `load`, not on first use)."""
 
     def __init__(self, spec: ModelSpec[C], input_size: int | None = None) -> None:
         self.name = spec.name
@@ -157,6 +158,10 @@ class MapProcessor(Generic[C]):
     @property
     def input_size(self) -> int:
         return self._size
+
+
+class MapProcessor(SizedProcessor[C]):
+    """The OpenCV-style official pipeline for networks whose forward returns one (N, h, w) map."""
 
     def network_size(self, height: int, width: int) -> tuple[int, int]:
         data = self.data

@@ -32,6 +32,33 @@ from .traceable import is_exporting, resize_bicubic_scale, resize_bilinear_size
 
 
 @dataclass(frozen=True)
+class VitSize:
+    """The shape of one ViT size: width, blocks, heads and feed-forward type."""
+
+    dim: int
+    depth: int
+    heads: int
+    ffn: Literal["mlp", "swiglu"] = "mlp"
+
+    def dinov2(self) -> ViTConfig:
+        """DINOv2/14 of this size as the Depth Anything models build it: LayerScale, block norms
+        eps 1e-6, a 37x37 stored position grid (518) stretched by DINOv2's interpolation."""
+        return ViTConfig(
+            embed_dim=self.dim, depth=self.depth, num_heads=self.heads, patch_size=14, img_size=518, ffn=self.ffn,
+            layer_scale=True, norm_eps=1e-6, pos_interp="dinov2",
+        )  # fmt: skip
+
+
+DINOV2_SIZES: dict[str, VitSize] = {
+    "vits": VitSize(384, 12, 6),
+    "vitb": VitSize(768, 12, 12),
+    "vitl": VitSize(1024, 24, 16),
+    "vitg": VitSize(1536, 40, 24, "swiglu"),
+}
+"""The released DINOv2 encoders by their official names (Depth Anything, Video Depth Anything, DA3)."""
+
+
+@dataclass(frozen=True)
 class ViTConfig:
     embed_dim: int
     depth: int

@@ -153,21 +153,22 @@ def _convert(value: Any, kind: type) -> Any:
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
 
-def read_rgb(path: Path) -> np.ndarray:
+def _read_pixels(path: Path, what: str, mode: str | None = None) -> np.ndarray:
+    """The image's pixels as stored (or converted to `mode`); one-line DatasetError naming `what` if unreadable."""
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+            return np.asarray(img if mode is None else img.convert(mode))
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: unreadable image ({exc})") from None
+        raise DatasetError(f"{path}: unreadable {what} ({exc})") from None
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    return np.asarray(_read_pixels(path, "image", "RGB"), dtype=np.uint8).copy()
 
 
 def read_png_uint(path: Path) -> np.ndarray:
     """A 16-bit (or 8-bit) single-channel PNG as integers, refusing colour images."""
-    try:
-        with Image.open(path) as img:
-            arr = np.asarray(img)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: unreadable depth PNG ({exc})") from None
+    arr = _read_pixels(path, "depth PNG")
     if arr.ndim != 2:
         raise DatasetError(f"{path}: expected a single-channel depth PNG, got shape {arr.shape}")
     return arr.astype(np.uint32)
@@ -175,11 +176,7 @@ def read_png_uint(path: Path) -> np.ndarray:
 
 def read_gray(path: Path) -> np.ndarray:
     """A mask image as integers (first channel of colour images)."""
-    try:
-        with Image.open(path) as img:
-            arr = np.asarray(img)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: unreadable mask ({exc})") from None
+    arr = _read_pixels(path, "mask")
     return arr[..., 0] if arr.ndim == 3 else arr
 
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..features import Intermediates, check_indices
+from ..features import Intermediates, stage_outputs
 
 
 def tf_same_pad(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -216,15 +216,10 @@ class EfficientNetLite(nn.Module):
 
     def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int]) -> Intermediates:
         """(N, C, h, w) outputs of the stages in `indices`; stops after the last one asked for."""
-        stages = list(self.blocks)
-        wanted = check_indices(list(indices), len(stages), "stage")
-        x = self.act1(self.bn1(self.conv_stem(x)))
-        outs: dict[int, torch.Tensor] = {}
-        for i, stage in enumerate(stages[: max(wanted) + 1]):
-            x = stage(x)
-            outs[i] = x
-        maps = [outs[i] for i in wanted]
-        return Intermediates(maps, [(m.shape[-2], m.shape[-1]) for m in maps], "maps")
+        return stage_outputs(list(self.blocks), x, indices, stem=self._stem)
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act1(self.bn1(self.conv_stem(x)))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every stage's output."""

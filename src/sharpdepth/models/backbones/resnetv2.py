@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..features import Intermediates, check_indices
+from ..features import Intermediates, stage_outputs
 
 
 def pad_same(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> torch.Tensor:
@@ -144,14 +144,7 @@ class ResNetV2(nn.Module):
 
     def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int]) -> Intermediates:
         """(N, C, h, w) outputs of the stages in `indices`; stops after the last one asked for."""
-        wanted = check_indices(list(indices), len(self.stages), "stage")
-        x = self.stem(x)
-        outs: dict[int, torch.Tensor] = {}
-        for i, stage in enumerate(self.stages[: max(wanted) + 1]):
-            x = stage(x)
-            outs[i] = x
-        maps = [outs[i] for i in wanted]
-        return Intermediates(maps, [(m.shape[-2], m.shape[-1]) for m in maps], "maps")
+        return stage_outputs(list(self.stages), x, indices, stem=self.stem)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every stage's output."""

@@ -24,7 +24,7 @@ through its final LayerNorm, cls token dropped) and the fusion is the shared DPT
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -33,9 +33,9 @@ from torch import nn
 
 from ...family import DataConfig, Family, LicenseClass, ModelSpec, OnnxExport, Training, WeightSource, official_layout
 from ...result import OutputKind
-from ..dpt import Scratch
+from ..dpt import Scratch, reassemble_resizes
 from ..processing import MapProcessor, official_resize_hw
-from ..vit import VisionTransformer, ViTConfig, tokens_to_map
+from ..vit import DINOV2_SIZES, VisionTransformer, ViTConfig, VitSize, tokens_to_map
 from . import keymap
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -105,15 +105,7 @@ class DPTHead(nn.Module):
         super().__init__()
         dim, oc = cfg.vit.embed_dim, cfg.out_channels
         self.projects = nn.ModuleList(nn.Conv2d(dim, c, kernel_size=1) for c in oc)
-        # Patch grid (1/14) -> 4x, 2x, 1x and 0.5x; index 2 is an Identity (no keys).
-        self.resize_layers = nn.ModuleList(
-            [
-                nn.ConvTranspose2d(oc[0], oc[0], kernel_size=4, stride=4),
-                nn.ConvTranspose2d(oc[1], oc[1], kernel_size=2, stride=2),
-                nn.Identity(),
-                nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
-            ]
-        )
+        self.resize_layers = reassemble_resizes(oc)
         self.scratch = DepthAnythingScratch(cfg)
 
     def forward(self, maps: list[torch.Tensor], out_hw: tuple[int, int]) -> torch.Tensor:
@@ -165,10 +157,7 @@ Quad = tuple[int, int, int, int]
 class _Encoder:
     """One official encoder size (official run.py / dpt.py model_configs)."""
 
-    dim: int
-    depth: int
-    heads: int
-    ffn: Literal["mlp", "swiglu"]
+    vit: VitSize
     features: int
     """DPT fusion width."""
     oc: Quad
@@ -178,13 +167,13 @@ class _Encoder:
 
 
 _ENCODERS: dict[str, _Encoder] = {
-    "vits": _Encoder(384, 12, 6, "mlp", 64, (48, 96, 192, 384), (2, 5, 8, 11)),
-    "vitb": _Encoder(768, 12, 12, "mlp", 128, (96, 192, 384, 768), (2, 5, 8, 11)),
-    "vitl": _Encoder(1024, 24, 16, "mlp", 256, (256, 512, 1024, 1024), (4, 11, 17, 23)),
-    "vitg": _Encoder(1536, 40, 24, "swiglu", 384, (1536, 1536, 1536, 1536), (9, 19, 29, 39)),
+    "vits": _Encoder(DINOV2_SIZES["vits"], 64, (48, 96, 192, 384), (2, 5, 8, 11)),
+    "vitb": _Encoder(DINOV2_SIZES["vitb"], 128, (96, 192, 384, 768), (2, 5, 8, 11)),
+    "vitl": _Encoder(DINOV2_SIZES["vitl"], 256, (256, 512, 1024, 1024), (4, 11, 17, 23)),
+    "vitg": _Encoder(DINOV2_SIZES["vitg"], 384, (1536, 1536, 1536, 1536), (9, 19, 29, 39)),
     # Test-only width: same code paths (mask token, LayerScale, pos-embed interpolation) in milliseconds.
     # Six blocks so that V1 (last four: 2..5) and V2 taps differ, as they do at every real size.
-    "tiny": _Encoder(64, 6, 2, "mlp", 32, (16, 32, 64, 64), (0, 2, 4, 5)),
+    "tiny": _Encoder(VitSize(64, 6, 2), 32, (16, 32, 64, 64), (0, 2, 4, 5)),
 }
 
 # Parameter counts of the official models (manifest n_params; metric heads have the same shapes).
@@ -193,27 +182,13 @@ _PARAMS_M = {"vits": 24.785089, "vitb": 97.470785, "vitl": 335.315649, "vitg": 1
 
 def dinov2_config(encoder: str) -> ViTConfig:
     """DINOv2 /14 as Depth Anything builds it (LayerScale, mask_token, 37x37 stored grid)."""
-    e = _ENCODERS[encoder]
-    return ViTConfig(
-        embed_dim=e.dim,
-        depth=e.depth,
-        num_heads=e.heads,
-        patch_size=PATCH,
-        img_size=518,
-        mlp_ratio=4.0,
-        ffn=e.ffn,
-        layer_scale=True,
-        qkv_bias=True,
-        norm_eps=1e-6,
-        mask_token=True,
-        pos_interp="dinov2",
-    )
+    return replace(_ENCODERS[encoder].vit.dinov2(), mask_token=True)
 
 
 def make_config(version: Literal["v1", "v2"], encoder: str, max_depth: float | None = None) -> DepthAnythingConfig:
     """Official configuration of one (version, encoder[, metric]) combination."""
     e = _ENCODERS[encoder]
-    depth = e.depth
+    depth = e.vit.depth
     # V1: get_intermediate_layers(x, 4) = the last four blocks; V2: the fixed per-size list.
     taps: Quad = (depth - 4, depth - 3, depth - 2, depth - 1) if version == "v1" else e.taps
     return DepthAnythingConfig(
@@ -378,25 +353,17 @@ def _v1() -> list[ModelSpec[DepthAnythingConfig]]:
     return specs
 
 
-def _test_presets() -> list[ModelSpec[DepthAnythingConfig]]:
+def _test_presets(v2: ModelSpec[DepthAnythingConfig], v2_metric: ModelSpec[DepthAnythingConfig],
+                  v1: ModelSpec[DepthAnythingConfig]) -> list[ModelSpec[DepthAnythingConfig]]:  # fmt: skip
+    """Tiny versions of the small (vits, Apache-2.0) presets of each kind."""
     tiny = (
-        ("depth-anything-v2-tiny", make_config("v2", "tiny"), OutputKind.RELATIVE_DISPARITY),
-        ("depth-anything-v1-tiny", make_config("v1", "tiny"), OutputKind.RELATIVE_DISPARITY),
-        ("depth-anything-v2-metric-tiny", make_config("v2", "tiny", max_depth=20.0), OutputKind.METRIC_DEPTH),
+        (v2, "depth-anything-v2-tiny", make_config("v2", "tiny")),
+        (v1, "depth-anything-v1-tiny", make_config("v1", "tiny")),
+        (v2_metric, "depth-anything-v2-metric-tiny", make_config("v2", "tiny", max_depth=20.0)),
     )
-    return [
-        FAMILY.preset(
-            name=name,
-            config=cfg,
-            output_kind=kind,
-            license="Apache-2.0",
-            license_class="commercial",
-            description="Test-only Depth Anything (width 64, 6 blocks): plumbing tests, no weights.",
-            native_resolution=_NATIVE,
-            test_only=True,
-        )
-        for name, cfg, kind in tiny
-    ]
+    description = "Test-only Depth Anything (width 64, 6 blocks): plumbing tests, no weights."
+    return [full.test_variant(name=name, config=cfg, description=description) for full, name, cfg in tiny]
 
 
-PRESETS = (*_v2_relative(), *_v2_metric(), *_v1(), *_test_presets())
+_V2, _V2_METRIC, _V1 = _v2_relative(), _v2_metric(), _v1()
+PRESETS = (*_V2, *_V2_METRIC, *_V1, *_test_presets(_V2[0], _V2_METRIC[0], _V1[0]))

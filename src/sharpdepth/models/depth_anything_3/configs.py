@@ -2,50 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
-from ..vit import ViTConfig
-from .network import PATCH, DA3Config
+from ..vit import DINOV2_SIZES, ViTConfig, VitSize
+from .network import DA3Config
 
 Quad = tuple[int, int, int, int]
 
 
-@dataclass(frozen=True)
-class _Encoder:
-    dim: int
-    depth: int
-    heads: int
-    ffn: str
-
-
-_ENCODERS = {
-    "vits": _Encoder(384, 12, 6, "mlp"),
-    "vitb": _Encoder(768, 12, 12, "mlp"),
-    "vitl": _Encoder(1024, 24, 16, "mlp"),
-    "vitg": _Encoder(1536, 40, 24, "swiglu"),
-    "tiny": _Encoder(64, 4, 4, "mlp"),  # the fixtures' 64-wide, 4-block test encoder
-}
+_ENCODERS = {**DINOV2_SIZES, "tiny": VitSize(64, 4, 4)}  # tiny: the fixtures' 64-wide, 4-block test encoder
 
 
 def dinov2(encoder: str, alt_start: int = -1) -> ViTConfig:
     """DA3's DINOv2/14: block norms eps 1e-6, final norm 1e-5; QK-norm, RoPE and alternating
     attention all start at `alt_start` in the any-view models."""
-    e = _ENCODERS[encoder]
-    return ViTConfig(
-        embed_dim=e.dim,
-        depth=e.depth,
-        num_heads=e.heads,
-        patch_size=PATCH,
-        img_size=518,
-        ffn="swiglu" if e.ffn == "swiglu" else "mlp",
-        layer_scale=True,
-        norm_eps=1e-6,
-        final_norm_eps=1e-5,
-        pos_interp="dinov2",
-        qk_norm_start=alt_start,
-        rope_start=alt_start,
-        alt_start=alt_start,
-    )
+    vit = _ENCODERS[encoder].dinov2()
+    return replace(vit, final_norm_eps=1e-5, qk_norm_start=alt_start, rope_start=alt_start, alt_start=alt_start)
 
 
 def mono(encoder: str, taps: Quad, features: int, out_channels: Quad) -> DA3Config:

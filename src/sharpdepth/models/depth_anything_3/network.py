@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..dpt import FeatureFusionBlock, Scratch
+from ..dpt import FeatureFusionBlock, Scratch, reassemble_resizes
 from ..traceable import is_exporting
 from ..vit import Block, Mlp, VisionTransformer, ViTConfig
 from .camera import cameras_to_pose_encoding, pose_encoding_to_cameras, rigid_inverse
@@ -128,14 +128,7 @@ class DA3Head(nn.Module):
         if cfg.any_view:
             self.norm = nn.LayerNorm(cfg.head_dim_in)  # eps 1e-5
         self.projects = nn.ModuleList(nn.Conv2d(cfg.head_dim_in, c, 1) for c in oc)
-        self.resize_layers = nn.ModuleList(
-            [
-                nn.ConvTranspose2d(oc[0], oc[0], kernel_size=4, stride=4),
-                nn.ConvTranspose2d(oc[1], oc[1], kernel_size=2, stride=2),
-                nn.Identity(),
-                nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
-            ]
-        )
+        self.resize_layers = reassemble_resizes(oc)
         self.scratch = DA3Scratch(cfg)
 
     def forward(self, taps: list[torch.Tensor], hw: tuple[int, int]) -> dict[str, torch.Tensor]:

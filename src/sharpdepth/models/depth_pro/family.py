@@ -20,7 +20,7 @@ from ...family import (
     official_layout,
 )
 from ...result import OutputKind
-from ..processing import check_rgb, network_outputs, to_numpy, validate_input_size
+from ..processing import SizedProcessor, check_rgb, network_outputs, to_numpy
 from . import keymap
 from .network import DEPTH_PRO, DEPTH_PRO_TINY, DepthPro, DepthProConfig
 
@@ -30,20 +30,21 @@ INVERSE_DEPTH_RANGE = (1e-4, 1e4)
 
 def data_config(cfg: DepthProConfig) -> DataConfig:
     """Official `DepthPro.infer`: ToTensor, normalise (0.5, 0.5), then bilinear resize to a fixed square."""
-    return DataConfig(
-        input_size=cfg.img_size,
-        size_rule="fixed",
-        multiple_of=cfg.img_size,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        output_kernel="bilinear",
-        output_align_corners=False,
-        input_size_fixed=True,
-        min_input_size=cfg.img_size,
-    )
+    return DataConfig.fixed_square(cfg.img_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
-class DepthProProcessor:
+def metric_depth(inverse_depth: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """Metric inverse depth (h, w) -> depth in metres at height x width, as the official code does:
+    bilinear resize (align_corners=False) at *inverse* depth, then 1 / clamp(1e-4, 1e4). Resizing
+    the inverse keeps far-away pixels from bleeding into edges (SHARP's depth layer reuses it)."""
+    inverse = inverse_depth[None, None]
+    if inverse.shape[-2:] != (height, width):
+        inverse = F.interpolate(inverse, size=(height, width), mode="bilinear", align_corners=False)
+    depth = 1.0 / torch.clamp(inverse, *INVERSE_DEPTH_RANGE)
+    return to_numpy(depth[0, 0])
+
+
+class DepthProProcessor(SizedProcessor[DepthProConfig]):
     """The official pre- and post-processing around `DepthPro` (apple/ml-depth-pro `infer`).
 
     - preprocess: uint8 RGB -> float in [0, 1] (ToTensor) -> normalise with mean 0.5 / std
@@ -60,14 +61,8 @@ class DepthProProcessor:
     """
 
     def __init__(self, spec: ModelSpec[DepthProConfig], input_size: int | None = None) -> None:
-        self.name = spec.name
-        self.data = spec.data
-        self._size = validate_input_size(spec.name, self.data, input_size)
+        super().__init__(spec, input_size)
         self.has_fov = spec.config.use_fov_head
-
-    @property
-    def input_size(self) -> int:
-        return self._size
 
     def network_size(self, height: int, width: int) -> tuple[int, int]:
         return self._size, self._size
@@ -98,11 +93,8 @@ class DepthProProcessor:
             scale, focal, from_model = width / f_px, float(f_px), True
         else:
             scale, focal, from_model = width / focal_px, float(focal_px), False
-        inverse_depth = out.map.float()[None, None] * scale
-        if inverse_depth.shape[-2:] != (height, width):
-            inverse_depth = F.interpolate(inverse_depth, size=(height, width), mode="bilinear", align_corners=False)
-        depth = 1.0 / torch.clamp(inverse_depth, *INVERSE_DEPTH_RANGE)
-        return Prediction(map=to_numpy(depth[0, 0]), focal_px=focal, focal_from_model=from_model)
+        depth = metric_depth(out.map.float() * scale, height, width)
+        return Prediction(map=depth, focal_px=focal, focal_from_model=from_model)
 
 
 def _has_fov_head(cfg: DepthProConfig) -> bool:
@@ -136,32 +128,29 @@ _LICENSE = (
 PARAMS_MILLIONS = 951.99
 """Official model: 951,991,330 parameters (checked by tests against the built network)."""
 
-PRESETS = (
-    FAMILY.preset(
-        name="depth-pro",
-        config=DEPTH_PRO,
-        output_kind=OutputKind.METRIC_DEPTH,
-        license=_LICENSE,
-        license_class="non-commercial",
-        description=(
-            "Depth Pro (Apple, 2024): sharp metric depth and focal length from one image; "
-            "multi-scale ViT-L/16 (DINOv2) encoder at 1536x1536"
-        ),
-        sources=(
-            WeightSource("apple/DepthPro", "depth_pro.pt", layout="official"),
-            WeightSource("apple/DepthPro-hf", "model.safetensors", layout="hf"),
-        ),
-        native_resolution="1536x1536",
-        params_millions=PARAMS_MILLIONS,
+_FULL_SIZE = FAMILY.preset(
+    name="depth-pro",
+    config=DEPTH_PRO,
+    output_kind=OutputKind.METRIC_DEPTH,
+    license=_LICENSE,
+    license_class="non-commercial",
+    description=(
+        "Depth Pro (Apple, 2024): sharp metric depth and focal length from one image; "
+        "multi-scale ViT-L/16 (DINOv2) encoder at 1536x1536"
     ),
-    FAMILY.preset(
+    sources=(
+        WeightSource("apple/DepthPro", "depth_pro.pt", layout="official"),
+        WeightSource("apple/DepthPro-hf", "model.safetensors", layout="hf"),
+    ),
+    native_resolution="1536x1536",
+    params_millions=PARAMS_MILLIONS,
+)
+
+PRESETS = (
+    _FULL_SIZE,
+    _FULL_SIZE.test_variant(
         name="depth-pro-tiny",
         config=DEPTH_PRO_TINY,
-        output_kind=OutputKind.METRIC_DEPTH,
-        license=_LICENSE,
-        license_class="non-commercial",
         description="Depth Pro code paths on tiny widths (parity tests only; no weights)",
-        native_resolution="1536x1536",
-        test_only=True,
     ),
 )

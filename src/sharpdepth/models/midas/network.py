@@ -401,65 +401,38 @@ FAMILY = Family[MidasDPTConfig](
 LICENSE = "MIT (isl-org/MiDaS)"
 ABOUT = "Relative inverse depth (affine-invariant disparity); MiDaS 3.1 (Ranftl et al., Birkl et al. 2023)."
 
+
+def _preset(
+    name: str, config: MidasDPTConfig, side: int, params: float, description: str, *sources: WeightSource
+) -> ModelSpec[MidasDPTConfig]:
+    """A MiDaS DPT preset: relative disparity, MIT licence, a square network input of `side`, and
+    the official model type (e.g. dpt_large_384) as its alias."""
+    return FAMILY.preset(
+        name=name,
+        config=config,
+        output_kind=OutputKind.RELATIVE_DISPARITY,
+        license=LICENSE,
+        license_class="commercial",
+        description=f"{description} {ABOUT}",
+        sources=sources,
+        native_resolution=f"{side}x{side}",
+        params_millions=params,
+        aliases=(name.removeprefix("midas-").replace("-", "_"),),
+    )
+
+
 PRESETS = (
-    FAMILY.preset(
-        name="midas-dpt-beit-large-512",
-        config=DPT_BEIT_LARGE_512,
-        output_kind=OutputKind.RELATIVE_DISPARITY,
-        license=LICENSE,
-        license_class="commercial",
-        description="MiDaS 3.1 DPT BEiT-L/16 at 512 (the MiDaS default, highest quality). " + ABOUT,
-        sources=(WeightSource("Intel/dpt-beit-large-512", "model.safetensors", layout="hf"),),
-        native_resolution="512x512",
-        params_millions=345.0,
-        aliases=("dpt_beit_large_512",),
-    ),
-    FAMILY.preset(
-        name="midas-dpt-large-384",
-        config=DPT_LARGE_384,
-        output_kind=OutputKind.RELATIVE_DISPARITY,
-        license=LICENSE,
-        license_class="commercial",
-        description="MiDaS 3.0 DPT-Large (ViT-L/16) at 384. " + ABOUT,
-        sources=(
+    _preset("midas-dpt-beit-large-512", DPT_BEIT_LARGE_512, 512, 345.0,
+            "MiDaS 3.1 DPT BEiT-L/16 at 512 (the MiDaS default, highest quality).",
+            WeightSource("Intel/dpt-beit-large-512", "model.safetensors", layout="hf")),
+    _preset("midas-dpt-large-384", DPT_LARGE_384, 384, 344.1, "MiDaS 3.0 DPT-Large (ViT-L/16) at 384.",
             WeightSource("Intel/dpt-large", "model.safetensors", layout="hf"),
-            WeightSource(
-                "deforum/MiDaS",
-                "dpt_large-midas-2f21e586.pt",
-                layout="official",
-                sha256="2f21e586477d90cb9624c7eef5df7891edca49a1c4795ee2cb631fd4daa6ca69",
-                size_bytes=1376378527,
-            ),
-        ),
-        native_resolution="384x384",
-        params_millions=344.1,
-        aliases=("dpt_large_384",),
-    ),
-    FAMILY.preset(
-        name="midas-dpt-hybrid-384",
-        config=DPT_HYBRID_384,
-        output_kind=OutputKind.RELATIVE_DISPARITY,
-        license=LICENSE,
-        license_class="commercial",
-        description="MiDaS 3.0 DPT-Hybrid (ResNet-50 + ViT-B/16) at 384. " + ABOUT,
-        sources=(
+            WeightSource("deforum/MiDaS", "dpt_large-midas-2f21e586.pt", layout="official",
+                         sha256="2f21e586477d90cb9624c7eef5df7891edca49a1c4795ee2cb631fd4daa6ca69",
+                         size_bytes=1376378527)),
+    _preset("midas-dpt-hybrid-384", DPT_HYBRID_384, 384, 123.1, "MiDaS 3.0 DPT-Hybrid (ResNet-50 + ViT-B/16) at 384.",
             WeightSource("Intel/dpt-hybrid-midas", "pytorch_model.bin", layout="hf"),
-            WeightSource("lllyasviel/Annotators", "dpt_hybrid-midas-501f0c75.pt", layout="official"),
-        ),
-        native_resolution="384x384",
-        params_millions=123.1,
-        aliases=("dpt_hybrid_384",),
-    ),
-    FAMILY.preset(
-        name="midas-dpt-swin2-tiny-256",
-        config=DPT_SWIN2_TINY_256,
-        output_kind=OutputKind.RELATIVE_DISPARITY,
-        license=LICENSE,
-        license_class="commercial",
-        description="MiDaS 3.1 DPT Swin-V2-T at 256x256 (fast). " + ABOUT,
-        sources=(WeightSource("Intel/dpt-swinv2-tiny-256", "model.safetensors", layout="hf"),),
-        native_resolution="256x256",
-        params_millions=41.7,
-        aliases=("dpt_swin2_tiny_256",),
-    ),
-)
+            WeightSource("lllyasviel/Annotators", "dpt_hybrid-midas-501f0c75.pt", layout="official")),
+    _preset("midas-dpt-swin2-tiny-256", DPT_SWIN2_TINY_256, 256, 41.7, "MiDaS 3.1 DPT Swin-V2-T at 256x256 (fast).",
+            WeightSource("Intel/dpt-swinv2-tiny-256", "model.safetensors", layout="hf")),
+)  # fmt: skip

@@ -51,7 +51,7 @@ from ...family import DataConfig, Family, ModelSpec, OnnxExport, Training, offic
 from ...result import OutputKind
 from ..backbones.efficientnet_lite import EFFICIENTNET_LITE3, EfficientNetLite, EfficientNetLiteConfig
 from ..dpt import Scratch
-from ..features import Intermediates, check_indices
+from ..features import Intermediates, stage_outputs
 from ..processing import MapProcessor
 
 
@@ -131,14 +131,7 @@ class EfficientNetEncoder(nn.Module):
 
     def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int] = (0, 1, 2, 3)) -> Intermediates:
         """(N, C, h, w) outputs of `layer{i+1}` for i in `indices` (strides 4, 8, 16, 32)."""
-        layers = [self.layer1, self.layer2, self.layer3, self.layer4]
-        wanted = check_indices(list(indices), len(layers), "stage")
-        outs: dict[int, torch.Tensor] = {}
-        for i, layer in enumerate(layers[: max(wanted) + 1]):
-            x = layer(x)
-            outs[i] = x
-        maps = [outs[i] for i in wanted]
-        return Intermediates(maps, [(m.shape[-2], m.shape[-1]) for m in maps], "maps")
+        return stage_outputs([self.layer1, self.layer2, self.layer3, self.layer4], x, indices)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.forward_intermediates(x).features

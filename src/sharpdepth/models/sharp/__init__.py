@@ -16,13 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...family import DataConfig, Family, ModelSpec, NetworkOutput, Prediction, WeightSource
+from ...family import DataConfig, Family, NetworkOutput, Prediction, WeightSource
 from ...result import OutputKind, focal_from_35mm
-from ..processing import check_rgb, to_numpy, validate_input_size
+from ..depth_pro.family import metric_depth
+from ..processing import SizedProcessor, check_rgb
 from ..splats import SplatTensors
 from .checkpoint import from_official
 from .compose import unproject, unprojection_matrix
-from .network import INVERSE_DEPTH_RANGE, SHARP, SHARP_TINY, SharpConfig, SharpNetwork
+from .network import SHARP, SHARP_TINY, SharpConfig, SharpNetwork
 
 __all__ = ["FAMILY", "PRESETS", "SHARP", "SHARP_TINY", "SharpConfig", "SharpNetwork", "SharpProcessor"]
 
@@ -33,17 +34,7 @@ DEFAULT_FOCAL_35MM = 30.0
 def data_config(cfg: SharpConfig) -> DataConfig:
     """Official `predict_image`: [0, 1] image stretched to a fixed square, bilinear with
     align_corners=True (unlike Depth Pro's), no normalisation outside the network."""
-    return DataConfig(
-        input_size=cfg.img_size,
-        size_rule="fixed",
-        multiple_of=cfg.img_size,
-        mean=(0.0, 0.0, 0.0),
-        std=(1.0, 1.0, 1.0),
-        output_kernel="bilinear",
-        output_align_corners=False,
-        input_size_fixed=True,
-        min_input_size=cfg.img_size,
-    )
+    return DataConfig.fixed_square(cfg.img_size, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
 def _network(net: nn.Module) -> SharpNetwork:
@@ -52,19 +43,10 @@ def _network(net: nn.Module) -> SharpNetwork:
     return net
 
 
-class SharpProcessor:
+class SharpProcessor(SizedProcessor[SharpConfig]):
     """The official pre- and post-processing around `SharpNetwork` (`sharp.cli.predict.predict_image`)."""
 
     default_focal_35mm = DEFAULT_FOCAL_35MM
-
-    def __init__(self, spec: ModelSpec[SharpConfig], input_size: int | None = None) -> None:
-        self.name = spec.name
-        self.data = spec.data
-        self._size = validate_input_size(spec.name, self.data, input_size)
-
-    @property
-    def input_size(self) -> int:
-        return self._size
 
     def network_size(self, height: int, width: int) -> tuple[int, int]:
         return self._size, self._size
@@ -89,11 +71,8 @@ class SharpProcessor:
         assumed = focal_px is None
         if focal_px is None:
             focal_px = focal_from_35mm(self.default_focal_35mm, width, height)
-        inverse_depth = out.map.float()[None, None] * (width / focal_px)
-        if inverse_depth.shape[-2:] != (height, width):
-            inverse_depth = F.interpolate(inverse_depth, size=(height, width), mode="bilinear", align_corners=False)
-        depth = 1.0 / torch.clamp(inverse_depth, *INVERSE_DEPTH_RANGE)
-        return Prediction(map=to_numpy(depth[0, 0]), focal_px=float(focal_px), focal_from_default=assumed)
+        depth = metric_depth(out.map.float() * (width / focal_px), height, width)
+        return Prediction(map=depth, focal_px=float(focal_px), focal_from_default=assumed)
 
     def predict_gaussians(
         self, net: nn.Module, x: torch.Tensor, height: int, width: int, focal_px: float
@@ -128,35 +107,26 @@ PARAMS_MILLIONS = 655.52
 checkpoint's 702.3 M less the never-read ViT classifier heads and depth-alignment UNet, which
 are checked and dropped at load."""
 
-PRESETS = (
-    FAMILY.preset(
-        name="sharp",
-        config=SHARP,
-        output_kind=OutputKind.METRIC_DEPTH,
-        license=_LICENSE,
-        license_class="non-commercial",
-        description=(
-            "SHARP (Apple, 2025): one photo to ~1.2 M metric 3-D Gaussians for novel views "
-            "(Depth Pro network with two depth layers + Gaussian decoder)"
-        ),
-        sources=(
-            WeightSource(
-                "apple/Sharp",
-                "sharp_2572gikvuh.pt",
-                layout="official",
-            ),
-        ),
-        native_resolution="1536x1536",
-        params_millions=PARAMS_MILLIONS,
+_FULL_SIZE = FAMILY.preset(
+    name="sharp",
+    config=SHARP,
+    output_kind=OutputKind.METRIC_DEPTH,
+    license=_LICENSE,
+    license_class="non-commercial",
+    description=(
+        "SHARP (Apple, 2025): one photo to ~1.2 M metric 3-D Gaussians for novel views "
+        "(Depth Pro network with two depth layers + Gaussian decoder)"
     ),
-    FAMILY.preset(
+    sources=(WeightSource("apple/Sharp", "sharp_2572gikvuh.pt", layout="official"),),
+    native_resolution="1536x1536",
+    params_millions=PARAMS_MILLIONS,
+)
+
+PRESETS = (
+    _FULL_SIZE,
+    _FULL_SIZE.test_variant(
         name="sharp-tiny",
         config=SHARP_TINY,
-        output_kind=OutputKind.METRIC_DEPTH,
-        license=_LICENSE,
-        license_class="non-commercial",
         description="SHARP code paths on tiny widths (parity tests only; no weights)",
-        native_resolution="1536x1536",
-        test_only=True,
     ),
 )

@@ -142,21 +142,12 @@ def _presets() -> list[ModelSpec[VideoDepthAnythingConfig]]:
                 params_millions=_PARAMS_M[enc],
             )
         )
-    for name, metric, kind in (
-        ("video-depth-anything-tiny", False, OutputKind.RELATIVE_DISPARITY),
-        ("video-depth-anything-metric-tiny", True, OutputKind.METRIC_DEPTH),
-    ):
+    small, small_metric = specs[:2]  # the vits presets: Apache-2.0, like the tiny test networks
+    for full, name, metric in ((small, "video-depth-anything-tiny", False),
+                               (small_metric, "video-depth-anything-metric-tiny", True)):  # fmt: skip
+        description = "Test-only Video Depth Anything (width 64, 6 blocks): plumbing tests, no weights."
         specs.append(
-            FAMILY.preset(
-                name=name,
-                config=make_vda_config("tiny", metric=metric),
-                output_kind=kind,
-                license="Apache-2.0",
-                license_class="commercial",
-                description="Test-only Video Depth Anything (width 64, 6 blocks): plumbing tests, no weights.",
-                native_resolution=_NATIVE,
-                test_only=True,
-            )
+            full.test_variant(name=name, config=make_vda_config("tiny", metric=metric), description=description)
         )
     return specs
 

@@ -6,20 +6,56 @@ and every range is the settings class's, as for the CLI) and calls the same func
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar, cast
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from ...apps.settings import DofSettings, PortraitSettings
+from ...engine.settings import FocalSettings
 from ...geometry.measure import parse_pixel
 from ...geometry.settings import MeasureSettings, PointCloudSettings
+from ...result import DepthResult
 from .. import effects
-from ..dependencies import Depth, FocalQuery, ServiceDep
+from ..dependencies import Depth, DepthOfUpload, FocalQuery, ServiceDep
 from ..encode import Encoded
+from ..runtime import Service
 from .common import json_answer, pixel
 
 router = APIRouter()
+S = TypeVar("S")
+
+
+def lens_query(
+    f_number: float | None = None,
+    focal_mm: float | None = None,
+    sensor_mm: float | None = None,
+    max_blur: float | None = None,
+    bokeh: str | None = None,
+    highlights: float | None = None,
+) -> dict[str, Any]:
+    """The simulated lens of /v1/dof and /v1/portrait: the parameters sent, as settings keywords."""
+    return effects.given(
+        f_number=f_number, focal_length_mm=focal_mm, sensor_width_mm=sensor_mm, max_blur_px=max_blur, shape=bokeh,
+        highlight_boost=highlights,
+    )  # fmt: skip
+
+
+LensQuery = Annotated[dict[str, Any], Depends(lens_query)]
+
+
+async def _picture(
+    service: Service,
+    upload: DepthOfUpload,
+    focal: FocalSettings,
+    make: Callable[[DepthResult, S, str, str], Encoded],
+    settings: S,
+    fmt: str,
+) -> Response:
+    """Depth for the upload (photo needed), then the effect in a worker thread, answered as a download."""
+    result, stem = await upload.obtain(focal, need_photo=True)
+    return upload.download(cast(Encoded, await service.in_thread(make, result, settings, stem, fmt)))
 
 
 @router.post("/v1/dof")
@@ -27,27 +63,15 @@ async def dof(
     service: ServiceDep,
     upload: Depth,
     focal: FocalQuery,
+    lens: LensQuery,
     focus_m: float | None = None,
     focus_px: Annotated[str | None, Query(description="focus on the pixel x,y")] = None,
-    f_number: float | None = None,
-    focal_mm: float | None = None,
-    sensor_mm: float | None = None,
-    max_blur: float | None = None,
-    bokeh: str | None = None,
-    highlights: float | None = None,
     format: str = "jpg",
 ) -> Response:
     """Refocus the photo with a simulated lens (as `sharpdepth dof`)."""
     fmt = effects.check_picture_format(format)
-    settings = DofSettings(
-        **effects.given(
-            focus_m=focus_m, focus_px=pixel(focus_px), f_number=f_number,
-            focal_length_mm=focal_mm, sensor_width_mm=sensor_mm, max_blur_px=max_blur, shape=bokeh,
-            highlight_boost=highlights,
-        )
-    )  # fmt: skip
-    result, stem = await upload.obtain(focal, need_photo=True)
-    return upload.download(cast(Encoded, await service.in_thread(effects.refocus, result, settings, stem, fmt)))
+    settings = DofSettings(**lens, **effects.given(focus_m=focus_m, focus_px=pixel(focus_px)))
+    return await _picture(service, upload, focal, effects.refocus, settings, fmt)
 
 
 @router.post("/v1/portrait")
@@ -55,25 +79,14 @@ async def portrait(
     service: ServiceDep,
     upload: Depth,
     focal: FocalQuery,
+    lens: LensQuery,
     subject: Annotated[str | None, Query(description="a pixel x,y on the subject")] = None,
-    f_number: float | None = None,
-    focal_mm: float | None = None,
-    sensor_mm: float | None = None,
-    max_blur: float | None = None,
-    bokeh: str | None = None,
-    highlights: float | None = None,
     format: str = "jpg",
 ) -> Response:
     """Portrait mode (as `sharpdepth portrait`)."""
     fmt = effects.check_picture_format(format)
-    settings = PortraitSettings(
-        **effects.given(
-            subject_px=pixel(subject), f_number=f_number, max_blur_px=max_blur, shape=bokeh,
-            highlight_boost=highlights, focal_length_mm=focal_mm, sensor_width_mm=sensor_mm,
-        )
-    )  # fmt: skip
-    result, stem = await upload.obtain(focal, need_photo=True)
-    return upload.download(cast(Encoded, await service.in_thread(effects.make_portrait, result, settings, stem, fmt)))
+    settings = PortraitSettings(**lens, **effects.given(subject_px=pixel(subject)))
+    return await _picture(service, upload, focal, effects.make_portrait, settings, fmt)
 
 
 @router.post("/v1/measure")
