@@ -37,7 +37,7 @@ from PIL import Image
 
 import sharpdepth
 from sharpdepth.engine.jobs import predict_items
-from sharpdepth.engine.model import DepthModel
+from sharpdepth.engine.model import BatchOptions, DepthModel
 from sharpdepth.engine.settings import ModelSettings, PredictSettings, set_threads
 from sharpdepth.io.images import load_image
 from sharpdepth.io.inputs import InputItem, expand_inputs
@@ -97,7 +97,7 @@ def pure_forward_s(model: DepthModel, items: list[InputItem], settings: PredictS
     prepared = []
     for chunk in chunks(items, settings.batch_size):
         loaded = [load_image(it.path, settings.model.max_pixels) for it in chunk]
-        prepared.append(model.prepare_batch(loaded, batch_size=settings.batch_size))
+        prepared.append(model.prepare_batch(loaded, BatchOptions(batch_size=settings.batch_size)))
     total = 0.0
     for batch in prepared:
         start = time.perf_counter()

@@ -35,7 +35,7 @@ from ..io.outputs import OutputOptions, planned_files, sidecar_path, write_outpu
 from ..maps import share_at_maximum, valid_depth_mask
 from ..result import DepthResult, OutputKind
 from ..version import __version__
-from .model import DepthModel, PreparedBatch
+from .model import BatchOptions, DepthModel, PreparedBatch
 from .settings import PredictSettings
 from .staged import run_staged
 
@@ -311,10 +311,11 @@ class _Job:
         if self.staged and chunk.loaded:
             focal = self.settings.focal
             try:
-                chunk.prepared = self.model.prepare_batch(
-                    chunk.loaded, focal.focal_px, focal.fov_deg, self.settings.batch_size,
+                options = BatchOptions(
+                    focal_px=focal.focal_px, fov_deg=focal.fov_deg, batch_size=self.settings.batch_size,
                     output_size=self.settings.output_size,
                 )  # fmt: skip
+                chunk.prepared = self.model.prepare_batch(chunk.loaded, options)
             except Exception as exc:
                 self._record(chunk, exc)
         return chunk

@@ -60,6 +60,18 @@ class FocalRequest:
         return None
 
 
+@dataclass(frozen=True)
+class BatchOptions:
+    """What `predict_batch` was asked besides the images, carried from its first stage to its last."""
+
+    focal_px: float | Sequence[float | None] | None = None
+    """One focal length for every image, or one per image (None: EXIF, then the model)."""
+    fov_deg: float | None = None
+    batch_size: int = 4
+    keep_image: bool = True
+    output_size: OutputSize = "image"
+
+
 @dataclass
 class PreparedBatch:
     """Images turned into network inputs (`DepthModel.prepare_batch`), waiting for the forward pass."""
@@ -68,9 +80,7 @@ class PreparedBatch:
     requests: list[FocalRequest]
     inputs: list[torch.Tensor]
     """One (3, h, w) float32 CPU tensor per image; same-size ones share a forward pass."""
-    batch_size: int
-    keep_image: bool
-    output_size: OutputSize = "image"
+    options: BatchOptions
 
     def __len__(self) -> int:
         return len(self.images)
@@ -190,37 +200,30 @@ class DepthModel:
         The three stages (`prepare_batch`, `forward_batch`, `finish_batch`) chained; a batch job
         that overlaps decoding and writing with the network calls them separately.
         """
-        prepared = self.prepare_batch(images, focal_px, fov_deg, batch_size, keep_image, output_size)
+        prepared = self.prepare_batch(images, BatchOptions(focal_px, fov_deg, batch_size, keep_image, output_size))
         return self.finish_batch(prepared, self.forward_batch(prepared))
 
-    def prepare_batch(
-        self,
-        images: Sequence[ImageInput],
-        focal_px: float | Sequence[float | None] | None = None,
-        fov_deg: float | None = None,
-        batch_size: int = 4,
-        keep_image: bool = True,
-        output_size: OutputSize = "image",
-    ) -> PreparedBatch:
+    def prepare_batch(self, images: Sequence[ImageInput], options: BatchOptions | None = None) -> PreparedBatch:
         """Stage 1 of `predict_batch`, on the CPU and without the network: images -> network inputs.
 
         Safe to run in another thread while `forward_batch` runs the previous batch (it only
         reads the processor, which holds no state between calls).
         """
+        options = options or BatchOptions()
         loaded = [as_loaded_image(img, self.max_pixels) for img in images]
-        focals = _per_image(focal_px, len(loaded))
-        requests = [FocalRequest(f, fov_deg) for f in focals]
-        if batch_size < 1:
+        focals = _per_image(options.focal_px, len(loaded))
+        requests = [FocalRequest(f, options.fov_deg) for f in focals]
+        if options.batch_size < 1:
             raise OptionError("batch size must be at least 1")
-        check_output_size(output_size)
+        check_output_size(options.output_size)
         inputs = [self.processor.preprocess(img.rgb) for img in loaded]
-        return PreparedBatch(loaded, requests, inputs, batch_size, keep_image, output_size)
+        return PreparedBatch(loaded, requests, inputs, options)
 
     def forward_batch(self, prepared: PreparedBatch) -> list[NetworkOutput]:
         """Stage 2: the network, one forward pass per group of same-size inputs (at most batch_size each)."""
         inputs = prepared.inputs
         outputs: list[NetworkOutput | None] = [None] * len(inputs)
-        for group in _same_shape_chunks(inputs, prepared.batch_size):
+        for group in _same_shape_chunks(inputs, prepared.options.batch_size):
             start = time.perf_counter()  # the runner stacks the batch and moves it to the device, once
             raw = self.runner.run_batch(self.processor, [inputs[i] for i in group])
             self.last_timings["forward_s"] = time.perf_counter() - start
@@ -236,8 +239,9 @@ class DepthModel:
 
     def finish_batch(self, prepared: PreparedBatch, outputs: Sequence[NetworkOutput]) -> list[DepthResult]:
         """Stage 3: post-processing (resize back, metric scale, focal length) -> one DepthResult per image."""
+        options = prepared.options
         return [
-            self._finish(img, request, out, prepared.keep_image, prepared.output_size)
+            self._finish(img, request, out, options.keep_image, options.output_size)
             for img, request, out in zip(prepared.images, prepared.requests, outputs, strict=True)
         ]
 
