@@ -124,11 +124,7 @@ def run_stereo_video(
     dest.parent.mkdir(parents=True, exist_ok=True)
     model = model or video.model.load()
     cache = _DepthCache(dest.parent / f"{stem}_depth", model.spec.output_kind)
-    results = predict_video(
-        model, opened, mode=video.mode, stabilize=video.stabilize, batch_size=video.batch_size,
-        focal_px=video.focal.focal_px, fov_deg=video.focal.fov_deg, stabilizer=video.stabilizer,
-        reuse=None if is_video_model(model) else cache.reuse,
-    )  # fmt: skip
+    results = predict_video(model, opened, video.network_options(reuse=None if is_video_model(model) else cache.reuse))
     summary = StereoVideoSummary(info.source, dest)
     shot = _ShotState()
     writer: VideoWriter | None = None

@@ -280,14 +280,15 @@ class DepthModel:
 
         Image models run per frame (batched) and are stabilised by default (`stabilize=False`
         turns it off); Video Depth Anything runs its own offline/streaming pipeline. Options
-        are those of `sharpdepth.engine.video.predict_video`.
+        are those of `sharpdepth.engine.video.VideoOptions`.
         """
-        from .video import DEFAULT_FOCAL_FRAMES, predict_video
+        from .video import DEFAULT_FOCAL_FRAMES, VideoOptions, predict_video
 
-        return predict_video(
-            self, source, mode, stabilize, batch_size, selection=selection, fps=fps, focal_px=focal_px,
-            fov_deg=fov_deg, stabilizer=stabilizer, focal_frames=focal_frames or DEFAULT_FOCAL_FRAMES, reuse=reuse,
+        options = VideoOptions(
+            mode, stabilize, batch_size, focal_px=focal_px, fov_deg=fov_deg, stabilizer=stabilizer,
+            focal_frames=focal_frames or DEFAULT_FOCAL_FRAMES, reuse=reuse,
         )  # fmt: skip
+        return predict_video(self, source, options, selection=selection, fps=fps)
 
     # ------------------------------------------------------------ internals
     def _finish(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -66,6 +66,33 @@ class NetworkCache(Protocol):
     def get(self, frame: Frame) -> DepthResult | None: ...
 
     def put(self, frame: Frame, result: DepthResult) -> None: ...
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How a clip's decoded frames become results (`video_network`): batching, focal lock, stabiliser,
+    resuming. Plain data; `check` runs when the clip starts, as the options of `predict_video` always did."""
+
+    mode: str = "offline"
+    """"offline" (look-ahead, best quality) or "streaming" (causal)."""
+    stabilize: bool | None = None
+    """None: the model's default (on for image models, off for a family with its own video runner)."""
+    batch_size: int = DEFAULT_BATCH_SIZE
+    focal_px: float | None = None
+    fov_deg: float | None = None
+    stabilizer: StabilizerSettings | None = None
+    focal_frames: int = DEFAULT_FOCAL_FRAMES
+    reuse: Reuse | None = None
+    cache: NetworkCache | None = None
+    """Raw network results of an interrupted run (resuming), see `NetworkCache`."""
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise OptionError(f"unknown video mode {self.mode!r}; choose {' or '.join(MODES)}")
+        if self.batch_size < 1:
+            raise OptionError("batch size must be at least 1")
+        if self.focal_frames < 1:
+            raise OptionError("focal_frames must be at least 1")
 
 
 def _to_disparity(result: DepthResult) -> np.ndarray:
@@ -127,26 +154,16 @@ class _ImageModelVideo:
     """Per-frame predictions, batched, with the focal lock and the stabiliser applied in order."""
 
     def __init__(
-        self,
-        model: DepthModel,
-        info_exif: float | None,
-        stabilizer: StabilizerSettings | None,
-        batch_size: int,
-        focal_px: float | None,
-        fov_deg: float | None,
-        focal_frames: int,
-        reuse: Reuse | None,
-        cache: NetworkCache | None = None,
+        self, model: DepthModel, info_exif: float | None, stabilizer: StabilizerSettings | None, options: VideoOptions
     ) -> None:
         self.model = model
         self.stab_settings = stabilizer
-        self.batch_size = batch_size
-        self.fov_deg = fov_deg
-        user = focal_px
-        self.focal = _FocalLock(user, info_exif if fov_deg is None else None, focal_frames)
+        self.batch_size = options.batch_size
+        fov_deg = options.fov_deg
+        self.focal = _FocalLock(options.focal_px, info_exif if fov_deg is None else None, options.focal_frames)
         self.user_fov = fov_deg
-        self.reuse = reuse
-        self.cache = cache
+        self.reuse = options.reuse
+        self.cache = options.cache
         self.stab = Stabilizer(stabilizer) if stabilizer is not None else None
         self.waiting: deque[DepthResult] = deque()
         self.unlocked: list[DepthResult] = []
@@ -293,77 +310,44 @@ def _video_model_results(
 def predict_video(
     model: DepthModel,
     source: VideoInput,
-    mode: str = "offline",
-    stabilize: bool | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    options: VideoOptions | None = None,
     *,
     selection: FrameSelection | None = None,
     fps: float | None = None,
-    focal_px: float | None = None,
-    fov_deg: float | None = None,
-    stabilizer: StabilizerSettings | None = None,
-    focal_frames: int = DEFAULT_FOCAL_FRAMES,
-    reuse: Reuse | None = None,
     prefetch_frames: int = 8,
-    cache: NetworkCache | None = None,
 ) -> Iterator[DepthResult]:
     """Depth for every (selected) frame of `source`, in order, one `DepthResult` each.
 
     `source`: a video file, a folder or glob of frames, a TxHxWx3 uint8 array, a
-    list of frames, or an opened `FrameSource`. `mode`: "offline" (look-ahead,
-    best quality) or "streaming" (causal). `stabilize`: None = the model's
-    default (on for image models, off for Video Depth Anything). `cache`: raw network
-    results of an interrupted run (resuming), see `NetworkCache`.
+    list of frames, or an opened `FrameSource`; `options`: see `VideoOptions`.
     """
-    _check_video_options(mode, batch_size, focal_frames)
+    options = options or VideoOptions()
+    options.check()
     opened: FrameSource = open_frames(source, selection, model.max_pixels, fps)
-    network = video_network(
-        model, opened, mode, stabilize, batch_size, focal_px=focal_px, fov_deg=fov_deg, stabilizer=stabilizer,
-        focal_frames=focal_frames, reuse=reuse, cache=cache,
-    )  # fmt: skip
+    network = video_network(model, opened, options)
     yield from network(prefetch(opened.frames(), prefetch_frames))
 
 
-def _check_video_options(mode: str, batch_size: int, focal_frames: int) -> None:
-    if mode not in MODES:
-        raise OptionError(f"unknown video mode {mode!r}; choose {' or '.join(MODES)}")
-    if batch_size < 1:
-        raise OptionError("batch size must be at least 1")
-    if focal_frames < 1:
-        raise OptionError("focal_frames must be at least 1")
-
-
 def video_network(
-    model: DepthModel,
-    opened: FrameSource,
-    mode: str = "offline",
-    stabilize: bool | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    *,
-    focal_px: float | None = None,
-    fov_deg: float | None = None,
-    stabilizer: StabilizerSettings | None = None,
-    focal_frames: int = DEFAULT_FOCAL_FRAMES,
-    reuse: Reuse | None = None,
-    cache: NetworkCache | None = None,
+    model: DepthModel, opened: FrameSource, options: VideoOptions | None = None
 ) -> Callable[[Iterator[Frame]], Iterator[DepthResult]]:
     """The network stage of a clip for the staged runner: decoded frames in, final results out, in order.
 
     Everything between decoding and writing: batching, the focal lock, the stabiliser.
     """
-    _check_video_options(mode, batch_size, focal_frames)
+    options = options or VideoOptions()
+    options.check()
+    mode = options.mode
     own_runner = video_runner(model)
-    use_stab = (own_runner is None) if stabilize is None else bool(stabilize)
+    use_stab = (own_runner is None) if options.stabilize is None else bool(options.stabilize)
     stab_settings = None
     if use_stab:
-        base = stabilizer or StabilizerSettings()
+        base = options.stabilizer or StabilizerSettings()
         stab_settings = replace(base, mode=mode)
     if own_runner is not None:
-        if reuse is not None:
+        if options.reuse is not None:
             raise OptionError("resuming is not supported for video models (they need every frame)")
         video_runner_of_family = own_runner
         return lambda frames: _video_model_results(model, video_runner_of_family, frames, mode, stab_settings)
-    runner = _ImageModelVideo(
-        model, opened.info.exif_focal_px, stab_settings, batch_size, focal_px, fov_deg, focal_frames, reuse, cache
-    )
+    runner = _ImageModelVideo(model, opened.info.exif_focal_px, stab_settings, options)
     return runner.run

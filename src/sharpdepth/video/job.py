@@ -434,10 +434,10 @@ def run_video(
     job.start(sidecar)
     job.open_writers()
     network = video_network(
-        model, opened, mode=settings.mode, stabilize=settings.stabilize, batch_size=settings.batch_size,
-        focal_px=settings.focal.focal_px, fov_deg=settings.focal.fov_deg, stabilizer=settings.stabilizer,
-        reuse=job.reuse if job.may_reuse and not is_video_model(model) else None,
-        cache=None if is_video_model(model) else job.cache,
+        model, opened, settings.network_options(
+            reuse=job.reuse if job.may_reuse and not is_video_model(model) else None,
+            cache=None if is_video_model(model) else job.cache,
+        ),
     )  # fmt: skip
     try:
         for reused in run_staged(opened.frames(), network, job.write_frame, ahead=PREFETCH_FRAMES, behind=8):

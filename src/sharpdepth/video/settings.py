@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..engine.settings import DEFAULT_VIDEO_BATCH_SIZE as DEFAULT_BATCH_SIZE
 from ..engine.settings import FocalSettings, ModelSettings, PredictSettings
 from ..engine.stabilize import MODES, StabilizerSettings
+from ..engine.video import VideoOptions
 from ..errors import OptionError
 from ..io.depth_files import DEFAULT_PNG16_SCALE_M
 from ..io.frames import FrameSelection
 from ..io.images import DEFAULT_MAX_PIXELS
 from ..io.outputs import OutputOptions
+
+if TYPE_CHECKING:
+    from ..engine.video import NetworkCache, Reuse
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +71,13 @@ class VideoSettings:
                 f"--input-size {size} asks for a network input of at least {size * size:,} pixels, over the "
                 f"limit of {limit:,}; use a smaller size or raise --max-pixels"
             )
+
+    def network_options(self, reuse: Reuse | None = None, cache: NetworkCache | None = None) -> VideoOptions:
+        """What the network stage of a clip needs of these settings (every command that runs one)."""
+        return VideoOptions(
+            mode=self.mode, stabilize=self.stabilize, batch_size=self.batch_size, focal_px=self.focal.focal_px,
+            fov_deg=self.focal.fov_deg, stabilizer=self.stabilizer, reuse=reuse, cache=cache,
+        )  # fmt: skip
 
     def record(self) -> dict[str, object]:
         """What decides the frames' numbers: predict's settings record plus the video's own choices.
