@@ -64,22 +64,19 @@ def garg_crop_kitti(height: int, width: int) -> tuple[int, int, int, int]:
 
     ZoeDepth applies the same fractions to every dataset with `garg_crop=True` (DIODE outdoor).
     """
-    return (
-        int(0.40810811 * height),
-        int(0.99189189 * height),
-        int(0.03594771 * width),
-        int(0.96405229 * width),
-    )
+    return _fraction_crop(height, width, (0.40810811, 0.99189189, 0.03594771, 0.96405229))
 
 
 def eigen_crop_kitti(height: int, width: int) -> tuple[int, int, int, int]:
     """Eigen et al. (NIPS 2014) KITTI crop as fractions of the GT size (BTS / Marigold)."""
-    return (
-        int(0.3324324 * height),
-        int(0.91351351 * height),
-        int(0.0359477 * width),
-        int(0.96405229 * width),
-    )
+    return _fraction_crop(height, width, (0.3324324, 0.91351351, 0.0359477, 0.96405229))
+
+
+def _fraction_crop(height: int, width: int, fractions: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """A crop published as fractions (top, bottom, left, right) of the GT size, truncated to pixels
+    as the published code does (`int(f * size)`)."""
+    top, bottom, left, right = fractions
+    return int(top * height), int(bottom * height), int(left * width), int(right * width)
 
 
 def scannet_depthcrafter_crop(height: int, width: int) -> tuple[int, int, int, int]:
