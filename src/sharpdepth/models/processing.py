@@ -37,6 +37,19 @@ if TYPE_CHECKING:
 
 C = TypeVar("C")
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def dinov2_data(input_size: int, size_rule: SizeRule, patch: int, output_align_corners: bool) -> DataConfig:
+    """How images enter a DINOv2-encoder model (Depth Anything V1/V2, Depth Anything 3): keep-aspect
+    resize (`size_rule`) to sides that are multiples of the patch, at least one patch, ImageNet
+    mean/std; the maps go back bilinearly."""
+    return DataConfig(
+        input_size=input_size, size_rule=size_rule, multiple_of=patch, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        output_kernel="bilinear", output_align_corners=output_align_corners, min_input_size=patch,
+    )  # fmt: skip
+
 
 def official_resize_hw(
     height: int, width: int, net_h: int, net_w: int, rule: SizeRule, multiple_of: int

@@ -34,12 +34,12 @@ from torch import nn
 from ...family import DataConfig, Family, LicenseClass, ModelSpec, OnnxExport, Training, WeightSource, official_layout
 from ...result import OutputKind
 from ..dpt import Scratch, reassemble_resizes
-from ..processing import MapProcessor, official_resize_hw
+from ..processing import IMAGENET_MEAN as IMAGENET_MEAN  # the Depth Anything names of the shared constants
+from ..processing import IMAGENET_STD as IMAGENET_STD
+from ..processing import MapProcessor, dinov2_data, official_resize_hw
 from ..vit import DINOV2_SIZES, VisionTransformer, ViTConfig, VitSize, tokens_to_map
 from . import keymap
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PATCH = 14
 
 
@@ -213,16 +213,7 @@ def data_config(cfg: DepthAnythingConfig) -> DataConfig:
     """Official pipeline (V2 `image2tensor` / `infer_image`, V1 `run.py`; see `models.processing`):
     lower-bound resize to multiples of 14 with OpenCV cubic, ImageNet mean/std, bilinear back
     with align_corners=True (V2) or False (V1)."""
-    return DataConfig(
-        input_size=cfg.input_size,
-        size_rule="lower_bound",
-        multiple_of=PATCH,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        output_kernel="bilinear",
-        output_align_corners=cfg.output_align_corners,
-        min_input_size=PATCH,
-    )
+    return dinov2_data(cfg.input_size, "lower_bound", PATCH, cfg.output_align_corners)
 
 
 FAMILY = Family[DepthAnythingConfig](

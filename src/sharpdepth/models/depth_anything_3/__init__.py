@@ -25,10 +25,11 @@ import torch
 
 from ...family import DataConfig, Family, KeyMapError, LicenseClass, ModelSpec, StateDict, WeightSource
 from ...result import OutputKind
+from ..processing import dinov2_data
 from . import configs
 from .network import PATCH, DA3Config, DepthAnything3
 from .onnx import ONNX
-from .processor import IMAGENET_MEAN, IMAGENET_STD, DA3Processor, FocalEstimator
+from .processor import DA3Processor, FocalEstimator
 
 if TYPE_CHECKING:
     from torch import nn
@@ -60,16 +61,7 @@ def hub_to_official(state: StateDict, cfg: DA3Config) -> StateDict:
 
 def data_config(cfg: DA3Config) -> DataConfig:
     """DA3's process_res rule: long side to `input_size` ('upper_bound'), sides multiples of 14."""
-    return DataConfig(
-        input_size=cfg.input_size,
-        size_rule="upper_bound",
-        multiple_of=PATCH,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        output_kernel="bilinear",
-        output_align_corners=False,
-        min_input_size=PATCH,
-    )
+    return dinov2_data(cfg.input_size, "upper_bound", PATCH, output_align_corners=False)
 
 
 def make_focal_estimator(name: str = FOCAL_ESTIMATOR) -> FocalEstimator:

@@ -29,15 +29,13 @@ from torch import nn
 
 from ...errors import InputImageError, OptionError
 from ...family import NetworkOutput, OutputSize, Prediction, ViewsPrediction
-from ..processing import check_rgb, to_numpy
+from ..processing import IMAGENET_MEAN, IMAGENET_STD, check_rgb, to_numpy
 from .camera import normalise_world_to_cam, rigid_inverse, umeyama_scale
 from .network import PATCH, DA3Config
 
 if TYPE_CHECKING:
     from ...family import ModelSpec
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SKY_MASK_THRESHOLD = 0.5
 METRIC_FOCAL_PX = 300.0
 """DA3Metric's canonical focal: metres = focal_px (processed grid) * output / 300."""
