@@ -51,6 +51,23 @@ def dinov2_data(input_size: int, size_rule: SizeRule, patch: int, output_align_c
     )  # fmt: skip
 
 
+def midas_data(
+    net_size: int,
+    size_rule: SizeRule,
+    multiple_of: int,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    input_size_fixed: bool = False,
+) -> DataConfig:
+    """How images enter a MiDaS model (DPT and v2.1 small), official `run.py`: OpenCV cubic resize
+    to multiples of `multiple_of` (at least one), the maps back bicubic with align_corners=False."""
+    return DataConfig(
+        input_size=net_size, size_rule=size_rule, multiple_of=multiple_of, mean=mean, std=std,
+        output_kernel="bicubic", output_align_corners=False, input_size_fixed=input_size_fixed,
+        min_input_size=multiple_of,
+    )  # fmt: skip
+
+
 def official_resize_hw(
     height: int, width: int, net_h: int, net_w: int, rule: SizeRule, multiple_of: int
 ) -> tuple[int, int]:

@@ -57,7 +57,7 @@ from ..backbones.resnetv2 import HybridEmbed
 from ..backbones.swin2 import Swin2Config, SwinTransformerV2, computed_masks
 from ..dpt import Scratch
 from ..features import Intermediates
-from ..processing import MapProcessor, official_resize_hw
+from ..processing import MapProcessor, midas_data, official_resize_hw
 from ..vit import VisionTransformer, ViTConfig
 from . import keymap
 from .keymap import MidasKeyLayout
@@ -83,7 +83,7 @@ class MidasDPTConfig:
     align_corners: bool = True
     num_classes: int = 1000
     """Width of the unused ImageNet classifier the official ViT checkpoints keep."""
-    # --- official pre-processing (same field names as MidasSmallConfig) ---
+    # --- official pre-processing (`midas.transforms.Resize` arguments) ---
     net_size: int = 384
     resize_method: ResizeMethod = "minimal"
     keep_aspect_ratio: bool = True
@@ -349,17 +349,8 @@ DPT_SWIN2_TINY_256 = MidasDPTConfig(
 def data_config(cfg: MidasDPTConfig) -> DataConfig:
     """Official `run.py` pre/post-processing (see `models.processing`): OpenCV cubic in,
     bicubic (align_corners=False) out; Swin-V2 squashes to its one 256x256 grid."""
-    return DataConfig(
-        input_size=cfg.net_size,
-        size_rule=cfg.resize_method if cfg.keep_aspect_ratio else "squash",
-        multiple_of=cfg.multiple_of,
-        mean=cfg.mean,
-        std=cfg.std,
-        output_kernel="bicubic",
-        output_align_corners=False,
-        input_size_fixed=cfg.fixed_input_size,
-        min_input_size=cfg.multiple_of,
-    )
+    size_rule: SizeRule = cfg.resize_method if cfg.keep_aspect_ratio else "squash"
+    return midas_data(cfg.net_size, size_rule, cfg.multiple_of, cfg.mean, cfg.std, cfg.fixed_input_size)
 
 
 def convert_official(state: StateDict, cfg: MidasDPTConfig) -> StateDict:

@@ -17,8 +17,9 @@ Pre-processing (official `load_model` for this model type; `data_config` states 
 family's `DataConfig`, run by the shared `models.processing.MapProcessor`):
 
 * image: uint8 RGB -> float64 in [0, 1] (`/ 255.0`);
-* resize (`resize_method="upper_bound"`, `keep_aspect_ratio=True`, `multiple_of=32`,
-  `net_size=256` for both net_w and net_h): scale = min(256 / h, 256 / w) applied to both
+* resize (official `resize_method="upper_bound"`, `keep_aspect_ratio=True` — the only rule this
+  model uses, `models.processing.official_resize_hw`; `multiple_of=32`, `net_size=256` for both
+  net_w and net_h): scale = min(256 / h, 256 / w) applied to both
   sides, each side then `np.round(side * scale / 32) * 32` (numpy round-half-to-even), and
   if that exceeds 256, `floor` instead. E.g. 480x640 -> 192x256, so the *long* side is 256
   and the short one is smaller: the network is not fed a square. `net_input_hw` computes it;
@@ -39,11 +40,9 @@ The output is relative disparity (affine-invariant inverse depth), not metric de
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -52,7 +51,7 @@ from ...result import OutputKind
 from ..backbones.efficientnet_lite import EFFICIENTNET_LITE3, EfficientNetLite, EfficientNetLiteConfig
 from ..dpt import Scratch
 from ..features import Intermediates, stage_outputs
-from ..processing import MapProcessor
+from ..processing import IMAGENET_MEAN, IMAGENET_STD, MapProcessor, midas_data, official_resize_hw
 
 
 @dataclass(frozen=True)
@@ -72,12 +71,10 @@ class MidasSmallConfig:
     non_negative: bool = True
     # --- pre-processing (official `midas.model_loader.load_model`) ---
     net_size: int = 256
-    """net_w == net_h; an upper bound on the resized image's sides with resize_method 'upper_bound'."""
-    resize_method: str = "upper_bound"
-    keep_aspect_ratio: bool = True
+    """net_w == net_h; an upper bound on the resized image's sides (keep-aspect 'upper_bound' resize)."""
     multiple_of: int = 32
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
         if len(self.stage_groups) != 4:
@@ -86,8 +83,6 @@ class MidasSmallConfig:
         derived = tuple(widths[stop - 1] for _, stop in self.stage_groups)
         if derived != tuple(self.encoder_channels):
             raise ValueError(f"encoder_channels {self.encoder_channels} != backbone stage widths {derived}")
-        if self.resize_method != "upper_bound" or not self.keep_aspect_ratio:
-            raise ValueError("only the official keep-aspect 'upper_bound' resize is implemented")
 
     def net_input_hw(self, height: int, width: int) -> tuple[int, int]:
         """Network input size for an image of height x width (official `Resize.get_size`).
@@ -95,17 +90,7 @@ class MidasSmallConfig:
         Faithful to the official code, a side can round to 0 for aspect ratios beyond ~16:1
         (e.g. 100x3000 -> (0, 256)); callers must reject or pad such images.
         """
-        scale = min(self.net_size / height, self.net_size / width)
-        return self._constrain(scale * height), self._constrain(scale * width)
-
-    def _constrain(self, x: float) -> int:
-        m = self.multiple_of
-        y = int(np.round(x / m) * m)  # numpy: round half to even, like the official code
-        if y > self.net_size:
-            y = int(math.floor(x / m) * m)
-        if y < 0:
-            y = int(math.ceil(x / m) * m)
-        return y
+        return official_resize_hw(height, width, self.net_size, self.net_size, "upper_bound", self.multiple_of)
 
 
 MIDAS_V21_SMALL_256 = MidasSmallConfig()
@@ -201,16 +186,7 @@ class MidasNetSmall(nn.Module):
 # ----------------------------------------------------------------------------- family
 def data_config(cfg: MidasSmallConfig) -> DataConfig:
     """Official `run.py` for this model: keep-aspect 'upper_bound' to 256, OpenCV cubic, bicubic back."""
-    return DataConfig(
-        input_size=cfg.net_size,
-        size_rule="upper_bound",
-        multiple_of=cfg.multiple_of,
-        mean=cfg.mean,
-        std=cfg.std,
-        output_kernel="bicubic",
-        output_align_corners=False,
-        min_input_size=cfg.multiple_of,
-    )
+    return midas_data(cfg.net_size, "upper_bound", cfg.multiple_of, cfg.mean, cfg.std)
 
 
 def _same_padding(spec: ModelSpec[MidasSmallConfig]) -> str:
