@@ -50,8 +50,7 @@ class VideoSettings:
             raise OptionError(f"unknown --mode {self.mode!r}; choose {' or '.join(MODES)}")
         if not self.formats:
             raise OptionError("give at least one --format")
-        # The predict job's output checks (formats, colormap, PNG scale), not a copy of them.
-        OutputOptions(formats=self.formats, colormap=self.colormap, png16_scale_m=self.png16_scale_m)
+        self.output_options()  # the predict job's output checks (formats, colormap, PNG scale), not a copy of them
         if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
             raise OptionError(f"--fps must be a positive number, got {self.fps}")
         if self.batch_size < 1:
@@ -72,6 +71,10 @@ class VideoSettings:
                 f"limit of {limit:,}; use a smaller size or raise --max-pixels"
             )
 
+    def output_options(self) -> OutputOptions:
+        """The depth files' options as the predict job states them (the video job writes no colour views)."""
+        return OutputOptions(formats=self.formats, colormap=self.colormap, png16_scale_m=self.png16_scale_m)
+
     def network_options(self, reuse: Reuse | None = None, cache: NetworkCache | None = None) -> VideoOptions:
         """What the network stage of a clip needs of these settings (every command that runs one)."""
         return VideoOptions(
@@ -85,10 +88,9 @@ class VideoSettings:
         Stored in the clip's sidecar; `skip_existing` resumes a clip or its frames only when it
         matches, so a re-run with another model, weights, focal or stabiliser never keeps old frames.
         """
-        output = OutputOptions(formats=self.formats, colormap=self.colormap, png16_scale_m=self.png16_scale_m)
         sel = self.selection
         return {
-            **PredictSettings(model=self.model, focal=self.focal, output=output).record(),
+            **PredictSettings(model=self.model, focal=self.focal, output=self.output_options()).record(),
             "mode": self.mode,
             "stabilize": self.stabilize,
             "stabilizer": self.stabilizer.as_dict(),
