@@ -22,7 +22,14 @@ import typer
 
 from ..distributed.settings import DEFAULT_ACTORS as DEFAULT_RAY_ACTORS
 from ..distributed.settings import RaySettings
-from ..engine.settings import DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_MODEL, DEFAULT_PRECISION, ModelSettings
+from ..engine.settings import (
+    DEFAULT_BACKEND,
+    DEFAULT_DEVICE,
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    FocalSettings,
+    ModelSettings,
+)
 from ..io.images import DEFAULT_MAX_PIXELS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -190,6 +197,23 @@ def model_settings(
 MODEL_OPTIONS = OptionBundle.of(_model_flags, model_settings)
 """--model, --weights, --device, --precision, --input-size, --max-pixels, --threads, --compile,
 --cuda-graphs, --backend: the network a command runs, as `ModelSettings`."""
+
+
+def _focal_flags(
+    focal_px: Annotated[
+        float | None, typer.Option(help="Focal length in pixels (overrides EXIF and the model's estimate).")
+    ] = None,
+    fov_deg: Annotated[float | None, typer.Option(help="Horizontal field of view in degrees.")] = None,
+) -> FocalSettings:
+    """Declares the focal flags and makes them the job's `FocalSettings` (checked on construction)."""
+    return FocalSettings(focal_px=focal_px, fov_deg=fov_deg)
+
+
+FOCAL_OPTIONS = OptionBundle.of(_focal_flags, _focal_flags)
+"""--focal-px, --fov-deg: what the user says about the focal length (user > EXIF > model), as
+`FocalSettings`, for `predict` and `video`."""
+NO_FOCAL = FocalSettings()
+"""No focal flag given: EXIF, then the model."""
 
 
 def _ray_flags(

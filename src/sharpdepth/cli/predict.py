@@ -31,7 +31,7 @@ from ..io.depth_files import DEFAULT_PNG16_SCALE_M, Notice
 from ..io.images import DEFAULT_MAX_PIXELS, load_image
 from ..io.outputs import OutputOptions, parse_formats
 from ..result import fov_from_focal
-from .options import LOCAL_RUN, MODEL_OPTIONS, RAY_OPTIONS, MaxPixelsOpt, RayFlags, bundled
+from .options import FOCAL_OPTIONS, LOCAL_RUN, MODEL_OPTIONS, NO_FOCAL, RAY_OPTIONS, MaxPixelsOpt, RayFlags, bundled
 
 if TYPE_CHECKING:
     from ..distributed.settings import RaySettings
@@ -150,13 +150,12 @@ def _default_batch_size(device: str) -> int:
 
 def register(app: typer.Typer) -> None:
     @app.command("predict")
-    @bundled(model=MODEL_OPTIONS, ray=RAY_OPTIONS)
+    @bundled(model=MODEL_OPTIONS, focal=FOCAL_OPTIONS, ray=RAY_OPTIONS)
     def predict(
         inputs: Annotated[list[str], typer.Argument(help="Images, directories (recursive), globs or .txt lists.")],
         model: ModelSettings,
         output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path("out"),
-        focal_px: Annotated[float | None, typer.Option(help="Focal length in pixels (overrides EXIF/model).")] = None,
-        fov_deg: Annotated[float | None, typer.Option(help="Horizontal field of view in degrees.")] = None,
+        focal: FocalSettings = NO_FOCAL,  # --focal-px, --fov-deg (FOCAL_OPTIONS)
         format: Annotated[str, typer.Option("--format", "-f", help="npy,npz,png16,exr,pfm (comma list).")] = (
             ",".join(OutputOptions.formats)
         ),
@@ -198,7 +197,7 @@ def register(app: typer.Typer) -> None:
         )
         settings = PredictSettings(
             model=model,
-            focal=FocalSettings(focal_px=focal_px, fov_deg=fov_deg),
+            focal=focal,
             output=options,
             batch_size=batch_size if batch_size is not None else _default_batch_size(model.device),
             skip_existing=skip_existing,

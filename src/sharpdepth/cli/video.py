@@ -18,7 +18,7 @@ from ..engine.settings import FocalSettings, ModelSettings
 from ..io.outputs import parse_formats
 from ..io.video import FrameSelection
 from ..video.settings import VideoSettings
-from .options import LOCAL_RUN, MODEL_OPTIONS, RAY_OPTIONS, RayFlags, bundled
+from .options import FOCAL_OPTIONS, LOCAL_RUN, MODEL_OPTIONS, NO_FOCAL, RAY_OPTIONS, RayFlags, bundled
 
 if TYPE_CHECKING:
     from ..video.job import VideoSummary
@@ -30,7 +30,7 @@ _DEFAULT = VideoSettings()
 
 def register(app: typer.Typer) -> None:
     @app.command("video")
-    @bundled(model=MODEL_OPTIONS, ray=RAY_OPTIONS)
+    @bundled(model=MODEL_OPTIONS, focal=FOCAL_OPTIONS, ray=RAY_OPTIONS)
     def video(
         inputs: Annotated[list[str], typer.Argument(help="Video files, folders of frames (or of videos), globs.")],
         model: ModelSettings,
@@ -55,8 +55,7 @@ def register(app: typer.Typer) -> None:
         skip_existing: Annotated[
             bool, typer.Option("--skip-existing", help="Resume: keep frames already written.")
         ] = False,
-        focal_px: Annotated[float | None, typer.Option(help="Focal length in pixels (locks metric scale).")] = None,
-        fov_deg: Annotated[float | None, typer.Option(help="Horizontal field of view in degrees.")] = None,
+        focal: FocalSettings = NO_FOCAL,  # --focal-px, --fov-deg (FOCAL_OPTIONS)
         colormap: Annotated[str, typer.Option(help="Preview colours: inferno, turbo, viridis, ...")] = (
             _DEFAULT.colormap
         ),
@@ -74,7 +73,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("give --stabilize or --no-stabilize, not both")
         settings = VideoSettings(
             model=model,
-            focal=FocalSettings(focal_px=focal_px, fov_deg=fov_deg),
+            focal=focal,
             mode=mode,
             stabilize=False if no_stabilize else (True if stabilize else None),
             selection=FrameSelection(start_s=start, end_s=end, every=every, max_frames=max_frames),
