@@ -158,7 +158,7 @@ def register(app: typer.Typer) -> None:
         if photo.depth is not None:
             raise OptionError("--depth takes a photo's saved result; a video's depth comes from --model")
         if settings.source == "splat":
-            raise OptionError("--source splat renders the eyes of a photo; a video's come from --source depth")
+            raise OptionError("--source splat renders the eyes of photos only; for a video use --source depth")
         model = ModelSettings(name=photo.model or DEFAULT_MODEL, weights=photo.weights, device=photo.device,
                               max_pixels=photo.max_pixels)  # fmt: skip
         video = VideoSettings(
