@@ -108,7 +108,14 @@ def test_splat_stereo_layouts_reuse_the_layout_code():
 
     g = two_planes()
     left, right = splat_stereo_pair(g, StereoSettings(layout="pair"), device="cpu")
-    sizes = {"sbs": (H, 2 * W), "tb": (2 * H, W), "half-sbs": (H, W), "half-tb": (H, W), "anaglyph": (H, W)}
+    sizes = {
+        "sbs": (H, 2 * W),
+        "tb": (2 * H, W),
+        "half-sbs": (H, W),
+        "half-tb": (H, W),
+        "anaglyph": (H, W),
+        "vr180": (2 * W, 4 * W),
+    }  # fmt: skip  (vr180: each eye 2 x the longer side, square, side by side)
     for layout, size in sizes.items():
         (frame,) = splat_stereo_images(g, StereoSettings(layout=layout), device="cpu")
         assert frame.shape == (*size, 3), layout
