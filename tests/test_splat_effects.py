@@ -114,8 +114,8 @@ def test_splat_stereo_layouts_reuse_the_layout_code():
         "half-sbs": (H, W),
         "half-tb": (H, W),
         "anaglyph": (H, W),
-        "vr180": (2 * W, 4 * W),
-    }  # fmt: skip  (vr180: each eye 2 x the longer side, square, side by side)
+        "vr180": (2 * W, 4 * W),  # each eye square, twice the longer side, side by side
+    }
     for layout, size in sizes.items():
         (frame,) = splat_stereo_images(g, StereoSettings(layout=layout), device="cpu")
         assert frame.shape == (*size, 3), layout
