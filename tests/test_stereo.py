@@ -286,6 +286,8 @@ def test_vr180_boxes_sit_in_the_sample_entry_and_the_video_still_decodes(tmp_pat
 
 # ---------------------------------------------------------------- the video command
 def test_stereo_video_keeps_frames_rate_audio_and_resumes(tmp_path, monkeypatch):
+    from dataclasses import replace
+
     import sharpdepth
     from sharpdepth.apps.stereo_video import StereoVideoSettings, run_stereo_video
     from sharpdepth.engine.settings import ModelSettings
@@ -318,6 +320,18 @@ def test_stereo_video_keeps_frames_rate_audio_and_resumes(tmp_path, monkeypatch)
     monkeypatch.setattr(model, "predict_batch", lambda frames, **kw: calls.append(len(frames)) or real(frames, **kw))
     resumed = run_stereo_video(clip, tmp_path / "again", keep, model=model)
     assert resumed.reused == 3 and sum(calls) == 3
+    # another model (or other depth settings) never reuses those frames: its depth is not theirs
+    other = sharpdepth.load("depth-anything-v2-tiny", random_weights=True)
+    relative = StereoVideoSettings(
+        stereo=settings.stereo, video=VideoSettings(model=ModelSettings(name="depth-anything-v2-tiny")), keep_depth=True
+    )
+    fresh = run_stereo_video(clip, tmp_path / "again", relative, model=other)
+    assert fresh.reused == 0 and fresh.frames == 6
+    unstabilised = StereoVideoSettings(
+        stereo=settings.stereo, video=replace(relative.video, stabilize=False), keep_depth=True
+    )
+    assert run_stereo_video(clip, tmp_path / "again", unstabilised, model=other).reused == 0
+    assert run_stereo_video(clip, tmp_path / "again", unstabilised, model=other).reused == 6
 
 
 # ---------------------------------------------------------------- photos through the command line

@@ -20,6 +20,7 @@ VR180 files carry the spherical video metadata (`stereo_mp4.add_spherical_metada
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from pathlib import Path
 from ..engine.model import DepthModel
 from ..engine.video import is_video_model, predict_video
 from ..errors import OptionError, SharpDepthError
+from ..io.atomic import write_text_atomic
 from ..io.depth_files import output_path, read_depth_result, write_result
 from ..io.video import Frame, FrameSource, VideoWriter, open_frames
 from ..result import DepthResult, OutputKind
@@ -83,12 +85,31 @@ class _ShotState:
 
 
 class _DepthCache:
-    """Per-frame depth of an interrupted run (`DIR/<stem>_depth/NNNNNN.npz`), read back on resume."""
+    """Per-frame depth of an interrupted run (`DIR/<stem>_depth/NNNNNN.npz`), read back on resume.
 
-    def __init__(self, folder: Path, kind: OutputKind) -> None:
+    `job.json` holds the record of the job that wrote the frames (the video job's settings
+    record: model, weights, precision, focal, stabiliser, selection, ... and the loaded model's
+    name); a run with another record drops the old frames first, so a re-run with another model
+    or other settings never keeps depth that is not its own (as `sharpdepth video` resumes).
+    """
+
+    RECORD = "job.json"
+
+    def __init__(self, folder: Path, kind: OutputKind, record: dict[str, object]) -> None:
         self.folder = folder
         self.kind = kind
         folder.mkdir(parents=True, exist_ok=True)
+        self._claim(json.loads(json.dumps(record)))
+
+    def _claim(self, record: object) -> None:
+        try:
+            previous = json.loads((self.folder / self.RECORD).read_text()).get("job")
+        except (OSError, ValueError, AttributeError):
+            previous = None
+        if previous != record:
+            for stale in self.folder.glob("*.npz"):
+                stale.unlink(missing_ok=True)
+            write_text_atomic(self.folder / self.RECORD, json.dumps({"job": record}, indent=1) + "\n")
 
     def path(self, index: int) -> Path:
         return output_path(self.folder, f"{index:06d}", "npz", self.kind)
@@ -123,7 +144,8 @@ def run_stereo_video(
     dest = stereo_video_path(out_dir, stem, settings.stereo.layout)
     dest.parent.mkdir(parents=True, exist_ok=True)
     model = model or video.model.load()
-    cache = _DepthCache(dest.parent / f"{stem}_depth", model.spec.output_kind)
+    record = {**video.record(), "loaded_model": model.name}
+    cache = _DepthCache(dest.parent / f"{stem}_depth", model.spec.output_kind, record)
     results = predict_video(model, opened, video.network_options(reuse=None if is_video_model(model) else cache.reuse))
     summary = StereoVideoSummary(info.source, dest)
     shot = _ShotState()
