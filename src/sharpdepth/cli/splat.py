@@ -7,6 +7,7 @@ status 1 if anything failed. The engine (and torch) is imported inside the comma
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path, PurePath
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from ..apps.splat import MAPS, NO_FOCAL_MODEL, SplatSettings, parse_focal_model,
 from ..errors import SharpDepthError
 from ..geometry.trajectory import DEFAULT_STEPS, DEFAULT_TRAJECTORY, TRAJECTORIES
 from ..registry import DEFAULT_FOCAL_MODEL, DEFAULT_SPLAT_MODEL
+from .options import OptionBundle, bundled
 
 TrajectoryOpt = Annotated[
     str, typer.Option("--trajectory", help=f"Camera path of the video: {', '.join(TRAJECTORIES)}.")
@@ -30,11 +32,27 @@ RenderDeviceOpt = Annotated[
 ]
 
 
+def _render_flags(
+    trajectory: TrajectoryOpt = DEFAULT_TRAJECTORY,
+    steps: StepsOpt = DEFAULT_STEPS,
+    render_device: RenderDeviceOpt = None,
+    maps: MapsOpt = None,
+) -> SplatSettings:
+    """Declares the video flags of `splat --render` and `render`, and makes them one settings value."""
+    return SplatSettings(render=True, trajectory=trajectory, steps=steps, device=render_device, maps=parse_maps(maps))
+
+
+RENDER_OPTIONS = OptionBundle.of(_render_flags, _render_flags)
+"""--trajectory, --steps, --render-device, --maps: how a scene becomes videos, as `SplatSettings`."""
+
+
 def register(app: typer.Typer) -> None:
     @app.command("splat")
+    @bundled(video=RENDER_OPTIONS)
     def splat(
         inputs: Annotated[list[str], typer.Argument(help="Photos, folders, glob patterns or .txt lists.")],
         output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")],
+        video: SplatSettings,
         model: Annotated[str, typer.Option("--model", help="A model that predicts Gaussians.")] = DEFAULT_SPLAT_MODEL,
         weights: Annotated[Path | None, typer.Option("--weights", help="Checkpoint file for --model.")] = None,
         device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "cpu",
@@ -57,19 +75,15 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option("--focal-weights", help="Checkpoint file for --focal-model.")
         ] = None,
         render: Annotated[bool, typer.Option("--render", help="Also write <stem>_<trajectory>.mp4.")] = False,
-        trajectory: TrajectoryOpt = DEFAULT_TRAJECTORY,
-        steps: StepsOpt = DEFAULT_STEPS,
-        render_device: RenderDeviceOpt = None,
-        maps: MapsOpt = None,
     ) -> None:
         """Metric 3-D Gaussians (SHARP) of each photo: OUT/<stem>.ply (3DGS layout) and OUT/<stem>.json."""
         from ..apps.splat import splat_one
         from ..engine.model import load
         from ..io.inputs import expand_inputs
 
-        settings = SplatSettings(
-            focal_px=focal_px, focal_model=parse_focal_model(focal_model), focal_weights=focal_weights,
-            render=render, trajectory=trajectory, steps=steps, device=render_device, maps=parse_maps(maps),
+        settings = replace(
+            video, focal_px=focal_px, focal_model=parse_focal_model(focal_model), focal_weights=focal_weights,
+            render=render,
         )  # fmt: skip
         items, problems = expand_inputs(inputs)
         failures = [f"{arg}: {why}" for arg, why in problems]
@@ -93,23 +107,18 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
     @app.command("render")
+    @bundled(video=RENDER_OPTIONS)
     def render_scene(
         scene: Annotated[Path, typer.Argument(help="A .ply written by `sharpdepth splat`.")],
+        video: SplatSettings,
         output: Annotated[
             Path | None, typer.Option("-o", "--output", help="Output .mp4 (default: beside the scene).")
         ] = None,
-        trajectory: TrajectoryOpt = DEFAULT_TRAJECTORY,
-        steps: StepsOpt = DEFAULT_STEPS,
-        render_device: RenderDeviceOpt = None,
-        maps: MapsOpt = None,
     ) -> None:
         """Video of a Gaussian scene along a camera path (CPU renderer; CUDA when present)."""
         from ..apps.splat import render_videos
         from ..geometry.gaussians import load_ply
 
-        settings = SplatSettings(
-            render=True, trajectory=trajectory, steps=steps, device=render_device, maps=parse_maps(maps)
-        )
-        dest = output or scene.with_name(f"{scene.stem}_{trajectory}.mp4")
-        paths = render_videos(load_ply(scene), dest, settings)
+        dest = output or scene.with_name(f"{scene.stem}_{video.trajectory}.mp4")
+        paths = render_videos(load_ply(scene), dest, video)
         typer.echo("wrote " + ", ".join(str(p) for p in paths))
