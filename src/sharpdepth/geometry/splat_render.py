@@ -249,7 +249,7 @@ _AMIN, _AMAX, _TMIN = _F(ALPHA_MIN), _F(ALPHA_MAX), _F(T_MIN)
 _DET_MIN, _GUARD, _TWO, _O255 = _F(1e-10), _F(0.3), _F(2.0), _F(255.0)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _project_tiles(means, factor, opacities, rot, t, intrinsics, width, height, m2d, conic, depth, box):  # type: ignore[no-untyped-def]
     """`project`'s float32 arithmetic for every Gaussian at once; box[i, 0] = -1 marks a culled one."""
     fx, fy, cx, cy, skew = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2], intrinsics[0, 1]
@@ -305,7 +305,7 @@ def _project_tiles(means, factor, opacities, rot, t, intrinsics, width, height, 
         box[i, 0], box[i, 1], box[i, 2], box[i, 3] = np.int32(x0), np.int32(y0), np.int32(x1), np.int32(y1)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _depth_order(box, depth):  # type: ignore[no-untyped-def]
     """Indices of the drawn Gaussians (box[:, 0] >= 0), nearest first, ties in index order: an LSD
     radix sort of the depth's float32 bits (positive floats order like their bit patterns)."""
@@ -342,82 +342,105 @@ def _depth_order(box, depth):  # type: ignore[no-untyped-def]
     return idx
 
 
-@numba.njit(cache=True, nogil=True)
-def _bin_tiles(order, box, tiles_x, tiles_y):  # type: ignore[no-untyped-def]
-    """Per-tile Gaussian lists (offsets into one array), each front to back: a stable counting sort
-    of `order` by the tiles its pixel box reaches."""
+@numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def _gather(order, m2d, conic, opacities, colors, depth, box):  # type: ignore[no-untyped-def]
+    """The drawn Gaussians in depth order, one row each: u, v, conic a b c, opacity, r, g, b, z
+    (float32), and their pixel boxes. One random-access pass; everything after reads in order."""
+    n = order.shape[0]
+    rows = np.empty((n, 10), np.float32)
+    rects = np.empty((n, 4), np.int32)
+    for k in numba.prange(n):
+        g = order[k]
+        rows[k, 0], rows[k, 1] = m2d[g, 0], m2d[g, 1]
+        rows[k, 2], rows[k, 3], rows[k, 4] = conic[g, 0], conic[g, 1], conic[g, 2]
+        rows[k, 5] = opacities[g]
+        rows[k, 6], rows[k, 7], rows[k, 8], rows[k, 9] = colors[g, 0], colors[g, 1], colors[g, 2], depth[g]
+        for e in range(4):
+            rects[k, e] = box[g, e]
+    return rows, rects
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _bin_tiles(rects, tiles_x, tiles_y):  # type: ignore[no-untyped-def]
+    """Per-tile lists of Gaussians (offsets into one array of row numbers), each front to back: a
+    stable counting sort of the depth-ordered rows by the tiles their pixel box reaches."""
     offsets = np.zeros(tiles_x * tiles_y + 1, np.int64)
-    for g in order:
-        for ty in range(box[g, 1] // TILE, (box[g, 3] - 1) // TILE + 1):
-            for tx in range(box[g, 0] // TILE, (box[g, 2] - 1) // TILE + 1):
+    for g in range(rects.shape[0]):
+        for ty in range(rects[g, 1] // TILE, (rects[g, 3] - 1) // TILE + 1):
+            for tx in range(rects[g, 0] // TILE, (rects[g, 2] - 1) // TILE + 1):
                 offsets[ty * tiles_x + tx + 1] += 1
     for k in range(tiles_x * tiles_y):
         offsets[k + 1] += offsets[k]
     fill = offsets[:-1].copy()
     lists = np.empty(offsets[-1], np.int32)
-    for g in order:
-        for ty in range(box[g, 1] // TILE, (box[g, 3] - 1) // TILE + 1):
-            for tx in range(box[g, 0] // TILE, (box[g, 2] - 1) // TILE + 1):
+    for g in range(rects.shape[0]):
+        for ty in range(rects[g, 1] // TILE, (rects[g, 3] - 1) // TILE + 1):
+            for tx in range(rects[g, 0] // TILE, (rects[g, 2] - 1) // TILE + 1):
                 tile = ty * tiles_x + tx
                 lists[fill[tile]] = g
                 fill[tile] += 1
     return offsets, lists
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _composite_tiles(offsets, lists, m2d, conic, opacities, features, box, width, height, tiles_x, rgbd, trans):  # type: ignore[no-untyped-def]
-    """gsplat's rasterize_to_pixels loop, float32, one tile per task: each pixel walks its tile's
-    list front to back, skips alpha < 1/255 (or sigma < 0) and stops before the Gaussian that
-    would bring T to 1e-4 or below. The tile's Gaussians are first gathered into local arrays."""
-    n_tiles = offsets.shape[0] - 1
-    for tile in numba.prange(n_tiles):
-        start, stop = offsets[tile], offsets[tile + 1]
-        tile_y, tile_x = divmod(tile, tiles_x)
+@numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def _composite_tiles(offsets, lists, rows, rects, width, height, tiles_x, rgbd, trans):  # type: ignore[no-untyped-def]
+    """gsplat's rasterize_to_pixels loop in float32, one tile per task, the tile's Gaussians front
+    to back, each over the pixels of its box in the tile: skip alpha < 1/255 (or sigma < 0); a
+    pixel stops before the Gaussian that would bring its T to 1e-4 or below, and the tile stops
+    when all its pixels have. Per pixel this is exactly gsplat's sequence of operations."""
+    for tile in numba.prange(offsets.shape[0] - 1):
+        tile_y, tile_x = divmod(np.int64(tile), np.int64(tiles_x))  # signed (prange's index may not be)
         x_lo, y_lo = tile_x * TILE, tile_y * TILE
         x_hi, y_hi = min(x_lo + TILE, width), min(y_lo + TILE, height)
-        n = stop - start
-        if n == 0:
-            continue
-        loc = np.empty((n, 10), np.float32)  # u, v, conic a b c, opacity, r, g, b, z
-        rect = np.empty((n, 4), np.int32)
-        for k in range(n):
-            g = lists[start + k]
-            loc[k, 0], loc[k, 1] = m2d[g, 0], m2d[g, 1]
-            loc[k, 2], loc[k, 3], loc[k, 4] = conic[g, 0], conic[g, 1], conic[g, 2]
-            loc[k, 5] = opacities[g]
-            for ch in range(4):
-                loc[k, 6 + ch] = features[g, ch]
-            for e in range(4):
-                rect[k, e] = box[g, e]
-        for py in range(y_lo, y_hi):
-            pyf = _F(py) + _HALF
-            for px in range(x_lo, x_hi):
-                pxf = _F(px) + _HALF
-                T = _ONE
-                c0 = _ZERO
-                c1 = _ZERO
-                c2 = _ZERO
-                c3 = _ZERO
-                for k in range(n):
-                    if px < rect[k, 0] or px >= rect[k, 2] or py < rect[k, 1] or py >= rect[k, 3]:
+        T = np.ones((TILE, TILE), np.float32)
+        acc = np.zeros((TILE, TILE, 4), np.float32)
+        done = np.zeros((TILE, TILE), np.bool_)
+        open_pixels = (x_hi - x_lo) * (y_hi - y_lo)
+        for k in range(offsets[tile], offsets[tile + 1]):
+            g = lists[k]
+            u, v, ca, cb, cc, o = rows[g, 0], rows[g, 1], rows[g, 2], rows[g, 3], rows[g, 4], rows[g, 5]
+            # alpha >= 1/255 needs sigma <= log(255 o): with a margin far above float32 rounding,
+            # a larger sigma is skipped before the exp, and each row visits only the pixels (plus
+            # one either side) where the row's quadratic in dx stays under that bound
+            limit = _F(np.log(np.float64(o) * 255.0) + 1e-4)
+            for py in range(max(rects[g, 1], y_lo), min(rects[g, 3], y_hi)):
+                dy = v - (_F(py) + _HALF)
+                iy = py - y_lo
+                d, qa, qb = np.float64(dy), np.float64(ca), np.float64(cb)
+                disc = (qb * d) ** 2 - qa * (np.float64(cc) * d * d - 2.0 * np.float64(limit))
+                if disc < 0.0:
+                    continue
+                root = np.sqrt(disc)
+                centre = np.float64(u) - 0.5 + qb * d / qa  # px where dx = -cb dy / ca
+                x_first = max(max(rects[g, 0], x_lo), np.int64(np.floor(centre - root / qa)) - 1)
+                x_last = min(min(rects[g, 2], x_hi), np.int64(np.ceil(centre + root / qa)) + 2)
+                for px in range(x_first, x_last):
+                    ix = px - x_lo
+                    if done[iy, ix]:
                         continue
-                    dx = loc[k, 0] - pxf
-                    dy = loc[k, 1] - pyf
-                    sigma = _HALF * (loc[k, 2] * dx * dx + loc[k, 4] * dy * dy) + loc[k, 3] * dx * dy
-                    alpha = min(_AMAX, loc[k, 5] * np.exp(-sigma))
-                    if sigma < _ZERO or alpha < _AMIN:
+                    dx = u - (_F(px) + _HALF)
+                    sigma = _HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                    if sigma > limit or sigma < _ZERO:
                         continue
-                    next_t = T * (_ONE - alpha)
+                    alpha = min(_AMAX, o * np.exp(-sigma))
+                    if alpha < _AMIN:
+                        continue
+                    next_t = T[iy, ix] * (_ONE - alpha)
                     if next_t <= _TMIN:
-                        break
-                    vis = alpha * T
-                    c0 += loc[k, 6] * vis
-                    c1 += loc[k, 7] * vis
-                    c2 += loc[k, 8] * vis
-                    c3 += loc[k, 9] * vis
-                    T = next_t
-                rgbd[py, px, 0], rgbd[py, px, 1], rgbd[py, px, 2], rgbd[py, px, 3] = c0, c1, c2, c3
-                trans[py, px] = T
+                        done[iy, ix] = True
+                        open_pixels -= 1
+                        continue
+                    vis = alpha * T[iy, ix]
+                    for ch in range(4):
+                        acc[iy, ix, ch] += rows[g, 6 + ch] * vis
+                    T[iy, ix] = next_t
+            if open_pixels == 0:
+                break
+        for py in range(y_lo, y_hi):
+            for px in range(x_lo, x_hi):
+                trans[py, px] = T[py - y_lo, px - x_lo]
+                for ch in range(4):
+                    rgbd[py, px, ch] = acc[py - y_lo, px - x_lo, ch]
 
 
 def _threads() -> int:
@@ -437,8 +460,8 @@ def rasterise_tiles(
     depth, box = np.empty(n, np.float32), np.empty((n, 4), np.int32)
     view, intrinsics = viewmat.numpy(), K.numpy()
     tiles_x, tiles_y = -(-width // TILE), -(-height // TILE)
-    rgbd = np.zeros((height, width, 4), np.float32)
-    trans = np.ones((height, width), np.float32)
+    rgbd = np.empty((height, width, 4), np.float32)
+    trans = np.empty((height, width), np.float32)
     previous_threads, previous_chunk = numba.get_num_threads(), numba.get_parallel_chunksize()
     numba.set_num_threads(_threads())
     numba.set_parallel_chunksize(0)
@@ -446,10 +469,10 @@ def rasterise_tiles(
         rot, t = np.ascontiguousarray(view[:3, :3]), np.ascontiguousarray(view[:3, 3])
         _project_tiles(means, factor, opacities, rot, t, intrinsics, width, height, m2d, conic, depth, box)
         order = _depth_order(box, depth)
-        offsets, lists = _bin_tiles(order, box, tiles_x, tiles_y)
-        features = np.concatenate([scene.colors.numpy(), depth[:, None]], axis=1)
+        rows, rects = _gather(order, m2d, conic, opacities, scene.colors.numpy(), depth, box)
+        offsets, lists = _bin_tiles(rects, tiles_x, tiles_y)
         numba.set_parallel_chunksize(2)  # tiles differ a lot in work: hand them out a few at a time
-        _composite_tiles(offsets, lists, m2d, conic, opacities, features, box, width, height, tiles_x, rgbd, trans)
+        _composite_tiles(offsets, lists, rows, rects, width, height, tiles_x, rgbd, trans)
     finally:
         numba.set_parallel_chunksize(previous_chunk)
         numba.set_num_threads(previous_threads)
