@@ -399,21 +399,13 @@ def _composite_tiles(offsets, lists, rows, rects, width, height, tiles_x, rgbd, 
         for k in range(offsets[tile], offsets[tile + 1]):
             g = lists[k]
             u, v, ca, cb, cc, o = rows[g, 0], rows[g, 1], rows[g, 2], rows[g, 3], rows[g, 4], rows[g, 5]
-            # alpha >= 1/255 needs sigma <= log(255 o): with a margin far above float32 rounding,
-            # a larger sigma is skipped before the exp, and each row visits only the pixels (plus
-            # one either side) where the row's quadratic in dx stays under that bound
+            # alpha >= 1/255 needs sigma <= log(255 o): a larger sigma (with a margin far above
+            # float32 rounding) is skipped before the exp
             limit = _F(np.log(np.float64(o) * 255.0) + 1e-4)
+            x_first, x_last = max(rects[g, 0], x_lo), min(rects[g, 2], x_hi)
             for py in range(max(rects[g, 1], y_lo), min(rects[g, 3], y_hi)):
                 dy = v - (_F(py) + _HALF)
                 iy = py - y_lo
-                d, qa, qb = np.float64(dy), np.float64(ca), np.float64(cb)
-                disc = (qb * d) ** 2 - qa * (np.float64(cc) * d * d - 2.0 * np.float64(limit))
-                if disc < 0.0:
-                    continue
-                root = np.sqrt(disc)
-                centre = np.float64(u) - 0.5 + qb * d / qa  # px where dx = -cb dy / ca
-                x_first = max(max(rects[g, 0], x_lo), np.int64(np.floor(centre - root / qa)) - 1)
-                x_last = min(min(rects[g, 2], x_hi), np.int64(np.ceil(centre + root / qa)) + 2)
                 for px in range(x_first, x_last):
                     ix = px - x_lo
                     if done[iy, ix]:
