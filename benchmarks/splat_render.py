@@ -51,7 +51,9 @@ def build_scene(dest: Path) -> Path:
     state = module.fixture_state_dict(fixtures / "sharp" / "tiny")
     torch.save({k: torch.from_numpy(v) for k, v in state.items()}, weights)
     model = sharpdepth.load("sharp-tiny", weights=str(weights))
-    g = model.predict_gaussians(str(fixtures / "sharp" / "tiny" / "image.png"), focal_px=SOURCE_FOCAL_PX, focal_model=None)
+    g = model.predict_gaussians(
+        str(fixtures / "sharp" / "tiny" / "image.png"), focal_px=SOURCE_FOCAL_PX, focal_model=None
+    )
     return g.save_ply(dest / "scene.ply")
 
 
@@ -80,7 +82,9 @@ def child(mode: str, scene_ply: Path, width: int, height: int, frames: int, thre
         cpu, wall = time.process_time(), time.perf_counter()
         if mode == "torch":
             with torch.inference_mode():
-                p = splat_render.project(scene, torch.from_numpy(view).float(), torch.from_numpy(k).float(), width, height)
+                p = splat_render.project(
+                    scene, torch.from_numpy(view).float(), torch.from_numpy(k).float(), width, height
+                )
                 splat_render.composite(p, width, height)
         else:
             splat_render.render_scene(scene, view, k, width, height)
@@ -94,7 +98,7 @@ def child(mode: str, scene_ply: Path, width: int, height: int, frames: int, thre
         record.update(first_frame_wall_s=round(wall, 2), first_frame_cpu_s=round(cpu, 2))
     else:
         timed(*cams[0])  # warm-up: compile or cache load, first-touch of the buffers
-        walls, cpus = zip(*(timed(*cam) for cam in cams[:frames]))
+        walls, cpus = zip(*(timed(*cam) for cam in cams[:frames]), strict=True)
         wall = statistics.median(walls)
         record.update(
             frames=frames,

@@ -471,6 +471,7 @@ def rasterise_tiles(
     flat = torch.from_numpy(rgbd.reshape(-1, 4))
     return flat[:, :3], flat[:, 3], torch.from_numpy(1.0 - trans.reshape(-1))
 
+
 def _linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
     safe = torch.where(x <= 0.0031308, 0.0031308, x)
     return torch.where(x <= 0.0031308, x * 12.92, 1.055 * safe ** (1 / 2.4) - 0.055)
