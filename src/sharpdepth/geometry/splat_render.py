@@ -1,4 +1,4 @@
-"""A 3-D Gaussian rasteriser in plain PyTorch: CPU everywhere, CUDA when present.
+"""A 3-D Gaussian rasteriser for any machine: compiled 16x16 tiles on the CPU (numba), PyTorch on CUDA.
 
 It computes what gsplat's "classic" rasteriser computes (the renderer SHARP's official tool
 calls, CUDA-only there), with the same projection and compositing rules:
@@ -11,7 +11,11 @@ calls, CUDA-only there), with the same projection and compositing rules:
   skipped, front to back by depth, and a pixel stops before the Gaussian that would bring its
   transmittance T to 1e-4 or below. Colour, depth (z) and alpha = 1 - T are accumulated.
 
-How it runs (vectorised, no per-pixel or per-tile Python loop): the visible Gaussians are
+On the CPU the rules run in compiled tile loops (see "CPU: compiled tiles" below): about 3
+frames/s at 640x480 for 1.18 M Gaussians on 2 cores, where the vectorised PyTorch version takes
+seconds. The PyTorch version serves CUDA (and checks the tiles in the tests).
+
+How the PyTorch version runs (vectorised, no per-pixel or per-tile Python loop): the visible Gaussians are
 sorted by depth once per frame; each one is expanded into the pixels of its alpha >= 1/255
 ellipse's bounding box (never more than gsplat's tile footprint, so the same Gaussians meet at
 each pixel); the (pixel, Gaussian) pairs are grouped by pixel with one stable sort, which keeps
@@ -250,7 +254,7 @@ _DET_MIN, _GUARD, _TWO, _O255 = _F(1e-10), _F(0.3), _F(2.0), _F(255.0)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def _project_tiles(means, factor, opacities, rot, t, intrinsics, width, height, m2d, conic, depth, box):  # type: ignore[no-untyped-def]
+def _project_tiles(means, factor, opacities, rot, t, intrinsics, width, height, m2d, conic, depth, box):
     """`project`'s float32 arithmetic for every Gaussian at once; box[i, 0] = -1 marks a culled one."""
     fx, fy, cx, cy, skew = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2], intrinsics[0, 1]
     w, h = _F(width), _F(height)
@@ -306,7 +310,7 @@ def _project_tiles(means, factor, opacities, rot, t, intrinsics, width, height, 
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _depth_order(box, depth):  # type: ignore[no-untyped-def]
+def _depth_order(box, depth):
     """Indices of the drawn Gaussians (box[:, 0] >= 0), nearest first, ties in index order: an LSD
     radix sort of the depth's float32 bits (positive floats order like their bit patterns)."""
     n = 0
@@ -343,7 +347,7 @@ def _depth_order(box, depth):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def _gather(order, m2d, conic, opacities, colors, depth, box):  # type: ignore[no-untyped-def]
+def _gather(order, m2d, conic, opacities, colors, depth, box):
     """The drawn Gaussians in depth order, one row each: u, v, conic a b c, opacity, r, g, b, z
     (float32), and their pixel boxes. One random-access pass; everything after reads in order."""
     n = order.shape[0]
@@ -361,7 +365,7 @@ def _gather(order, m2d, conic, opacities, colors, depth, box):  # type: ignore[n
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _bin_tiles(rects, tiles_x, tiles_y):  # type: ignore[no-untyped-def]
+def _bin_tiles(rects, tiles_x, tiles_y):
     """Per-tile lists of Gaussians (offsets into one array of row numbers), each front to back: a
     stable counting sort of the depth-ordered rows by the tiles their pixel box reaches."""
     offsets = np.zeros(tiles_x * tiles_y + 1, np.int64)
@@ -383,7 +387,7 @@ def _bin_tiles(rects, tiles_x, tiles_y):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def _composite_tiles(offsets, lists, rows, rects, width, height, tiles_x, rgbd, trans):  # type: ignore[no-untyped-def]
+def _composite_tiles(offsets, lists, rows, rects, width, height, tiles_x, rgbd, trans):
     """gsplat's rasterize_to_pixels loop in float32, one tile per task, the tile's Gaussians front
     to back, each over the pixels of its box in the tile: skip alpha < 1/255 (or sigma < 0); a
     pixel stops before the Gaussian that would bring its T to 1e-4 or below, and the tile stops
@@ -437,7 +441,7 @@ def _composite_tiles(offsets, lists, rows, rects, width, height, tiles_x, rgbd, 
 
 def _threads() -> int:
     """numba's worker count follows torch's (set_num_threads applies to both renderers)."""
-    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
 
 
 def rasterise_tiles(
