@@ -7,7 +7,7 @@ vertex element (x y z, f_dc_0..2, opacity, scale_0..2, rot_0..3) that common spl
 read, plus SHARP's metadata elements (extrinsic, intrinsic, image_size, frame, disparity,
 color_space, version). Colours are stored as degree-0 spherical harmonics of sRGB ("for public
 renderers", as the official code says), opacities as logits and scales as logarithms; `load_ply`
-inverts all of it. `render` draws the Gaussians with the PyTorch rasteriser of `splat_render`.
+inverts all of it. `render` draws the Gaussians with `splat_render` (compiled tiles on the CPU, PyTorch on CUDA).
 """
 
 from __future__ import annotations
