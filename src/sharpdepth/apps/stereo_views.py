@@ -8,8 +8,8 @@ left view — crossed parallax, in front of the screen). It is done in three
 vectorised passes, with no Python loop over pixels:
 
 1. Visibility: every source pixel lands on its nearest target column; where
-   several land, the largest parallax (the nearest surface) wins
-   (`np.maximum.at`).
+   several land, the largest parallax (the nearest surface) wins (an ordered
+   scatter, see `visible_parallax`).
 2. Empty columns take the parallax of their background neighbour along the
    row (the farther of the nearest left and right winners). An empty column is
    a *crack* (a stretched surface) if its backward sample lands on a source
@@ -199,7 +199,7 @@ def remap_linear_light(rgb: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) ->
     to_lin, to_srgb = _linear_luts()
     linear = cv2.LUT(np.ascontiguousarray(rgb), to_lin)
     out = cv2.remap(linear, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return np.take(to_srgb, out)
+    return np.take(to_srgb, np.asarray(out, dtype=np.uint16))
 
 
 _LUTS: tuple[np.ndarray, np.ndarray] | None = None
