@@ -1,6 +1,12 @@
 """Stereo synthesis alone (depth given): frames per second and peak memory per layout at 1920x1080.
 
-usage: python benchmarks/stereo_speed.py [--frames N] [--layouts half-sbs,sbs,...]
+usage: python benchmarks/stereo_speed.py [--frames N] [--layouts half-sbs,sbs,...] [--baseline FILE]
+
+`--baseline FILE`: another version of `apps/stereo_views.py` (e.g. `git show
+main:src/sharpdepth/apps/stereo_views.py > /tmp/old_views.py`); its `render_eye`
+and this one's are timed alternately, 5 frames at a time, in one process, and the
+median CPU ms per frame of each is printed: the A/B that a shared machine's load
+does not skew.
 
 A textured frame with a smooth depth field and a few near boxes (so there are real
 disocclusions) is converted N times per layout with the default settings
@@ -18,12 +24,14 @@ kept between frames).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import resource
 import time
 
 import numpy as np
 
+from sharpdepth.apps import stereo as stereo_app
 from sharpdepth.apps.settings import StereoSettings
 from sharpdepth.apps.stereo import Equirect180, compose, parallax_map
 from sharpdepth.result import DepthResult, OutputKind
@@ -46,8 +54,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--layouts", default="half-sbs,half-tb,sbs,anaglyph")
+    parser.add_argument("--baseline", help="another stereo_views.py to compare with (interleaved A/B)")
     args = parser.parse_args()
     frames = [frame(i) for i in range(4)]
+    if args.baseline:
+        compare(args.baseline, frames, args.layouts.split(",")[0])
+        return
     vr = Equirect180.for_view(W, H, FOCAL)
     print(f"load average (1 min) before: {os.getloadavg()[0]:.2f}, CPUs: {os.cpu_count()}")
     print(
@@ -70,6 +82,33 @@ def main() -> None:
             f"| {layout} | {args.frames / elapsed:.1f} | {per:.0f} | {1000 * cpu / args.frames:.0f} "
             f"| {peak_half:.0f} | {peak_mb():.0f} |"
         )
+    print(f"load average (1 min) after: {os.getloadavg()[0]:.2f}")
+
+
+def compare(baseline: str, frames: list[DepthResult], layout: str, rounds: int = 6, per_round: int = 5) -> None:
+    """Interleaved A/B of the baseline file's `render_eye` against this one's: median CPU ms per frame."""
+    spec = importlib.util.spec_from_file_location("sharpdepth.apps._baseline_views", baseline)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {baseline}")
+    old = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(old)
+    current = stereo_app.render_eye
+    settings = StereoSettings(layout=layout)
+    times: dict[str, list[float]] = {"baseline": [], "this": []}
+    print(f"load average (1 min) before: {os.getloadavg()[0]:.2f}, CPUs: {os.cpu_count()}")
+    try:
+        for _ in range(rounds):
+            for name, render in (("baseline", old.render_eye), ("this", current)):
+                stereo_app.render_eye = render
+                cpu = time.process_time()
+                for i in range(per_round):
+                    result = frames[i % len(frames)]
+                    compose(result.image, parallax_map(result, settings), settings)
+                times[name].append(1000 * (time.process_time() - cpu) / per_round)
+    finally:
+        stereo_app.render_eye = current
+    a, b = float(np.median(times["baseline"])), float(np.median(times["this"]))
+    print(f"{layout}: baseline {a:.1f} CPU ms/frame, this {b:.1f} ({a / b:.2f}x less CPU time)")
     print(f"load average (1 min) after: {os.getloadavg()[0]:.2f}")
 
 
