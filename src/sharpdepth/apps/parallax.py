@@ -44,7 +44,16 @@ from .common import linear_to_srgb, resize_plane, srgb_to_linear
 from .settings import DEFAULT_AMPLITUDE, PATHS, ParallaxSettings, check_camera_path, check_positive
 from .warp import render_view
 
-__all__ = ["PATHS", "CameraPath", "ParallaxPlan", "ParallaxSettings", "parallax_video", "plan_parallax"]
+__all__ = [
+    "PATHS",
+    "CameraPath",
+    "ParallaxPlan",
+    "ParallaxSettings",
+    "parallax_video",
+    "plan_parallax",
+    "plan_view",
+    "working_size",
+]
 
 DEFAULT_FOV_DEG = 60.0  # assumed for results without a focal length
 MAX_CROP = 0.25
@@ -139,18 +148,29 @@ def plan_parallax(result: DepthResult, settings: ParallaxSettings, image: np.nda
     image = result.image if image is None else image
     if image is None:
         raise OptionError("the parallax video needs the photo")
-    path = CameraPath.from_settings(settings)
     depth, focal, _ = motion_depth(result)
     h, w = depth.shape
-    max_size = settings.max_size_px
-    scale = 1.0 if not max_size or max(h, w) <= max_size else max_size / max(h, w)
-    out_h, out_w = _even(round(h * scale)), _even(round(w * scale))
+    out_h, out_w = working_size(w, h, settings)
     camera = Camera.from_focal(focal, w, h)
     if (out_h, out_w) != (h, w):
         camera = camera.resized(out_w, out_h)
         depth = resize_plane(depth, (out_h, out_w), nearest=True).astype(np.float64)
         image = np.stack([resize_plane(c, (out_h, out_w)) for c in image.transpose(2, 0, 1)], -1)
         image = np.clip(image + 0.5, 0, 255).astype(np.uint8)
+    return plan_view(image, depth, camera, settings)
+
+
+def working_size(width: int, height: int, settings: ParallaxSettings) -> tuple[int, int]:
+    """(height, width) of the video for a picture of this size: at most `max_size_px`, even."""
+    max_size = settings.max_size_px
+    scale = 1.0 if not max_size or max(height, width) <= max_size else max_size / max(height, width)
+    return _even(round(height * scale)), _even(round(width * scale))
+
+
+def plan_view(image: np.ndarray, depth: np.ndarray, camera: Camera, settings: ParallaxSettings) -> ParallaxPlan:
+    """The plan from the picture (HxWx3 uint8), its depth and camera, all at the video's size:
+    pivot, poses and crop (shared by the depth warp and the views rendered from Gaussians)."""
+    path = CameraPath.from_settings(settings)
     near = float(np.percentile(depth, 1))
     if settings.pivot_m is None:
         pivot = float(np.percentile(depth, 20 if path.kind in ("zoom-in", "dolly-zoom") else 50))
@@ -248,6 +268,8 @@ def parallax_video(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[Path, int]:
     """Render and write the MP4; returns (path, number of frames)."""
+    if settings.source != "depth":
+        raise OptionError("a parallax video from SHARP Gaussians is `apps.splat_views.splat_parallax_video`")
     plan = plan_parallax(result, settings)
     write_mp4(output, render_frames(plan, progress), settings.fps)
     return Path(output), settings.frames

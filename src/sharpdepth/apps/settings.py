@@ -239,9 +239,12 @@ class ParallaxSettings:
     """Depth that stays still (metres, or pseudo-depth for relative results); None: from the scene."""
     crop: bool = True
     """Zoom in just enough that the path never uncovers the picture's borders."""
+    source: str = "depth"
+    """depth (warp the picture by its depth) or splat (render SHARP Gaussians: `apps.splat_views`)."""
 
     def __post_init__(self) -> None:
         check_camera_path(self.path, self.amplitude)
+        check_choice(self.source, STEREO_SOURCES, "parallax source")
         check_flag(self.loop, "loop")
         check_flag(self.crop, "crop")
         DURATION_S.check(self.duration_s, "duration")

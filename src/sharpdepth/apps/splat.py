@@ -7,12 +7,16 @@ Outputs per picture, in the output folder, under the picture's stem:
   frame of the picture);
 * `<stem>_<trajectory>.mp4` with rendering on: the scene along a camera path
   (`geometry.trajectory`), drawn by `geometry.splat_render`, H.264 through the project's
-  video writer. Every file is written atomically (temporary file, then rename).
+  video writer;
+* `<stem>_<trajectory>_depth.mp4` / `_alpha.mp4` on request (`SplatSettings.maps`): the same views'
+  depth (colour-mapped inverse depth, one range for the whole video) and accumulated opacity.
+Every file is written atomically (temporary file, then rename).
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path, PurePath
@@ -22,7 +26,7 @@ import numpy as np
 
 from ..errors import OptionError
 from ..geometry.gaussians import Gaussians
-from ..geometry.trajectory import DEFAULT_STEPS, DEFAULT_TRAJECTORY, TRAJECTORIES, trajectory
+from ..geometry.trajectory import DEFAULT_STEPS, DEFAULT_TRAJECTORY, TRAJECTORIES, View, trajectory
 from ..io.atomic import write_text_atomic
 from ..registry import DEFAULT_FOCAL_MODEL
 
@@ -33,6 +37,11 @@ if TYPE_CHECKING:
     from ..engine.splat import FocalModel
 
 DEFAULT_VIDEO_FPS = 30
+MAPS = ("depth", "alpha")
+"""Extra videos on request (`--maps depth,alpha`), beside the colour one: `<colour stem>_<map>.mp4`."""
+DEPTH_COLORMAP = "inferno"
+DEPTH_RANGE_SAMPLES = 200_000
+"""Gaussian centres sampled (evenly) to fix the depth video's colour range."""
 NO_FOCAL_MODEL = "none"
 """`--focal-model none`: no focal model, the official behaviour (user > EXIF > the default lens)."""
 
@@ -60,8 +69,18 @@ class SplatSettings:
     fps: int = DEFAULT_VIDEO_FPS
     device: str | None = None
     """Renderer device (None: CUDA when present)."""
+    maps: tuple[str, ...] = ()
+    """Extra videos of the render, from `MAPS`: depth (colour-mapped inverse depth, one range for
+    the whole video) and alpha (accumulated opacity, grey)."""
 
     def __post_init__(self) -> None:
+        for name in self.maps:
+            if name not in MAPS:
+                raise OptionError(f"unknown map {name!r}; choose from {', '.join(MAPS)}")
+        if len(set(self.maps)) != len(self.maps):
+            raise OptionError(f"--maps names a map twice: {','.join(self.maps)}")
+        if self.maps and not self.render:
+            raise OptionError("--maps are videos of the render: add --render")
         if self.trajectory not in TRAJECTORIES:
             raise OptionError(f"unknown trajectory {self.trajectory!r}; choose from {', '.join(TRAJECTORIES)}")
         if self.steps < 1 or self.fps < 1:
@@ -101,8 +120,62 @@ def sidecar(g: Gaussians) -> dict[str, object]:
     }
 
 
+def parse_maps(text: str | None) -> tuple[str, ...]:
+    """`--maps depth,alpha` -> ("depth", "alpha") (checked by `SplatSettings`)."""
+    if text is None:
+        return ()
+    return tuple(part.strip().lower() for part in text.split(",") if part.strip())
+
+
+def map_path(colour: Path, name: str) -> Path:
+    """Where map `name` of the colour video `colour` goes: `<stem>_<name>.mp4` beside it."""
+    return colour.with_name(f"{colour.stem}_{name}.mp4")
+
+
+def depth_range(g: Gaussians, views: list[View]) -> tuple[float, float]:
+    """(near, far) z-depth in metres for the whole video: the 1st and 99th percentiles of the
+    centres' depths over every view, counting only centres in front of the camera and in frame.
+    Fixed before rendering, so the depth video neither flickers nor needs its frames kept."""
+    step = max(1, len(g) // DEPTH_RANGE_SAMPLES)
+    points = np.c_[g.means[::step].astype(np.float64), np.ones(len(g.means[::step]))]
+    depths = []
+    for view in views:
+        cam = (points @ view.world_to_camera.T)[:, :3]
+        z = cam[:, 2]
+        front = z > 1e-6
+        uv = (cam[front] @ view.K.T)[:, :2] / z[front, None]
+        inside = (uv[:, 0] >= 0) & (uv[:, 0] < view.width) & (uv[:, 1] >= 0) & (uv[:, 1] < view.height)
+        depths.append(z[front][inside])
+    z_all = np.concatenate(depths) if depths else np.zeros(0)
+    if z_all.size == 0:
+        return 1.0, 2.0
+    near, far = np.percentile(z_all, [1.0, 99.0])
+    return float(near), float(max(far, near * (1.0 + 1e-6)))
+
+
+def depth_frame(depth: np.ndarray, near: float, far: float) -> np.ndarray:
+    """Colour view of one rendered depth map (inverse depth, near bright; nothing drawn: darkest)."""
+    from ..io.colormap import colorize
+
+    drawn = depth > 0
+    inverse = np.where(drawn, 1.0 / np.where(drawn, depth, 1.0), 0.0)
+    values = (inverse - 1.0 / far) / (1.0 / near - 1.0 / far)
+    return colorize(np.where(drawn, np.clip(values, 0.0, 1.0), 0.0), DEPTH_COLORMAP)
+
+
+def alpha_frame(alpha: np.ndarray) -> np.ndarray:
+    grey = (np.clip(alpha, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
 def render_video(g: Gaussians, dest: Path, settings: SplatSettings) -> Path:
-    """The scene along `settings.trajectory`, as an H.264 MP4 at the picture's size."""
+    """The scene along `settings.trajectory`, as an H.264 MP4 at the picture's size (and the
+    videos of `settings.maps` beside it, `map_path`); returns the colour video's path."""
+    return render_videos(g, dest, settings)[0]
+
+
+def render_videos(g: Gaussians, dest: Path, settings: SplatSettings) -> list[Path]:
+    """`render_video`, returning every path written: the colour video, then the maps'."""
     from ..geometry.splat_render import prepared_scene, render_scene
     from ..io.video import VideoWriter
 
@@ -110,12 +183,19 @@ def render_video(g: Gaussians, dest: Path, settings: SplatSettings) -> Path:
         raise OptionError("rendering needs the scene's focal length and picture size (a PLY from `splat` has them)")
     width, height = g.image_size
     views = trajectory(g.means[:, 2], g.focal_px, width, height, settings.trajectory, settings.steps)
+    near, far = depth_range(g, views) if "depth" in settings.maps else (1.0, 2.0)
     scene = prepared_scene(g, settings.device)  # per-scene work once, not per frame
-    with VideoWriter(dest, views[0].width, views[0].height, Fraction(settings.fps)) as writer:
+    paths = [dest] + [map_path(dest, name) for name in settings.maps]
+    size, rate = (views[0].width, views[0].height), Fraction(settings.fps)
+    with ExitStack() as stack:
+        writers = [stack.enter_context(VideoWriter(path, *size, rate)) for path in paths]
         for view in views:
             frame = render_scene(scene, view.world_to_camera, view.K, view.width, view.height)
-            writer.write((np.clip(frame.color, 0, 1) * 255).astype(np.uint8))  # truncation, as the official
-    return dest
+            writers[0].write((np.clip(frame.color, 0, 1) * 255).astype(np.uint8))  # truncation, as the official
+            for name, writer in zip(settings.maps, writers[1:], strict=True):
+                picture = depth_frame(frame.depth, near, far) if name == "depth" else alpha_frame(frame.alpha)
+                writer.write(picture)
+    return paths
 
 
 def video_path(out_dir: Path, stem: PurePath, settings: SplatSettings) -> Path:
@@ -142,5 +222,5 @@ def splat_one(
     write_text_atomic(side, json.dumps(sidecar(g), indent=2) + "\n")
     written = [ply, side]
     if settings.render:
-        written.append(render_video(g, video_path(out_dir, stem, settings), settings))
+        written += render_videos(g, video_path(out_dir, stem, settings), settings)
     return written

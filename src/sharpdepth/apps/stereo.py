@@ -47,6 +47,7 @@ __all__ = [
     "StereoSettings",
     "anaglyph",
     "compose",
+    "layout_frame",
     "parallax_map",
     "side_by_side",
     "stereo_images",
@@ -197,16 +198,35 @@ def compose(
     if layout == "half-tb":
         return _half_views(rgb, parallax, settings, 0)
     left, right = render_pair(rgb, parallax, settings)
+    return layout_frame(left.image, right.image, settings, vr)
+
+
+def layout_frame(
+    left: np.ndarray, right: np.ndarray, settings: StereoSettings, vr: Equirect180 | None = None
+) -> np.ndarray:
+    """The one frame of `settings.layout` from two full-size eye pictures (any source of eyes:
+    the depth warp, or views rendered from SHARP Gaussians); half layouts squeeze each eye."""
+    layout = settings.layout
+    if layout in ("half-sbs", "half-tb"):
+        import cv2
+
+        axis = 1 if layout == "half-sbs" else 0
+        h, w = left.shape[:2]
+        sizes = ((w // 2, h), (w - w // 2, h)) if axis == 1 else ((w, h // 2), (w, h - h // 2))
+        eyes = [
+            cv2.resize(eye, size, interpolation=cv2.INTER_AREA) for eye, size in zip((left, right), sizes, strict=True)
+        ]
+        return np.concatenate(eyes, axis=axis)  # the input's size, as `_half_views` packs it
     if layout == "sbs":
-        return np.concatenate([left.image, right.image], axis=1)
+        return np.concatenate([left, right], axis=1)
     if layout == "tb":
-        return np.concatenate([left.image, right.image], axis=0)
+        return np.concatenate([left, right], axis=0)
     if layout == "anaglyph":
-        return anaglyph(left.image, right.image, settings.anaglyph)
+        return anaglyph(left, right, settings.anaglyph)
     if layout == "vr180":
         if vr is None:
             raise OptionError("the vr180 layout needs the camera's focal length")
-        return np.concatenate([vr.project(left.image), vr.project(right.image)], axis=1)
+        return np.concatenate([vr.project(left), vr.project(right)], axis=1)
     raise OptionError(f"layout {layout!r} is two pictures, not one frame")
 
 

@@ -22,6 +22,7 @@ import typer
 
 from ..engine.settings import DEFAULT_MODEL
 from ..errors import OptionError
+from ..geometry.gaussians import Gaussians
 from ..io.atomic import cannot_write_in
 from ..io.depth_files import match_result_to_image, read_depth_result, result_with_focal
 from ..io.images import DEFAULT_MAX_PIXELS, LoadedImage, load_image
@@ -105,6 +106,27 @@ def predict(loaded: LoadedImage, source: DepthSource) -> DepthResult:
     )  # fmt: skip
     net = sharpdepth.load(model.name, weights=model.weights, device=model.device, max_pixels=model.max_pixels)
     return result_with_focal(net.predict(loaded, focal_px=source.focal_px), source.focal_px)
+
+
+def predict_gaussians(source: DepthSource) -> Gaussians:
+    """SHARP's Gaussians of the photo, for an effect's `--source splat`: `--model` (default the
+    model `sharpdepth splat` runs), `--weights`, `--device`, and the focal rule of `splat` (user >
+    EXIF > the focal model when its weights are at hand > the 30 mm lens)."""
+    from ..apps.splat import SplatSettings
+    from ..models.splats import SplatProcessor
+    from ..registry import DEFAULT_SPLAT_MODEL, get_spec
+
+    if source.depth is not None:
+        raise OptionError("--source splat predicts SHARP Gaussians from the photo; --depth is for --source depth")
+    name = source.model or DEFAULT_SPLAT_MODEL
+    if not isinstance(get_spec(name).processor(), SplatProcessor):
+        raise OptionError(f"--source splat: model {name} does not predict 3-D Gaussians (use {DEFAULT_SPLAT_MODEL})")
+    import sharpdepth
+
+    loaded = load_image(source.image, source.max_pixels)
+    net = sharpdepth.load(name, weights=source.weights, device=source.device, max_pixels=source.max_pixels)
+    estimator = SplatSettings(focal_px=source.focal_px).focal_estimator(net.device)
+    return net.predict_gaussians(loaded, focal_px=source.focal_px, focal_model=estimator)
 
 
 # ---------------------------------------------------------------- outputs

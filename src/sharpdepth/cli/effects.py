@@ -28,6 +28,7 @@ from .depth_source import (
     DepthSource,
     check_image_output,
     check_output,
+    predict_gaussians,
     save_rgb,
     write_failed,
 )
@@ -91,11 +92,22 @@ def run_parallax(
     if out.suffix.lower() != ".mp4":
         raise OptionError(f"{out}: the parallax video is written as .mp4")
     check_output(out)
-    result = source.obtain()
+    if settings.source == "splat":
+        from ..apps.splat_views import splat_parallax_video
+
+        gaussians = predict_gaussians(source)
+    else:
+        result = source.obtain()
     with Progress(transient=True, disable=not show_progress) as progress:
         task = progress.add_task(f"rendering {settings.path}", total=settings.frames)
+
+        def advance(n: int) -> None:
+            progress.update(task, completed=n)
+
         try:
-            return parallax_video(result, out, settings, progress=lambda n: progress.update(task, completed=n))
+            if settings.source == "splat":
+                return splat_parallax_video(gaussians, out, settings, progress=advance)
+            return parallax_video(result, out, settings, progress=advance)
         except OSError as exc:
             raise write_failed(out, exc) from None
 
@@ -168,11 +180,14 @@ def register(app: typer.Typer) -> None:
         size: Annotated[int, typer.Option(help="Longest side of the video (px).")] = _PARALLAX.max_size_px or 1024,
         pivot_m: Annotated[float | None, typer.Option("--pivot-m", help="Depth that stays still.")] = None,
         no_crop: Annotated[bool, typer.Option("--no-crop", help="Do not zoom to hide uncovered borders.")] = False,
+        render_from: Annotated[
+            str, typer.Option("--source", help="depth (warp the photo), or splat (render SHARP's Gaussians).")
+        ] = _PARALLAX.source,
     ) -> None:
         """3D-photo video (MP4, H.264): the picture seen from a moving camera, holes filled from behind."""
         settings = ParallaxSettings(
             path=path, amplitude=amplitude, loop=not no_loop, duration_s=duration, fps=fps, max_size_px=size,
-            pivot_m=pivot_m, crop=not no_crop,
+            pivot_m=pivot_m, crop=not no_crop, source=render_from,
         )  # fmt: skip
         out, frames = run_parallax(source, settings, output, show_progress=True)
         typer.echo(f"wrote {out} ({frames} frames)")

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ..apps.splat import NO_FOCAL_MODEL, SplatSettings, parse_focal_model
+from ..apps.splat import MAPS, NO_FOCAL_MODEL, SplatSettings, parse_focal_model, parse_maps
 from ..errors import SharpDepthError
 from ..geometry.trajectory import DEFAULT_STEPS, DEFAULT_TRAJECTORY, TRAJECTORIES
 from ..registry import DEFAULT_FOCAL_MODEL, DEFAULT_SPLAT_MODEL
@@ -21,6 +21,10 @@ TrajectoryOpt = Annotated[
     str, typer.Option("--trajectory", help=f"Camera path of the video: {', '.join(TRAJECTORIES)}.")
 ]
 StepsOpt = Annotated[int, typer.Option("--steps", min=1, help="Frames along the camera path.")]
+MapsOpt = Annotated[
+    str | None,
+    typer.Option("--maps", help=f"Also write these maps of the render, comma-separated: {', '.join(MAPS)}."),
+]
 RenderDeviceOpt = Annotated[
     str | None, typer.Option("--render-device", help="Renderer device: cpu or cuda (default: cuda when present).")
 ]
@@ -56,6 +60,7 @@ def register(app: typer.Typer) -> None:
         trajectory: TrajectoryOpt = DEFAULT_TRAJECTORY,
         steps: StepsOpt = DEFAULT_STEPS,
         render_device: RenderDeviceOpt = None,
+        maps: MapsOpt = None,
     ) -> None:
         """Metric 3-D Gaussians (SHARP) of each photo: OUT/<stem>.ply (3DGS layout) and OUT/<stem>.json."""
         from ..apps.splat import splat_one
@@ -64,7 +69,7 @@ def register(app: typer.Typer) -> None:
 
         settings = SplatSettings(
             focal_px=focal_px, focal_model=parse_focal_model(focal_model), focal_weights=focal_weights,
-            render=render, trajectory=trajectory, steps=steps, device=render_device,
+            render=render, trajectory=trajectory, steps=steps, device=render_device, maps=parse_maps(maps),
         )  # fmt: skip
         items, problems = expand_inputs(inputs)
         failures = [f"{arg}: {why}" for arg, why in problems]
@@ -96,12 +101,15 @@ def register(app: typer.Typer) -> None:
         trajectory: TrajectoryOpt = DEFAULT_TRAJECTORY,
         steps: StepsOpt = DEFAULT_STEPS,
         render_device: RenderDeviceOpt = None,
+        maps: MapsOpt = None,
     ) -> None:
         """Video of a Gaussian scene along a camera path (CPU renderer; CUDA when present)."""
-        from ..apps.splat import render_video
+        from ..apps.splat import render_videos
         from ..geometry.gaussians import load_ply
 
-        settings = SplatSettings(render=True, trajectory=trajectory, steps=steps, device=render_device)
+        settings = SplatSettings(
+            render=True, trajectory=trajectory, steps=steps, device=render_device, maps=parse_maps(maps)
+        )
         dest = output or scene.with_name(f"{scene.stem}_{trajectory}.mp4")
-        path = render_video(load_ply(scene), dest, settings)
-        typer.echo(f"wrote {path}")
+        paths = render_videos(load_ply(scene), dest, settings)
+        typer.echo("wrote " + ", ".join(str(p) for p in paths))

@@ -26,6 +26,7 @@ from .depth_source import (
     DepthSource,
     check_image_output,
     check_output,
+    predict_gaussians,
     save_rgb,
 )
 from .options import bundled
@@ -52,14 +53,13 @@ def photo_outputs(image: Path, output: Path | None, settings: StereoSettings) ->
 
 
 def check_source(settings: StereoSettings) -> None:
-    """`--source splat` needs the SHARP Gaussians: one line when they are not there."""
+    """`--source splat` needs SHARP, and its Gaussians are metric: one line when it cannot work."""
     if settings.source != "splat":
         return
     if importlib.util.find_spec(SPLAT_MODULE) is None:
         raise OptionError("--source splat renders SHARP Gaussians, and SHARP is not available here; use --source depth")
-    raise OptionError(
-        "--source splat: rendering the eyes from SHARP Gaussians is not wired into stereo yet; use --source depth"
-    )
+    if settings.max_disparity is not None:
+        raise OptionError("--source splat: SHARP's Gaussians are metric; give --interaxial-mm / --convergence-m")
 
 
 def run_stereo(source: DepthSource, settings: StereoSettings, output: Path | None = None) -> list[Path]:
@@ -70,7 +70,12 @@ def run_stereo(source: DepthSource, settings: StereoSettings, output: Path | Non
     paths = photo_outputs(source.image, output, settings)
     for p in paths:
         check_output(p) if p.suffix.lower() == ".heic" else check_image_output(p)
-    pictures = stereo_images(source.obtain(), settings)
+    if settings.source == "splat":
+        from ..apps.splat_views import splat_stereo_images
+
+        pictures = splat_stereo_images(predict_gaussians(source), settings)
+    else:
+        pictures = stereo_images(source.obtain(), settings)
     if settings.layout == "spatial-heic":
         from ..apps.spatial_photo import save_spatial_heic
 
@@ -122,7 +127,9 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--anaglyph", help="dubois, color, half-color or gray.")
         ] = _STEREO.anaglyph,
         fill: Annotated[str, typer.Option("--fill", help="stretch, inpaint or depth-aware.")] = _STEREO.fill,
-        source: Annotated[str, typer.Option("--source", help="depth, or splat (SHARP).")] = _STEREO.source,
+        source: Annotated[
+            str, typer.Option("--source", help="depth, or splat: render the eyes from SHARP's Gaussians (photos).")
+        ] = _STEREO.source,
         mode: Annotated[str, typer.Option(help="Videos: offline (look-ahead) or streaming.")] = _VIDEO.mode,
         no_stabilize: Annotated[bool, typer.Option("--no-stabilize", help="Videos: raw per-frame depth.")] = False,
         batch_size: Annotated[int, typer.Option(help="Videos: frames per forward pass.")] = _VIDEO.batch_size,
@@ -150,7 +157,8 @@ def register(app: typer.Typer) -> None:
             return
         if photo.depth is not None:
             raise OptionError("--depth takes a photo's saved result; a video's depth comes from --model")
-        check_source(settings)
+        if settings.source == "splat":
+            raise OptionError("--source splat renders the eyes of photos only; for a video use --source depth")
         model = ModelSettings(name=photo.model or DEFAULT_MODEL, weights=photo.weights, device=photo.device,
                               max_pixels=photo.max_pixels)  # fmt: skip
         video = VideoSettings(

@@ -79,7 +79,7 @@ class FeatureFusionBlock(nn.Module):
 
 
 def reassemble_resizes(out_channels: Sequence[int]) -> nn.ModuleList:
-    """The `resize_layers` of a ViT DPT head (Depth Anything, DA3): the patch grid of the four
+    """The `resize_layers` of a ViT DPT head (the Depth Anything families): the patch grid of the four
     levels to 4x, 2x, 1x and 0.5x; index 2 is an Identity (no keys)."""
     oc = out_channels
     return nn.ModuleList(

@@ -55,7 +55,7 @@ DINOV2_SIZES: dict[str, VitSize] = {
     "vitl": VitSize(1024, 24, 16),
     "vitg": VitSize(1536, 40, 24, "swiglu"),
 }
-"""The released DINOv2 encoders by their official names (Depth Anything, Video Depth Anything, DA3)."""
+"""The released DINOv2 encoders by their official names (every Depth Anything family, Video Depth Anything)."""
 
 
 @dataclass(frozen=True)
