@@ -22,7 +22,7 @@ from scipy import ndimage
 from sharpdepth.apps.settings import StereoSettings
 from sharpdepth.apps.stereo import Equirect180, anaglyph, compose, parallax_map, render_pair, stereo_images
 from sharpdepth.apps.stereo_mp4 import add_spherical_metadata
-from sharpdepth.apps.stereo_views import render_eye
+from sharpdepth.apps.stereo_views import empty_runs, nearest_known, render_eye, visible_parallax
 from sharpdepth.errors import OptionError, RelativeDepthError
 from sharpdepth.result import DepthResult, OutputKind
 
@@ -115,6 +115,37 @@ def test_photo_as_left_eye_keeps_it_unchanged():
     left, right = render_pair(img, parallax_map(metric(depth, img), settings), settings)
     assert np.array_equal(left.image, img)
     assert parallax_of(left.image, right.image, NEAR_ROWS, NEAR_COLS) == pytest.approx(F * 0.12 / NEAR_Z, abs=0.05)
+
+
+# ---------------------------------------------------------------- the fast warp's shortcuts
+@pytest.mark.parametrize("side", [1.0, -1.0, -2.0, 0.5])
+def test_scatter_z_buffer_equals_maximum_at(side):
+    """The ordered scatter picks, at every target column, the largest parallax landing there
+    (what `np.maximum.at` computes), on rough fields with many collisions and off-picture pixels."""
+    rng = np.random.default_rng(int(side * 10) + 20)
+    h, w = 40, 90
+    p = (ndimage.gaussian_filter(rng.normal(0, 12, (h, w)), 1.0) * 4).astype(np.float32)
+    p[10:25, 30:50] += 25.0  # a near block: long occlusions
+    best, known = visible_parallax(p, side)
+    target = np.rint(np.arange(w, dtype=np.float32) + np.float32(side * 0.5) * p).astype(np.int64)
+    ok = (target >= 0) & (target < w)
+    ref = np.full(h * w, -np.inf, np.float32)
+    np.maximum.at(ref, (np.arange(h)[:, None] * w + target)[ok], p[ok])
+    assert np.array_equal(known, np.isfinite(ref.reshape(h, w)))
+    assert np.array_equal(best[known], ref.reshape(h, w)[known])
+    assert (~known).sum() > 50 and (np.bincount((np.arange(h)[:, None] * w + target)[ok]) > 1).sum() > 50
+
+
+def test_empty_runs_equal_nearest_known_at_the_empty_pixels():
+    rng = np.random.default_rng(3)
+    known = rng.random((30, 50)) > 0.4
+    known[4] = False  # a row with nothing known
+    known[5, :7] = False  # runs touching the row's ends
+    known[6, -9:] = False
+    left, right = nearest_known(known)
+    empty = np.flatnonzero(~known)
+    lft, rgt = empty_runs(empty, 50)
+    assert np.array_equal(lft, left.reshape(-1)[empty]) and np.array_equal(rgt, right.reshape(-1)[empty])
 
 
 # ---------------------------------------------------------------- fills

@@ -8,8 +8,8 @@ left view — crossed parallax, in front of the screen). It is done in three
 vectorised passes, with no Python loop over pixels:
 
 1. Visibility: every source pixel lands on its nearest target column; where
-   several land, the largest parallax (the nearest surface) wins
-   (`np.maximum.at`).
+   several land, the largest parallax (the nearest surface) wins (an ordered
+   scatter, see `visible_parallax`).
 2. Empty columns take the parallax of their background neighbour along the
    row (the farther of the nearest left and right winners). An empty column is
    a *crack* (a stretched surface) if its backward sample lands on a source
@@ -53,12 +53,6 @@ class EyeView:
     """HxW float32: source column each pixel was sampled from (holes: the edge's)."""
 
 
-def _rows(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.broadcast_to(np.arange(w, dtype=np.float32), (h, w)), np.broadcast_to(
-        np.arange(h, dtype=np.float32)[:, None], (h, w)
-    )
-
-
 def nearest_known(known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel, the column of the nearest known pixel to its left and to its right (-1 / w if none)."""
     h, w = known.shape
@@ -68,23 +62,64 @@ def nearest_known(known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return left, right
 
 
+def empty_runs(empty_flat: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """For the sorted flat indices of the empty pixels of an image `w` wide: the column of the nearest
+    known pixel to the left and to the right of each (-1 / w if none) — `nearest_known` at those
+    pixels only, in time proportional to their number rather than the image's.
+
+    Empty pixels come in runs along a row; a run's neighbours are the pixels just before and
+    after it (known, else they would be in the run), unless the run touches the row's ends.
+    """
+    n = empty_flat.size
+    if n == 0:
+        return np.empty(0, np.int32), np.empty(0, np.int32)
+    col = (empty_flat % w).astype(np.int32)
+    starts = np.empty(n, bool)
+    starts[0] = True
+    np.not_equal(empty_flat[1:], empty_flat[:-1] + 1, out=starts[1:])
+    starts[1:] |= col[1:] == 0  # a run never continues onto the next row
+    first = np.flatnonzero(starts)
+    last = np.empty_like(first)
+    last[:-1] = first[1:] - 1
+    last[-1] = n - 1
+    run = np.repeat(np.arange(first.size, dtype=np.int32), np.diff(np.append(first, n)))
+    return col[first][run] - 1, col[last][run] + 1
+
+
 def visible_parallax(parallax: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray]:
-    """(parallax of the surface each target pixel sees, known mask) — the z-buffered forward pass."""
+    """(parallax of the surface each target pixel sees, known mask) — the z-buffered forward pass.
+
+    Each source pixel lands on its nearest target column; where several land, the largest
+    parallax (the nearest surface) wins. No `np.maximum.at` is needed: two pixels of a row
+    landing on one column, source columns x1 < x2, satisfy |x1 + s p1 - x2 - s p2| <= 1 with
+    x2 - x1 >= 1, so for the left eye (s > 0) p1 >= p2 and for the right eye (s < 0) p2 >= p1:
+    the winner is the first of them along the row in the direction away from the eye's motion.
+    A plain scatter in the opposite order (the last write to an index wins) is that z-buffer;
+    `tests/test_stereo.py` checks it against `np.maximum.at`.
+    """
     h, w = parallax.shape
-    target = np.rint(np.arange(w, dtype=np.float32) + np.float32(side * 0.5) * parallax).astype(np.int32)
-    ok = (target >= 0) & (target < w)
-    flat = (np.arange(h, dtype=np.int32)[:, None] * np.int32(w) + target)[ok]
-    best = np.full(h * w, -np.inf, dtype=np.float32)
-    np.maximum.at(best, flat, parallax[ok])
-    best = best.reshape(h, w)
-    return best, np.isfinite(best)
+    target = np.arange(w, dtype=np.float32) + np.float32(side * 0.5) * parallax
+    np.rint(target, out=target)
+    np.clip(target, -1, w, out=target)  # off-picture: -1 or w, then sent to a spare slot
+    idx = target.astype(np.int32)
+    off = (idx < 0) | (idx >= w)
+    idx += (np.arange(h, dtype=np.int32) * np.int32(w))[:, None]
+    idx[off] = h * w
+    best = np.full(h * w + 1, -np.inf, dtype=np.float32)
+    if side > 0:  # left eye: the leftmost source wins, so it must be written last
+        best[idx[:, ::-1].ravel()] = parallax[:, ::-1].ravel()
+    else:
+        best[idx.ravel()] = parallax.ravel()
+    best = best[: h * w].reshape(h, w)
+    return best, best != -np.inf
 
 
 def render_eye(rgb: np.ndarray, parallax: np.ndarray, side: float, fill: str = "depth-aware") -> EyeView:
     """The view of one eye (`side` +1 left, -1 right, 0 the photo itself); see the module doc.
 
-    Full-image passes are few and cheap (forward pass, one remap); everything about
-    empty columns is computed on those pixels only.
+    Full-image passes are few and cheap (forward scatter, one remap through lookup
+    tables); everything about empty columns is computed on those pixels only. The fill
+    is a separate last step (`fill_holes_rows`).
     """
     check_choice(fill, STEREO_FILLS, "fill")
     h, w = parallax.shape
@@ -94,51 +129,77 @@ def render_eye(rgb: np.ndarray, parallax: np.ndarray, side: float, fill: str = "
         return EyeView(rgb.copy(), np.zeros((h, w), bool), parallax, cols, cols.astype(np.float32))
     best, known = visible_parallax(parallax, side)
     half = np.float32(side * 0.5)
-    p_full = np.where(known, best, np.float32(0.0))
+    p_full = best  # becomes the parallax each target pixel is sampled at
+    p_flat = p_full.reshape(-1)
+    hole_flat, hole_edge = _classify_empty(p_flat, known.reshape(-1), parallax.reshape(-1), w, half)
+    map_x = np.arange(w, dtype=np.float32) - half * p_full
+    image = remap_linear_light(rgb, map_x, _row_map(h, w))
     edge = np.broadcast_to(np.arange(w, dtype=np.int32), (h, w)).copy()
     holes = np.zeros((h, w), bool)
-    ey, ex = np.nonzero(~known)
-    if ey.size:
-        left, right = nearest_known(known)
-        lft, rgt = left[ey, ex], right[ey, ex]
-        p_left = np.where(lft >= 0, best[ey, np.clip(lft, 0, w - 1)], np.inf)
-        p_right = np.where(rgt < w, best[ey, np.clip(rgt, 0, w - 1)], np.inf)
-        background = np.minimum(p_left, p_right)
-        background = np.where(np.isfinite(background), background, 0.0).astype(np.float32)
-        side_edge = np.where(p_left <= p_right, lft, rgt)  # the background (smaller parallax) side
-        p_full[ey, ex] = background
-        back_x = ex - half * background
-        inside = (back_x > -0.5) & (back_x < w - 0.5)
-        seen = parallax[ey, np.clip(np.rint(back_x).astype(np.int32), 0, w - 1)]
-        crack = inside & (np.abs(seen - background) < CRACK_TOLERANCE_PX)
-        hole = ~crack
-        holes[ey[hole], ex[hole]] = True
-        edge[ey[hole], ex[hole]] = np.clip(side_edge[hole], 0, w - 1)
-    xs = np.arange(w, dtype=np.float32)[None, :]
-    map_x = xs - half * p_full
-    map_y = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
-    image = remap_linear_light(rgb, map_x, np.ascontiguousarray(map_y))
     source_x = map_x.copy()
-    hy, hx = np.nonzero(holes)
-    source_x[hy, hx] = map_x[hy, edge[hy, hx]]
+    if hole_flat.size:
+        holes.reshape(-1)[hole_flat] = True
+        edge.reshape(-1)[hole_flat] = hole_edge
+        source_x.reshape(-1)[hole_flat] = map_x.reshape(-1)[hole_flat - hole_flat % w + hole_edge]
     view = EyeView(image, holes, p_full, edge, source_x)
-    if hy.size:
+    if hole_flat.size:
         view.image = fill_holes_rows(view, fill)
     return view
+
+
+def _classify_empty(
+    p_flat: np.ndarray, known_flat: np.ndarray, parallax_flat: np.ndarray, w: int, half: np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Give every empty target pixel its background's parallax (in `p_flat`, in place) and return the
+    holes among them (flat indices) with the column of each one's background edge.
+
+    An empty pixel takes the farther (smaller) parallax of its nearest known neighbours
+    along the row; it is a crack, not a hole, if its backward sample lands inside the
+    picture on a source pixel of about that parallax.
+    """
+    empty = np.flatnonzero(~known_flat)
+    if empty.size == 0:
+        return empty, empty.astype(np.int32)
+    lft, rgt = empty_runs(empty, w)
+    row0 = empty - empty % w
+    p_left = np.where(lft >= 0, p_flat[row0 + np.maximum(lft, 0)], np.float32(np.inf))
+    p_right = np.where(rgt < w, p_flat[row0 + np.minimum(rgt, w - 1)], np.float32(np.inf))
+    background = np.minimum(p_left, p_right)
+    background[~np.isfinite(background)] = 0.0
+    side_edge = np.where(p_left <= p_right, lft, rgt)  # the background (smaller parallax) side
+    p_flat[empty] = background
+    back_x = (empty - row0) - half * background
+    inside = (back_x > -0.5) & (back_x < w - 0.5)
+    seen = parallax_flat[row0 + np.clip(np.rint(back_x).astype(np.int32), 0, w - 1)]
+    hole = ~(inside & (np.abs(seen - background) < CRACK_TOLERANCE_PX))
+    return empty[hole], np.clip(side_edge[hole], 0, w - 1).astype(np.int32)
+
+
+_ROW_MAPS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _row_map(h: int, w: int) -> np.ndarray:
+    """The constant y map of a horizontal remap (kept per frame size: one clip, one size)."""
+    key = (h, w)
+    if key not in _ROW_MAPS:
+        if len(_ROW_MAPS) > 8:
+            _ROW_MAPS.clear()
+        _ROW_MAPS[key] = np.repeat(np.arange(h, dtype=np.float32)[:, None], w, axis=1)
+    return _ROW_MAPS[key]
 
 
 def remap_linear_light(rgb: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
     """Bilinear resampling in linear light (sRGB values mix wrongly: edges darken, positions bias).
 
-    Through 16-bit linear values and lookup tables, which costs little more than
-    resampling the 8-bit values directly.
+    Through 16-bit linear values and lookup tables (`cv2.LUT` in, `np.take` out), which
+    costs little more than resampling the 8-bit values directly.
     """
     import cv2
 
     to_lin, to_srgb = _linear_luts()
-    linear = to_lin[rgb]
+    linear = cv2.LUT(np.ascontiguousarray(rgb), to_lin)
     out = cv2.remap(linear, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return to_srgb[out]
+    return np.take(to_srgb, np.asarray(out, dtype=np.uint16))
 
 
 _LUTS: tuple[np.ndarray, np.ndarray] | None = None
