@@ -379,13 +379,22 @@ def test_photo_layouts_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["stereo", str(photo), "--depth", str(npz), "-o", str(out), "--layout", "half-tb"]) == 0
     assert Image.open(out / "photo_half-tb.jpg").size == (W, H)
-    assert main(["stereo", str(photo), "--depth", str(npz), "-o", str(out), "--layout", "spatial-heic"]) == 0
+    spatial = ["--layout", "spatial-heic", "--interaxial-mm", "50"]
+    assert main(["stereo", str(photo), "--depth", str(npz), "-o", str(out), *spatial]) == 0
     import pillow_heif
 
     heif = pillow_heif.open_heif(str(out / "photo_spatial-heic.heic"))
     eyes = [np.asarray(im.to_pillow().convert("RGB")).astype(int) for im in heif]
     assert len(eyes) == 2 and eyes[0].shape == eyes[1].shape == img.shape
     assert np.abs(eyes[0] - eyes[1]).mean() > 2  # two different views
+    # the headset's cameras are the ones the eyes were made with: the depth's focal length, 50 mm apart
+    from test_spatial_photo import read_heif
+
+    k = heif[0].info["heif"]["camera_intrinsic_matrix"]
+    assert k["focal_length_x"] == pytest.approx(F, rel=1e-4)
+    parsed = read_heif((out / "photo_spatial-heic.heic").read_bytes())
+    positions = sorted(struct.unpack(">i", dict(props)["cmex"][4:8])[0] for props in parsed["props"].values())
+    assert positions == [-25000, 25000]
     capsys.readouterr()
     assert main(["stereo", str(photo), "--depth", str(npz), "-o", str(out), "--source", "splat"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -73,14 +73,21 @@ def run_stereo(source: DepthSource, settings: StereoSettings, output: Path | Non
     if settings.source == "splat":
         from ..apps.splat_views import splat_stereo_images
 
-        pictures = splat_stereo_images(predict_gaussians(source), settings)
+        gaussians = predict_gaussians(source)
+        focal_px: float | None = gaussians.focal_px
+        pictures = splat_stereo_images(gaussians, settings)
     else:
-        pictures = stereo_images(source.obtain(), settings)
+        result = source.obtain()
+        focal_px = result.focal_px
+        pictures = stereo_images(result, settings)
     if settings.layout == "spatial-heic":
         from ..apps.spatial_photo import save_spatial_heic
 
         left, right = pictures
-        return [save_spatial_heic(paths[0], left, right)]
+        # the headset's cameras are the ones the eyes were made with: the photo's focal length
+        # (None: the stereo default field of view) and the interaxial distance asked for
+        return [save_spatial_heic(paths[0], left, right, focal_px=focal_px, interaxial_m=settings.interaxial_m,
+                                  centered=settings.center)]  # fmt: skip
     written: list[Path] = []
     try:
         for p, picture in zip(paths, pictures, strict=True):
