@@ -59,6 +59,31 @@ def cli_ply(tmp_path_factory, weights, photo) -> bytes:
     return (out / "scene.ply").read_bytes()
 
 
+def test_splat_cli_takes_a_precision(tmp_path, weights, photo, cli_ply, capsys):
+    """--precision auto (bf16 on a CPU with native bf16, the benchmark's configuration) writes the
+    same scene layout; an unknown precision is one line, exit 2, nothing written."""
+    import plyfile
+
+    from sharpdepth.engine.runtime import cpu_has_native_bf16
+
+    out = tmp_path / "auto"
+    assert main(["splat", str(photo), "-o", str(out), "--model", "sharp-tiny", "--weights", str(weights),
+                 "--focal-px", str(FOCAL), "--precision", "auto"]) == 0  # fmt: skip
+    ply = (out / "scene.ply").read_bytes()
+    ours, fp32 = (plyfile.PlyData.read(io.BytesIO(b))["vertex"] for b in (ply, cli_ply))
+    assert ours.count == fp32.count
+    assert (ply == cli_ply) != cpu_has_native_bf16()  # bf16 where native: other rounding, else fp32 itself
+    depth_ours, depth_fp32 = np.asarray(ours["z"]), np.asarray(fp32["z"])
+    assert np.median(np.abs(depth_ours - depth_fp32) / depth_fp32) < 0.05
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    assert main(["splat", str(photo), "-o", str(bad), "--model", "sharp-tiny", "--weights", str(weights),
+                 "--precision", "fp8"]) == 2  # fmt: skip
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "precision" in err[0] and "Traceback" not in err[0]
+    assert not list(bad.glob("*.ply"))
+
+
 def _client(settings: ServeSettings, model: ModelSettings) -> TestClient:
     client = TestClient(create_app(settings, model))
     client.__enter__()

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from ..apps.splat import MAPS, NO_FOCAL_MODEL, SplatSettings, parse_focal_model, parse_maps
+from ..engine.settings import DEFAULT_PRECISION
 from ..errors import SharpDepthError
 from ..geometry.trajectory import DEFAULT_STEPS, DEFAULT_TRAJECTORY, TRAJECTORIES
 from ..registry import DEFAULT_FOCAL_MODEL, DEFAULT_SPLAT_MODEL
@@ -56,6 +57,13 @@ def register(app: typer.Typer) -> None:
         model: Annotated[str, typer.Option("--model", help="A model that predicts Gaussians.")] = DEFAULT_SPLAT_MODEL,
         weights: Annotated[Path | None, typer.Option("--weights", help="Checkpoint file for --model.")] = None,
         device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "cpu",
+        precision: Annotated[
+            str,
+            typer.Option(
+                "--precision",
+                help="fp32, bf16 (CPU/GPU), fp16 (GPU only) or auto (bf16 where the CPU or GPU runs it natively).",
+            ),
+        ] = DEFAULT_PRECISION,
         focal_px: Annotated[
             float | None,
             typer.Option("--focal-px", help="Focal length in pixels (default: EXIF, else --focal-model, else 30 mm)."),
@@ -90,7 +98,7 @@ def register(app: typer.Typer) -> None:
         for line in failures:
             typer.echo(f"error: {line}", err=True)
         if items:
-            net = load(model, weights=weights, device=device)
+            net = load(model, weights=weights, device=device, precision=precision)
             estimator = settings.focal_estimator(net.device)  # loaded once, on the first picture that needs it
             for item in items:
                 try:
