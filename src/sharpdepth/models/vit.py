@@ -414,20 +414,27 @@ class VisionTransformer(nn.Module):
                 tokens = block(tokens.flatten(0, 1), pos).reshape(tokens.shape)
                 local = tokens
             if i in wanted:
-                out = torch.cat([local, tokens], dim=-1) if concat_local else tokens
-                if order is not None:
-                    out = out[:, torch.argsort(order)]
-                outputs[i] = (out[:, :, 0], self._norm_tap(out))
+                back = None if order is None else torch.argsort(order)
+                outputs[i] = self._tap(local if concat_local else None, tokens, back)
         return [(outputs[i][1], outputs[i][0]) for i in wanted]
 
-    def _norm_tap(self, out: torch.Tensor) -> torch.Tensor:
-        """Final norm on the (second half of the) tap, prefix tokens dropped."""
-        dim = self.cfg.embed_dim
-        if out.shape[-1] == dim:
-            normed = self.norm(out)
-        else:
-            normed = torch.cat([out[..., :dim], self.norm(out[..., dim:])], dim=-1)
-        return normed[:, :, self.num_prefix_tokens :]
+    def _tap(
+        self, local: torch.Tensor | None, tokens: torch.Tensor, back: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One tap: (camera token (B, S, C'), patch tokens (B, S, h*w, C') after the final norm).
+
+        [`local`, `tokens`] (only `tokens` normed) when `local` is given; `back` puts the views
+        back in input order. Built from the patch tokens alone, without an un-normed copy of
+        the whole tap: a many-view forward holds four taps until the head has run, so each one
+        kept is one contiguous tensor and nothing else (the camera token is copied out)."""
+        if back is not None:
+            tokens = tokens[:, back]
+            local = None if local is None else local[:, back]
+        prefix = self.num_prefix_tokens
+        normed = self.norm(tokens[:, :, prefix:])
+        if local is None:
+            return tokens[:, :, 0].clone(), normed
+        return torch.cat([local[:, :, 0], tokens[:, :, 0]], dim=-1), torch.cat([local[:, :, prefix:], normed], dim=-1)
 
     def _camera_tokens(self, b: int, s: int) -> torch.Tensor:
         ref = self.camera_token[:, :1].expand(b, 1, -1)

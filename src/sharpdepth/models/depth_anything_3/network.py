@@ -32,11 +32,12 @@ SKY_FILL_THRESHOLD = 0.3
 SKY_FILL_SAMPLE = 100_000
 """Above this many non-sky pixels DA3 takes the percentile on this many random samples."""
 SKY_FILL_SEED = 0
-HEAD_VIEWS_AT_ONCE = 8
-"""Views the head decodes together, as DA3 does. Its full-resolution maps, not the encoder, set the
-peak memory of a many-view forward. Each view's maps depend on that view's tokens alone; another
-chunk size changes them by float rounding only (oneDNN blocks a convolution by batch size), this
-one keeps them bit-identical to DA3's."""
+HEAD_VIEWS_AT_ONCE = 4
+"""Views the head fuses together (DA3: 8). Its maps at twice the patch grid (64 channels of
+216 x 288 per view for DA3-Small at 504) set a many-view forward's peak beside the encoder's;
+the full-resolution output convolutions then run one view at a time (`DA3Head.full_resolution`).
+Each view's maps depend on that view's tokens alone: another chunk size changes them by float
+rounding only (oneDNN blocks a convolution by batch size), a few 1e-6 relative."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,9 @@ class DA3Config:
         return self.vit.embed_dim * (2 if self.any_view else 1)
 
 
-def _uv_embedding(x: torch.Tensor, aspect: float, ratio: float = 0.1) -> torch.Tensor:
-    """DA3's sin-cos embedding of a centred, diagonal-normalised UV grid, added to a feature map."""
+def _uv_embedding(x: torch.Tensor, aspect: float, ratio: float = 0.1, inplace: bool = False) -> torch.Tensor:
+    """DA3's sin-cos embedding of a centred, diagonal-normalised UV grid, added to a feature map
+    (`inplace`: into `x` itself, for a full-resolution map that nothing else holds)."""
     c, h, w = x.shape[1:]
     diag = (aspect**2 + 1.0) ** 0.5
     span_x, span_y = aspect / diag, 1.0 / diag
@@ -78,7 +80,7 @@ def _uv_embedding(x: torch.Tensor, aspect: float, ratio: float = 0.1) -> torch.T
         return torch.cat([torch.sin(out), torch.cos(out)], dim=1)
 
     emb = torch.cat([sincos(uu), sincos(vv)], dim=-1).view(h, w, c) * ratio
-    return x + emb.permute(2, 0, 1)[None]
+    return x.add_(emb.permute(2, 0, 1)[None]) if inplace else x + emb.permute(2, 0, 1)[None]
 
 
 class DA3Scratch(Scratch):
@@ -90,13 +92,13 @@ class DA3Scratch(Scratch):
         self.output_conv1 = nn.Conv2d(feats, feats // 2, 3, padding=1)
         channels = 2 if cfg.any_view else 1  # any-view: depth + confidence
         self.output_conv2 = nn.Sequential(
-            nn.Conv2d(feats // 2, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, channels, 1)
+            nn.Conv2d(feats // 2, 32, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(32, channels, 1)
         )
         if cfg.any_view:
             self._add_ray_head(feats)
         else:
             self.sky_output_conv2 = nn.Sequential(
-                nn.Conv2d(feats // 2, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 1, 1)
+                nn.Conv2d(feats // 2, 32, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(32, 1, 1)
             )
 
     def _add_ray_head(self, feats: int) -> None:
@@ -157,16 +159,33 @@ class DA3Head(nn.Module):
                 x = _uv_embedding(x, aspect)
             levels.append(resize(x))
         fused = self.scratch.output_conv1(self.scratch.fuse(levels, sizes_from_skips=True))
-        fused = F.interpolate(fused, size=(h, w), mode="bilinear", align_corners=True)  # after output_conv1
+        del levels
+        if is_exporting():
+            return self.full_resolution(fused, hw)
+        parts = [self.full_resolution(fused[i : i + 1], hw) for i in range(fused.shape[0])]
+        return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+
+    def full_resolution(self, fused: torch.Tensor, hw: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The output convolutions at the input resolution, on `output_conv1`'s half-resolution maps.
+
+        Called one view at a time: at full resolution each intermediate is `features // 2`
+        channels of H x W per view (24 MiB for DA3-Small at 378 x 504), so a batch of them, not
+        the encoder, would set a many-view forward's peak. Additions and ReLUs run in place and
+        each map is dropped once its successor exists."""
+        h, w = hw
+        x = F.interpolate(fused, size=(h, w), mode="bilinear", align_corners=True)  # after output_conv1
         if self.cfg.any_view:
-            fused = _uv_embedding(fused, aspect)
-        logits = self.scratch.output_conv2(fused)
-        out = {"depth": torch.exp(logits[:, 0])}
+            x = _uv_embedding(x, w / h, inplace=not is_exporting())
+        conv, relu, project = self.scratch.output_conv2
+        hidden = relu(conv(x))
         if self.cfg.any_view:
-            out["confidence"] = torch.exp(logits[:, 1]) + 1
-        else:
-            out["sky"] = torch.relu(self.scratch.sky_output_conv2(fused)[:, 0])
-        return out
+            del x
+            logits = project(hidden)
+            return {"depth": torch.exp(logits[:, 0]), "confidence": torch.exp(logits[:, 1]) + 1}
+        depth = torch.exp(project(hidden)[:, 0])
+        del hidden
+        sky_conv, sky_relu, sky_project = self.scratch.sky_output_conv2
+        return {"depth": depth, "sky": torch.relu(sky_project(sky_relu(sky_conv(x)))[:, 0])}
 
 
 class CameraDecoder(nn.Module):
