@@ -138,8 +138,7 @@ def test_mono_tiny_pipeline_parity(mono_tiny_file: Path, case: str, size: int):
     model = sharpdepth.load("depth-anything-3-mono-tiny", weights=str(mono_tiny_file), input_size=size)
     r = model.predict(str(fixtures_dir() / FX / "mono_tiny" / case / "image.png"), output_size="network")
     assert r.kind is OutputKind.RELATIVE_DEPTH and r.confidence is None and r.intrinsics is None
-    assert_close_rel(r.prediction, _ref(f"mono_tiny/{case}", "pipeline_depth.npy")[0], TOL, "depth")
-    np.testing.assert_array_equal(r.sky, _ref(f"mono_tiny/{case}", "pipeline_sky.npy")[0])
+    _check_mono_pipeline(r, f"mono_tiny/{case}")
 
 
 def test_mono_tiny_image_size_output(mono_tiny_file: Path):
@@ -155,8 +154,40 @@ def test_mono_vits_pipeline_parity(tmp_path_factory):
     model = sharpdepth.load("depth-anything-3-mono-vits", weights=str(_weights(tmp_path_factory, "mono_vits")))
     assert model.input_size == 504
     r = model.predict(str(fixtures_dir() / FX / "mono_vits/image.png"), output_size="network")
-    assert_close_rel(r.prediction, _ref("mono_vits", "pipeline_depth.npy")[0], TOL, "depth")
-    np.testing.assert_array_equal(r.sky, _ref("mono_vits", "pipeline_sky.npy")[0])
+    _check_mono_pipeline(r, "mono_vits")
+
+
+def _check_mono_pipeline(r, folder: str) -> None:
+    """The official mono pipeline's depth and sky, compared as the fixture README says.
+
+    Where the official fill is exact (at most 100k non-sky pixels), or where our sky map puts
+    every pixel on the same side of the fill's 0.3 threshold as the official one did, the depth
+    must equal the official pipeline's (the sampled fill replays torch's draw after
+    `manual_seed(0)`). Sky values within the fixture's tolerance of a threshold may fall on
+    either side on another CPU (oneDNN's AVX-512 and AVX2 convolutions round differently); one
+    such pixel changes which pixels the sampled fill draws. Then the README's rule: the sky
+    mask except those ambiguous pixels, non-sky depth against the raw network depth, and every
+    sky pixel one value inside the fill's accept band."""
+    exp = json.loads((fixtures_dir() / FX / folder / "expected.json").read_text())
+    net_sky = _ref(folder, "net_output_sky.npy")[0, 0]
+    raw = _ref(folder, "net_output_depth_raw.npy")[0, 0]
+    margin = exp["sky_threshold_margin"]
+    near_mask = np.abs(net_sky - 0.5) < margin["threshold_0.5"]["tol"]
+    sky_ref = _ref(folder, "pipeline_sky.npy")[0]
+    np.testing.assert_array_equal(r.sky[~near_mask], sky_ref[~near_mask])
+    sky_fill = exp["sky_fill"]
+    fill_pixels = r.prediction[net_sky >= 0.3 + margin["threshold_0.3"]["tol"]]
+    same_draw = np.unique(fill_pixels).size == 1 and fill_pixels[0] == np.float32(sky_fill["fill_value"])
+    if not sky_fill["sampled"] or same_draw:
+        assert_close_rel(r.prediction, _ref(folder, "pipeline_depth.npy")[0], TOL, "depth")
+        return
+    assert sky_fill["sampled"], "an exact (unsampled) fill must reproduce the official depth"
+    ground = net_sky < 0.3 - margin["threshold_0.3"]["tol"]
+    bound = exp["tolerance"]["net_output_depth_raw"]["rel_max_abs"] * float(np.abs(raw).max())
+    assert float(np.abs(r.prediction[ground] - raw[ground]).max()) <= bound, "non-sky depth"
+    values = np.unique(fill_pixels)
+    low, high = sky_fill["accept_band"]
+    assert values.size == 1 and low <= float(values[0]) <= high, f"sky fill {values[:3]} outside [{low}, {high}]"
 
 
 # ------------------------------------------------------------------ any-view parity
