@@ -365,6 +365,28 @@ def test_stereo_video_keeps_frames_rate_audio_and_resumes(tmp_path, monkeypatch)
     assert run_stereo_video(clip, tmp_path / "again", unstabilised, model=other).reused == 6
 
 
+def test_the_bundled_clip_converts_as_the_readme_says(tmp_path):
+    """examples/desk.mp4 (the README's offline example): frame count, rate and audio kept."""
+    import sharpdepth
+    from sharpdepth.apps.stereo_video import StereoVideoSettings, run_stereo_video
+    from sharpdepth.engine.settings import ModelSettings
+    from sharpdepth.video.settings import VideoSettings
+
+    clip = Path(__file__).resolve().parents[1] / "examples" / "desk.mp4"
+    model = sharpdepth.load("depth-anything-v2-metric-tiny", random_weights=True)
+    settings = StereoVideoSettings(
+        stereo=StereoSettings(layout="half-sbs"),
+        video=VideoSettings(model=ModelSettings(name="depth-anything-v2-metric-tiny")),
+    )
+    summary = run_stereo_video(clip, tmp_path, settings, model=model)
+    with av.open(str(summary.path)) as c:
+        v = c.streams.video[0]
+        n = sum(1 for _ in c.decode(v))
+        assert (v.width, v.height) == (320, 240) and float(v.average_rate) == pytest.approx(15.0)
+        assert len(c.streams.audio) == 1
+    assert summary.frames == n == 30
+
+
 # ---------------------------------------------------------------- photos through the command line
 def test_photo_layouts_from_the_command_line(tmp_path, capsys):
     from PIL import Image
