@@ -76,11 +76,7 @@ SHARP_TINY = SharpConfig(
 
 class PreActResidual(nn.Module):
     """x + conv(relu(norm(conv(relu(norm(x)))))), the official `residual_block_2d` with group norm.
-    `residual` keeps the official Sequential indices (0 norm, 2 conv, 3 norm, 5 conv).
-
-    At 768x768 and 128 channels each temporary is 300 MB (fp32), so the ReLUs run in place on
-    the fresh norm outputs and the sum goes into the residual's own output: two live maps per
-    block instead of five, bit for bit the same values. The input is not touched."""
+    `residual` keeps the official Sequential indices (0 norm, 2 conv, 3 norm, 5 conv)."""
 
     def __init__(self, features: int, hidden: int, groups: int) -> None:
         super().__init__()
@@ -94,21 +90,17 @@ class PreActResidual(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.residual
-        h = r[2](r[0](x).relu_())
-        h = r[5](r[3](h).relu_())
-        return h.add_(x)  # == x + h
+        return x + self.residual(x)
 
 
 def _feature_head(features: int, out: int, groups: int) -> nn.Sequential:
-    """Two residual blocks, then ReLU, 1x1 to `out`, ReLU (official `_create_head`); the ReLUs
-    act in place, on tensors made just before them."""
+    """Two residual blocks, then ReLU, 1x1 to `out`, ReLU (official `_create_head`)."""
     return nn.Sequential(
         PreActResidual(features, features // 2, groups),
         PreActResidual(features, features // 2, groups),
-        nn.ReLU(inplace=True),
+        nn.ReLU(),
         nn.Conv2d(features, out, 1),
-        nn.ReLU(inplace=True),
+        nn.ReLU(),
     )
 
 
