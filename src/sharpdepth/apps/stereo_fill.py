@@ -25,8 +25,6 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from .common import pull_push
-
 BACKGROUND_MARGIN = 0.1
 """A known pixel nearer than (1 - margin) x the hole's background depth counts as foreground."""
 INPAINT_RADIUS = 3
@@ -46,35 +44,73 @@ def hole_background_depth(depth: np.ndarray, holes: np.ndarray, reach: int = RIM
     return ndimage.maximum_filter(np.where(rim, depth, 0.0), size=2 * reach + 1)
 
 
-def foreground_near_holes(depth: np.ndarray, holes: np.ndarray, margin: float = BACKGROUND_MARGIN) -> np.ndarray:
-    """Known pixels within `RIM_REACH` of a hole that are nearer than its background: never lend colour."""
+OCCLUDER_JUMP = 0.4
+"""A hole borders an occluder when its rim's farthest depth exceeds its nearest by more than this (relative)."""
+OCCLUDER_BAND = 3
+LOCAL_REACH = 8
+MIN_HOLE = 200
+"""Width (px) of the occluder's rim masked before inpainting: its edge, not the surface behind it."""
+
+
+def foreground_near_holes(
+    depth: np.ndarray, holes: np.ndarray, margin: float = BACKGROUND_MARGIN, jump: float = OCCLUDER_JUMP
+) -> np.ndarray:
+    """Known pixels of an occluder's edge beside a hole: never lend colour.
+
+    Per connected hole: its rim (known pixels touching it) spans a nearest and a
+    farthest depth. Only where they differ by more than `jump` (a real depth step
+    across the hole, not a slanted surface, a crack or a hole at the image border)
+    is the rim's near side an occluder; then the known pixels within
+    `OCCLUDER_BAND` px of that hole and within `margin` of its nearest rim depth
+    are masked. Every other hole is inpainted as plain Telea would.
+    """
     known = ~holes & np.isfinite(depth) & (depth > 0)
-    background = hole_background_depth(depth, holes)
-    near_hole = ndimage.distance_transform_edt(~holes) <= RIM_REACH
-    return known & near_hole & (depth < background * (1.0 - margin))
+    labels, count = ndimage.label(holes, structure=np.ones((3, 3), bool))
+    if count == 0:
+        return np.zeros_like(holes)
+    # each known pixel belongs to its nearest hole's component
+    dist, idx = ndimage.distance_transform_edt(~holes, return_indices=True)
+    owner = labels[idx[0], idx[1]]
+    rim = known & (dist <= 1.5)
+    ids = np.arange(1, count + 1)
+    safe = np.where(known, depth, 0.0)
+    near = np.asarray(ndimage.minimum(safe, np.where(rim, owner, 0), ids), dtype=np.float64)
+    far = np.asarray(ndimage.maximum(safe, np.where(rim, owner, 0), ids), dtype=np.float64)
+    near_of = np.concatenate([[0.0], np.nan_to_num(near)])
+    far_of = np.concatenate([[0.0], np.nan_to_num(far)])
+    occluded = far_of > near_of * (1.0 + jump)
+    occluded[0] = False
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    occluded[border] = False
+    # cracks (a few px) are splatting gaps on one surface, not disocclusions
+    occluded &= np.bincount(labels.ravel(), minlength=count + 1) >= MIN_HOLE
+    # the far side must be right across the hole (within LOCAL_REACH px), not somewhere along a slanted rim
+    local_far = ndimage.maximum_filter(np.where(rim, depth, 0.0), size=2 * LOCAL_REACH + 1)
+    band = known & (dist <= OCCLUDER_BAND) & occluded[owner]
+    return band & (depth <= near_of[owner] * (1.0 + margin)) & (depth * (1.0 + jump) < local_far)
 
 
 def background_fill(
-    image: np.ndarray, depth: np.ndarray, holes: np.ndarray, margin: float = BACKGROUND_MARGIN
+    image: np.ndarray,
+    depth: np.ndarray,
+    holes: np.ndarray,
+    margin: float = BACKGROUND_MARGIN,
+    jump: float = OCCLUDER_JUMP,
 ) -> np.ndarray:
     """Inpaint `holes` from the background side only (see module doc).
 
-    The foreground beside each hole is first painted over with the background's
-    colours (pull-push from background pixels only), so that Telea's
-    propagation, which draws from every side of the hole, carries background
-    colours in from the foreground side too.
+    Only where a hole borders an occluder (`foreground_near_holes`) is that
+    occluder's edge treated as unknown too, so the warp's mixed edge pixels do
+    not smear into the hole; every other hole (border, crack, slanted surface)
+    is exactly OpenCV's Telea inpainting.
     """
     import cv2
 
     if not holes.any():
         return image.copy()
-    foreground = foreground_near_holes(depth, holes, margin)
-    lend = ~holes & ~foreground
-    guide = image.copy()
-    if foreground.any() and lend.any():
-        colours = pull_push(np.moveaxis(image.astype(np.float32), -1, 0), lend.astype(np.float32))
-        guide[foreground] = np.clip(np.moveaxis(colours, 0, -1)[foreground] + 0.5, 0, 255).astype(np.uint8)
-    filled = cv2.inpaint(guide, holes.astype(np.uint8), INPAINT_RADIUS, cv2.INPAINT_TELEA)
+    foreground = foreground_near_holes(depth, holes, margin, jump)
+    # the occluder's edge is unknown too: Telea then reaches the hole only from the background side
+    filled = cv2.inpaint(image, (holes | foreground).astype(np.uint8), INPAINT_RADIUS, cv2.INPAINT_TELEA)
     out = image.copy()
     out[holes] = filled[holes]
     return out
