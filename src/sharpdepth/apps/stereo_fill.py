@@ -46,10 +46,12 @@ def hole_background_depth(depth: np.ndarray, holes: np.ndarray, reach: int = RIM
 
 OCCLUDER_JUMP = 0.4
 """A hole borders an occluder when its rim's farthest depth exceeds its nearest by more than this (relative)."""
-OCCLUDER_BAND = 3
+OCCLUDER_BAND = 1
+"""Width (px) of the occluder's rim masked before inpainting: the warp's mixed edge pixels only (wider did worse)."""
 LOCAL_REACH = 8
+"""The far side of the step must lie within this many px of the masked pixel (right across the hole)."""
 MIN_HOLE = 200
-"""Width (px) of the occluder's rim masked before inpainting: its edge, not the surface behind it."""
+"""Holes smaller than this (px) are splatting cracks on one surface, never an occluder's shadow."""
 
 
 def foreground_near_holes(
