@@ -30,7 +30,7 @@ def _occluder_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known gap (issue 21): only a 3 px band of the occluder is masked, and Telea fills that band"
+    reason="known gap (issue 21): only a 1 px band of the occluder is masked, and Telea fills that band"
     " from the occluder behind it, so a wide uniform foreground still leaks into the hole",
 )
 def test_fill_draws_background_not_foreground() -> None:
@@ -42,7 +42,13 @@ def test_fill_draws_background_not_foreground() -> None:
     err_telea = np.abs(telea[holes] - background).mean()
     assert err_ours < 15.0
     assert err_ours < 0.5 * err_telea  # Telea drags the yellow square into the hole
-    assert foreground_near_holes(depth, holes)[20:64, 42:45].all()
+
+
+def test_occluder_edge_is_masked_and_background_rim_is_not() -> None:
+    image, depth, holes = _occluder_scene()
+    fg = foreground_near_holes(depth, holes)
+    assert fg[20:64, 42].all()  # the square's edge beside the hole
+    assert not fg[:, :42].any()  # the background rim on the far side lends colour
 
 
 def test_border_hole_is_plain_telea() -> None:

@@ -3,12 +3,12 @@
 A view synthesised by warping (a stereo eye, a moved camera) has holes where
 the background was hidden behind a foreground edge. Two fills here:
 
-- `background_fill`: OpenCV's Telea inpainting, but told that the foreground is
-  unknown too. The background depth of a hole is the farthest known depth around
-  it; known pixels nearer than that (by more than `margin`) within reach of the
-  hole are masked out before inpainting and restored after, so the fill
-  continues only the background's colours — plain inpainting blends the
-  foreground in from the other side of the hole (a halo that moves with it).
+- `background_fill`: OpenCV's Telea inpainting, except beside an occluder. A
+  hole whose rim has a real depth step across it (`foreground_near_holes`) has
+  the occluder's thin edge band treated as unknown too, so the warp's mixed
+  edge pixels do not smear into the hole (plain inpainting blends the
+  foreground in from the other side: a halo that moves with it). Holes at the
+  image border, splatting cracks and holes on slanted surfaces are plain Telea.
 - `reuse_revealed`: before any inventing, take hole pixels that a neighbouring
   frame, warped to the same view, actually saw — if what it saw lies at the
   hole's background depth (not some foreground it had in front). In a video the
@@ -46,10 +46,12 @@ def hole_background_depth(depth: np.ndarray, holes: np.ndarray, reach: int = RIM
 
 OCCLUDER_JUMP = 0.4
 """A hole borders an occluder when its rim's farthest depth exceeds its nearest by more than this (relative)."""
-OCCLUDER_BAND = 3
+OCCLUDER_BAND = 1
+"""Width (px) of the occluder's rim masked before inpainting: the warp's mixed edge pixels only (wider did worse)."""
 LOCAL_REACH = 8
+"""The far side of the step must lie within this many px of the masked pixel (right across the hole)."""
 MIN_HOLE = 200
-"""Width (px) of the occluder's rim masked before inpainting: its edge, not the surface behind it."""
+"""Holes smaller than this (px) are splatting cracks on one surface, never an occluder's shadow."""
 
 
 def foreground_near_holes(
